@@ -1,0 +1,93 @@
+// A deliberately simple estimate; the CUDA / tensor-parallel code refines the activation term.
+#include "engine/memory-plan.h"
+
+#include <algorithm>
+
+namespace {
+
+std::string gib(uint64_t b) { return fmt::format("{:.2f} GiB", double(b) / double(1ull << 30)); }
+
+size_t kv_elem_bytes(glm_type t) {
+    switch (t) {
+        case GLM_TYPE_F32: return 4;
+        case GLM_TYPE_F16:
+        case GLM_TYPE_BF16: return 2;
+        case GLM_TYPE_F8_E4M3:
+        case GLM_TYPE_U8: return 1;
+        default: return 2;
+    }
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const MemoryPlanParams& p) {
+    MemoryPlan plan;
+    plan.params = p;
+    const int n = std::max(1, p.n_devices);
+    const uint64_t layers = uint64_t(c.num_hidden_layers + c.num_nextn_predict_layers);
+    const uint64_t ctx = uint64_t(std::max<int64_t>(1, p.context));
+    // Absorbed MLA caches the latent (kv_lora_rank) plus the shared rope key per token and layer.
+    const uint64_t kv = layers * ctx * uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) * kv_elem_bytes(p.kv_type);
+    // Indexer keys (index_head_dim per token) on full layers, kept in f16.
+    uint64_t full_layers = uint64_t(c.num_nextn_predict_layers);
+    for (auto k : c.indexer_types) full_layers += k == IndexerKind::full;
+    const uint64_t ikv = full_layers * ctx * uint64_t(c.index_head_dim) * 2;
+    // Activations for one ubatch: a few hidden-sized f32 buffers, the widest projection, the logits,
+    // and one layer's attention / indexer scores for this device's heads.
+    const uint64_t ub = uint64_t(std::max<int64_t>(1, p.ubatch));
+    const uint64_t heads = uint64_t((c.num_attention_heads + n - 1) / n);
+    const uint64_t widest = uint64_t(std::max({c.intermediate_size, c.num_attention_heads * c.qk_head_dim,
+                                               c.num_experts_per_tok * c.moe_intermediate_size}));
+    const uint64_t act = ub * 4 * (8 * uint64_t(c.hidden_size) + 2 * widest + uint64_t(c.vocab_size)) +
+                         ub * std::min<uint64_t>(ctx, 8192) * 4 * (heads + uint64_t(c.index_n_heads));  // scores are chunked
+    for (int d = 0; d < n; ++d) {
+        DeviceMemory m;
+        m.weights = weight_bytes / uint64_t(n) + (d == 0 ? weight_bytes % uint64_t(n) : 0);
+        m.kv_cache = kv;
+        m.index_cache = ikv;
+        m.activations = act;
+        plan.devices.push_back(m);
+    }
+    return plan;
+}
+
+bool MemoryPlan::fits() const {
+    if (params.device_capacity == 0) return true;
+    for (const auto& d : devices)
+        if (d.total() + params.reserve > params.device_capacity) return false;
+    return true;
+}
+
+std::string MemoryPlan::table() const {
+    std::string t = fmt::format("{:<8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}\n", "device", "weights", "kv cache",
+                                "index keys", "activations", "total", "capacity");
+    for (size_t i = 0; i < devices.size(); ++i) {
+        const auto& d = devices[i];
+        t += fmt::format("{:<8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}\n", i, gib(d.weights), gib(d.kv_cache),
+                         gib(d.index_cache), gib(d.activations), gib(d.total() + params.reserve),
+                         params.device_capacity ? gib(params.device_capacity) : std::string("-"));
+    }
+    return t;
+}
+
+Status check_memory_plan(const MemoryPlan& plan) {
+    if (plan.fits()) return {};
+    const auto& d = plan.devices.front();
+    const uint64_t cap = plan.params.device_capacity;
+    std::string advice;
+    const uint64_t fixed = d.weights + plan.params.reserve;
+    if (fixed >= cap) {
+        const uint64_t all_weights = d.weights * plan.devices.size();
+        const uint64_t per = cap > plan.params.reserve ? cap - plan.params.reserve : 1;
+        advice = fmt::format("the weights alone need more than one device holds: use at least {} devices",
+                             (all_weights + per - 1) / per + 1);
+    } else {
+        const uint64_t per_token = (d.kv_cache + d.index_cache) / uint64_t(std::max<int64_t>(1, plan.params.context));
+        const uint64_t room = cap - fixed - std::min(cap - fixed, d.activations);
+        const int64_t max_ctx = per_token ? int64_t(room / per_token) : 0;
+        advice = fmt::format("lower the context with -c {} or less, use an fp8 KV cache, or add devices",
+                             std::max<int64_t>(0, max_ctx / 256 * 256));
+    }
+    return Status::device("model does not fit in device memory ({} devices, context {}): {}\n{}",
+                          plan.devices.size(), plan.params.context, advice, plan.table());
+}
