@@ -1,0 +1,57 @@
+// The engine facade the command line uses: load a model directory (config, tokenizer, weights) onto
+// a backend and hand out a Session to evaluate tokens. Everything GLM-5-specific stays behind it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/session.h"
+#include "tokenizer/tokenizer.h"
+
+struct EngineParams {
+    std::string model_dir;
+    bool use_cpu = false;          // --cpu: the scalar reference backend even when a GPU exists
+    std::vector<int> gpus;         // --gpus / -tp (empty: one GPU when present, else CPU)
+    int n_threads = 0;             // CPU threads (0: all cores)
+    std::string index_pattern;     // --index-pattern: one F/S per layer, overrides the config
+    SessionParams session;         // -c, --ubatch, --kv-type, --attn, --dump-tensors ...
+    bool show_progress = true;     // load progress bar (only drawn on a TTY)
+};
+
+// What a loaded model tells the command line.
+struct ModelInfo {
+    std::string name;               // directory base name
+    std::string backend;            // "cpu", "cuda:0" ...
+    int64_t n_vocab = 0;
+    int64_t n_layer = 0;
+    int64_t n_ctx_train = 0;        // max_position_embeddings
+    bool has_mtp = false;
+    std::vector<int32_t> eos_ids;   // generation_config.json, else config.json
+    SamplerParams default_sampling; // generation_config.json (temperature, top_p ...) over the card defaults
+    size_t weight_bytes = 0;
+};
+
+class Engine {
+public:
+    static Status load(const EngineParams& params, std::unique_ptr<Engine>& out);
+    ~Engine();
+
+    const ModelInfo& info() const;
+    const glm::Tokenizer& tokenizer() const;
+    Session& session();
+    bool is_eos(int32_t token) const;
+
+    struct Impl;
+
+private:
+    explicit Engine(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// Only the tokenizer of a model directory (tokenizer.json): --tokenize needs no weights or config.
+Status load_tokenizer(const std::string& model_dir, std::unique_ptr<glm::Tokenizer>& out);
+
+// Parse a --kv-type value (f32 | bf16 | f16 | fp8).
+Status parse_kv_type(const std::string& text, glm_type& out);

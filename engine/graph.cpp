@@ -1,0 +1,227 @@
+// The GLM-5 forward graph. Names follow llama.cpp's habit (blk.N.xxx) so --dump-tensors can find
+// any intermediate. Semantics: transformers 5.17 modeling_glm_moe_dsa.py (model.md §3).
+#include <cmath>
+
+#include "engine/model.h"
+
+namespace {
+
+glm_tensor* named(glm_tensor* t, const std::string& name) { return glm_set_name(t, name); }
+std::string blk(int64_t il, const char* what) { return fmt::format("blk.{}.{}", il, what); }
+
+glm_rope_mode rope_mode(bool interleave) { return interleave ? GLM_ROPE_INTERLEAVED : GLM_ROPE_NEOX; }
+
+glm_tensor* swiglu_mlp(glm_context& ctx, glm_tensor* x, glm_tensor* gate, glm_tensor* up, glm_tensor* down) {
+    glm_tensor* g = glm_mul_mat(ctx, gate, x);
+    glm_tensor* u = glm_mul_mat(ctx, up, x);
+    return glm_mul_mat(ctx, down, glm_swiglu(ctx, g, u));
+}
+
+struct LayerState {
+    glm_tensor* prev_topk = nullptr;  // threaded from F layers to the S layers after them
+};
+
+struct LayerOutputs {
+    glm_tensor* out = nullptr;      // residual stream after the layer
+    glm_tensor* topk = nullptr;     // selected key slots, null when attention was dense
+    glm_tensor* experts = nullptr;  // routed expert ids, null for dense layers
+};
+
+// One decoder layer (model.md §3.4-3.8): MLA with the DSA indexer, then dense SwiGLU or MoE.
+LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams& hp, const LayerTensors& L,
+                         int64_t il, glm_tensor* latent_cache, glm_tensor* index_cache, bool shared_indexer,
+                         glm_tensor* h, glm_tensor* pos, int64_t n_past, const ForwardOptions& opt, LayerState& state) {
+    const int64_t S = pos->ne[0], T = n_past + S;
+    const int64_t H = hp.n_head, dn = hp.head_dim_nope, dr = hp.head_dim_rope, dv = hp.head_dim_v;
+    const int64_t r_kv = hp.kv_lora_rank, kv_row = hp.kv_row();
+    const float attn_scale = 1.0f / std::sqrt(float(hp.head_dim_qk()));
+
+    glm_tensor* x = named(glm_rms_norm(ctx, h, L.attn_norm, hp.norm_eps), blk(il, "attn_norm"));
+
+    // ---- queries: q_resid = norm(q_a x) feeds both MLA and the indexer
+    glm_tensor* q_resid = named(glm_rms_norm(ctx, glm_mul_mat(ctx, L.q_a, x), L.q_a_norm, hp.lora_norm_eps),
+                                blk(il, "q_resid"));
+    glm_tensor* q = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.q_b, q_resid), hp.head_dim_qk(), H, S);
+    glm_tensor* q_nope = glm_view_3d(ctx, q, dn, H, S, q->nb[1], q->nb[2], 0);
+    glm_tensor* q_rot = glm_view_3d(ctx, q, dr, H, S, q->nb[1], q->nb[2], size_t(dn) * sizeof(float));
+    q_rot = named(glm_rope(ctx, q_rot, pos, int(dr), hp.rope_theta, rope_mode(hp.rope_interleave)),
+                  blk(il, "q_rot"));
+
+    // ---- latent KV: c = norm(kv_a x)[:r_kv], k_rot = rope(kv_a x)[r_kv:], stored as one row
+    glm_tensor* ckv = glm_mul_mat(ctx, L.kv_a, x);
+    glm_tensor* c = glm_rms_norm(ctx, glm_view_2d(ctx, ckv, r_kv, S, ckv->nb[1], 0), L.kv_a_norm,
+                                 hp.lora_norm_eps);
+    glm_tensor* k_rot = glm_view_3d(ctx, ckv, dr, 1, S, ckv->nb[1], ckv->nb[1], size_t(r_kv) * sizeof(float));
+    k_rot = glm_rope(ctx, k_rot, pos, int(dr), hp.rope_theta, rope_mode(hp.rope_interleave));
+    glm_tensor* latent = named(glm_concat(ctx, c, glm_reshape_2d(ctx, k_rot, dr, S), 0), blk(il, "kv_latent"));
+    glm_tensor* cache = glm_set_rows(ctx, latent_cache, latent, pos);
+    glm_tensor* cache_T = glm_view_2d(ctx, cache, kv_row, T, cache->nb[1], 0);
+
+    // ---- DSA indexer (F layers) or reuse of the previous layer's selection (S layers)
+    glm_tensor* topk = nullptr;
+    if (!shared_indexer) {
+        const int64_t Hi = hp.index_n_head, Di = hp.index_head_dim;
+        const glm_rope_mode imode = rope_mode(hp.indexer_rope_interleave);
+        glm_tensor* qi = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.idx_wq_b, q_resid), Di, Hi, S);
+        glm_tensor* qi_rot = glm_rope(ctx, glm_view_3d(ctx, qi, dr, Hi, S, qi->nb[1], qi->nb[2], 0), pos,
+                                      int(dr), hp.rope_theta, imode);
+        glm_tensor* qi_pass =
+            glm_view_3d(ctx, qi, Di - dr, Hi, S, qi->nb[1], qi->nb[2], size_t(dr) * sizeof(float));
+        qi = named(glm_concat(ctx, qi_rot, qi_pass, 0), blk(il, "index_q"));
+
+        glm_tensor* ki = glm_layer_norm(ctx, glm_mul_mat(ctx, L.idx_wk, x), L.idx_k_norm, L.idx_k_norm_bias,
+                                        hp.index_norm_eps);
+        ki = glm_reshape_3d(ctx, ki, Di, 1, S);
+        glm_tensor* ki_rot = glm_rope(ctx, glm_view_3d(ctx, ki, dr, 1, S, ki->nb[1], ki->nb[2], 0), pos,
+                                      int(dr), hp.rope_theta, imode);
+        glm_tensor* ki_pass =
+            glm_view_3d(ctx, ki, Di - dr, 1, S, ki->nb[1], ki->nb[2], size_t(dr) * sizeof(float));
+        ki = named(glm_reshape_2d(ctx, glm_concat(ctx, ki_rot, ki_pass, 0), Di, S), blk(il, "index_k"));
+        glm_tensor* icache = glm_set_rows(ctx, index_cache, ki, pos);
+        glm_graph_expand(graph, icache);  // the keys are stored even when this step needs no top-k
+
+        // With T <= index_topk every key is selected: dense causal attention, exactly.
+        if (opt.attn == AttnMode::dsa && T > hp.index_topk) {
+            glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, T, icache->nb[1], 0);
+            glm_tensor* weights = glm_scale(ctx, glm_mul_mat(ctx, L.idx_weights, x), 1.0f / std::sqrt(float(Hi)));
+            glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, weights, pos, 1.0f / std::sqrt(float(Di))),
+                                       blk(il, "index_scores"));
+            topk = named(glm_top_k(ctx, scores, int(hp.index_topk)), blk(il, "index_topk"));
+        }
+        state.prev_topk = topk;
+    } else {
+        topk = state.prev_topk;
+    }
+
+    // ---- attention
+    glm_tensor* o;
+    if (S > 1) {
+        // Prefill: the expanded form of the reference (K/V per head through kv_b).
+        glm_tensor* c_T = glm_cont(ctx, glm_view_2d(ctx, cache_T, r_kv, T, cache_T->nb[1], 0));
+        glm_tensor* kv_full = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.kv_b, c_T), dn + dv, H, T);
+        glm_tensor* k_nope = glm_view_3d(ctx, kv_full, dn, H, T, kv_full->nb[1], kv_full->nb[2], 0);
+        glm_tensor* v = glm_view_3d(ctx, kv_full, dv, H, T, kv_full->nb[1], kv_full->nb[2],
+                                    size_t(dn) * sizeof(float));
+        glm_tensor* k_rot_T = glm_view_3d(ctx, cache_T, dr, 1, T, cache_T->nb[1], cache_T->nb[1],
+                                          size_t(r_kv) * glm_type_block_bytes(cache_T->type));
+        const int64_t rep[4] = {dr, H, T, 1};
+        glm_tensor* k_full = glm_concat(ctx, k_nope, glm_repeat(ctx, k_rot_T, rep), 0);
+        glm_tensor* q_full = glm_concat(ctx, q_nope, q_rot, 0);
+        o = glm_attn(ctx, q_full, k_full, v, pos, topk, attn_scale);
+    } else {
+        // Decode: the absorbed form. q_lat[h] = q_nope[h] W_UK[h]; attention over the latent
+        // rows (one shared head); o[h] = o_lat[h] W_UV[h]^T.
+        const size_t row = L.kv_b->nb[1];
+        glm_tensor* w_uk = glm_transpose(ctx, glm_view_3d(ctx, L.kv_b, r_kv, dn, H, row, (dn + dv) * row, 0));
+        glm_tensor* q_lat = glm_mul_mat(ctx, w_uk, glm_permute(ctx, q_nope, 0, 2, 1, 3));  // [r_kv, S, H]
+        glm_tensor* q_abs = glm_concat(ctx, glm_permute(ctx, q_lat, 0, 2, 1, 3), q_rot, 0);  // [kv_row, H, S]
+        glm_tensor* k_lat = glm_view_3d(ctx, cache_T, kv_row, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
+        glm_tensor* v_lat = glm_view_3d(ctx, cache_T, r_kv, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
+        glm_tensor* o_lat = named(glm_attn(ctx, q_abs, k_lat, v_lat, pos, topk, attn_scale), blk(il, "attn_lat"));
+        glm_tensor* w_uv = glm_view_3d(ctx, L.kv_b, r_kv, dv, H, row, (dn + dv) * row, dn * row);
+        glm_tensor* o_h = glm_mul_mat(ctx, w_uv, glm_permute(ctx, o_lat, 0, 2, 1, 3));  // [dv, S, H]
+        o = glm_cont(ctx, glm_permute(ctx, o_h, 0, 2, 1, 3));
+    }
+    named(o, blk(il, "attn_heads"));
+    glm_tensor* attn_out = named(glm_mul_mat(ctx, L.o, glm_reshape_2d(ctx, o, dv * H, S)), blk(il, "attn_out"));
+    h = named(glm_add(ctx, h, attn_out), blk(il, "attn_resid"));
+
+    // ---- feed-forward: dense SwiGLU, or routed experts + shared expert
+    glm_tensor* x2 = named(glm_rms_norm(ctx, h, L.ffn_norm, hp.norm_eps), blk(il, "ffn_norm"));
+    glm_tensor* ffn;
+    glm_tensor* expert_ids = nullptr;
+    if (!L.is_moe()) {
+        ffn = swiglu_mlp(ctx, x2, L.ffn_gate, L.ffn_up, L.ffn_down);
+    } else {
+        glm_tensor* probs = named(glm_sigmoid(ctx, glm_mul_mat(ctx, L.router, x2)), blk(il, "router_probs"));
+        expert_ids = named(glm_moe_select(ctx, probs, L.router_bias, int(hp.n_expert_used), int(hp.n_group),
+                                          int(hp.topk_group)),
+                           blk(il, "expert_ids"));
+        glm_tensor* weights =
+            named(glm_moe_weights(ctx, probs, expert_ids, hp.expert_norm, hp.expert_scale), blk(il, "expert_w"));
+        glm_tensor* x3 = glm_reshape_3d(ctx, x2, hp.n_embd, 1, S);
+        glm_tensor* g = glm_mul_mat_id(ctx, L.exp_gate, x3, expert_ids);
+        glm_tensor* u = glm_mul_mat_id(ctx, L.exp_up, x3, expert_ids);
+        glm_tensor* y = glm_mul_mat_id(ctx, L.exp_down, glm_swiglu(ctx, g, u), expert_ids);
+        glm_tensor* routed = named(glm_moe_combine(ctx, y, weights, expert_ids), blk(il, "moe_routed"));
+        ffn = glm_add(ctx, routed, swiglu_mlp(ctx, x2, L.shexp_gate, L.shexp_up, L.shexp_down));
+    }
+    named(ffn, blk(il, "ffn_out"));
+    h = named(glm_add(ctx, h, ffn), blk(il, "out"));
+    if (opt.keep_intermediates) {
+        h->flags |= GLM_FLAG_OUTPUT;
+        if (topk) topk->flags |= GLM_FLAG_OUTPUT;
+        if (expert_ids) expert_ids->flags |= GLM_FLAG_OUTPUT;
+    }
+    return {h, topk, expert_ids};
+}
+
+}  // namespace
+
+ForwardGraph build_forward(glm_context& ctx, const ModelHparams& hp, const ModelTensors& w, KvCache& kv,
+                           int64_t n_tokens, int64_t n_past, const ForwardOptions& opt) {
+    GLM_ASSERT(n_tokens >= 1 && n_past >= 0 && n_past + n_tokens <= kv.n_ctx);
+    const int64_t S = n_tokens;
+
+    ForwardGraph fg;
+    fg.tokens = named(ctx.new_tensor_1d(GLM_TYPE_I32, S), "inp_tokens");
+    fg.positions = named(ctx.new_tensor_1d(GLM_TYPE_I32, S), "inp_pos");
+    fg.tokens->flags |= GLM_FLAG_INPUT;
+    fg.positions->flags |= GLM_FLAG_INPUT;
+    glm_tensor* pos = fg.positions;
+
+    glm_tensor* h = named(glm_get_rows(ctx, w.tok_embd, fg.tokens), "tok_embd_out");
+    LayerState state;
+
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+        LayerOutputs lo = build_layer(ctx, fg.graph, hp, w.layers[size_t(il)], il, kv.latent[size_t(il)],
+                                      kv.index[size_t(il)], hp.indexer_shared[size_t(il)], h, pos, n_past, opt, state);
+        h = lo.out;
+        fg.layer_out.push_back(lo.out);
+        fg.layer_topk.push_back(lo.topk);
+        fg.layer_experts.push_back(lo.experts);
+    }
+
+    fg.hidden = named(glm_rms_norm(ctx, h, w.out_norm, hp.norm_eps), "output_norm");
+    glm_tensor* head_in = fg.hidden;
+    if (!opt.all_logits && S > 1) head_in = glm_view_2d(ctx, fg.hidden, hp.n_embd, 1, fg.hidden->nb[1], size_t(S - 1) * fg.hidden->nb[1]);
+    fg.logits = named(glm_mul_mat(ctx, w.lm_head, head_in), "logits");
+    fg.logits->flags |= GLM_FLAG_OUTPUT;
+    fg.hidden->flags |= GLM_FLAG_OUTPUT;
+    glm_graph_expand(fg.graph, fg.logits);
+    glm_graph_expand(fg.graph, fg.hidden);
+    return fg;
+}
+
+ForwardGraph build_mtp(glm_context& ctx, const ModelHparams& hp, const ModelTensors& w, KvCache& kv,
+                       int64_t n_tokens, int64_t n_past, const ForwardOptions& opt) {
+    GLM_ASSERT(w.has_mtp && int64_t(kv.latent.size()) > hp.n_layer);
+    GLM_ASSERT(n_tokens >= 1 && n_past >= 0 && n_past + n_tokens <= kv.n_ctx);
+    const LayerTensors& L = w.mtp;
+    ForwardGraph fg;
+    fg.tokens = named(ctx.new_tensor_1d(GLM_TYPE_I32, n_tokens), "mtp.inp_tokens");
+    fg.positions = named(ctx.new_tensor_1d(GLM_TYPE_I32, n_tokens), "mtp.inp_pos");
+    fg.prev_hidden = named(ctx.new_tensor_2d(GLM_TYPE_F32, hp.n_embd, n_tokens), "mtp.inp_hidden");
+    for (glm_tensor* t : {fg.tokens, fg.positions, fg.prev_hidden}) t->flags |= GLM_FLAG_INPUT;
+
+    // u = [enorm(embed(token)) ; hnorm(h_prev)], z = eh_proj u, then a full decoder layer of its own.
+    glm_tensor* e = glm_rms_norm(ctx, glm_get_rows(ctx, w.tok_embd, fg.tokens), L.mtp_enorm, hp.norm_eps);
+    glm_tensor* hn = glm_rms_norm(ctx, fg.prev_hidden, L.mtp_hnorm, hp.norm_eps);
+    glm_tensor* z = named(glm_mul_mat(ctx, L.mtp_eh_proj, glm_concat(ctx, e, hn, 0)), "mtp.eh_proj");
+    LayerState state;
+    const int64_t il = hp.n_layer;
+    LayerOutputs lo = build_layer(ctx, fg.graph, hp, L, il, kv.latent[size_t(il)], kv.index[size_t(il)],
+                                  /*shared_indexer=*/false, z, fg.positions, n_past, opt, state);
+    fg.layer_out.push_back(lo.out);
+    fg.layer_topk.push_back(lo.topk);
+    fg.layer_experts.push_back(lo.experts);
+    fg.hidden = named(glm_rms_norm(ctx, lo.out, L.mtp_head_norm, hp.norm_eps), "mtp.head_norm");
+    // The draft head is the target's lm_head (sglang and vLLM do the same; the checkpoint's
+    // shared_head.head is a copy of it).
+    fg.logits = named(glm_mul_mat(ctx, w.lm_head, fg.hidden), "mtp.logits");
+    fg.logits->flags |= GLM_FLAG_OUTPUT;
+    fg.hidden->flags |= GLM_FLAG_OUTPUT;
+    glm_graph_expand(fg.graph, fg.logits);
+    glm_graph_expand(fg.graph, fg.hidden);
+    return fg;
+}

@@ -1,0 +1,117 @@
+// The GLM-5 forward pass as a ggml-like graph: weights, KV cache and the graph builder.
+// Semantics follow transformers 5.17 GlmMoeDsaForCausalLM (see ../shared/reference/model.md).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ggml-like/backend.h"
+
+// Hyperparameters the graph needs, taken from the validated config.
+struct ModelHparams {
+    int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_dense_layers = 0;
+    int64_t n_ff_dense = 0, n_ff_expert = 0, n_ff_shared = 0;
+    int64_t n_expert = 0, n_expert_used = 0, n_group = 1, topk_group = 1;
+    float expert_scale = 1.0f;
+    bool expert_norm = true;
+    int64_t n_head = 0, q_lora_rank = 0, kv_lora_rank = 0;
+    int64_t head_dim_nope = 0, head_dim_rope = 0, head_dim_v = 0;
+    float rope_theta = 10000.0f;
+    bool rope_interleave = true, indexer_rope_interleave = true;
+    int64_t index_n_head = 0, index_head_dim = 0, index_topk = 0;
+    std::vector<bool> indexer_shared;  // per layer: true = reuse the previous layer's top-k
+    float norm_eps = 1e-5f;
+    float lora_norm_eps = 1e-6f;   // q_a_layernorm / kv_a_layernorm: the reference's class default
+    float index_norm_eps = 1e-6f;  // indexer k_norm (a LayerNorm)
+    int64_t n_ctx_train = 0;
+
+    int64_t head_dim_qk() const { return head_dim_nope + head_dim_rope; }
+    int64_t kv_row() const { return kv_lora_rank + head_dim_rope; }  // latent cache row: c_kv ; k_rot
+};
+
+struct LayerTensors {
+    glm_tensor* attn_norm = nullptr;
+    glm_tensor* ffn_norm = nullptr;
+    glm_tensor* q_a = nullptr;
+    glm_tensor* q_a_norm = nullptr;
+    glm_tensor* q_b = nullptr;
+    glm_tensor* kv_a = nullptr;
+    glm_tensor* kv_a_norm = nullptr;
+    glm_tensor* kv_b = nullptr;
+    glm_tensor* o = nullptr;
+    // DSA indexer (absent on shared layers of checkpoints that drop it)
+    glm_tensor* idx_wq_b = nullptr;
+    glm_tensor* idx_wk = nullptr;
+    glm_tensor* idx_k_norm = nullptr;
+    glm_tensor* idx_k_norm_bias = nullptr;
+    glm_tensor* idx_weights = nullptr;
+    // dense SwiGLU
+    glm_tensor* ffn_gate = nullptr;
+    glm_tensor* ffn_up = nullptr;
+    glm_tensor* ffn_down = nullptr;
+    // MoE: router, stacked routed experts [in, out, E], shared expert
+    glm_tensor* router = nullptr;
+    glm_tensor* router_bias = nullptr;
+    glm_tensor* exp_gate = nullptr;
+    glm_tensor* exp_up = nullptr;
+    glm_tensor* exp_down = nullptr;
+    glm_tensor* shexp_gate = nullptr;
+    glm_tensor* shexp_up = nullptr;
+    glm_tensor* shexp_down = nullptr;
+    // MTP (NextN) layer only
+    glm_tensor* mtp_enorm = nullptr;
+    glm_tensor* mtp_hnorm = nullptr;
+    glm_tensor* mtp_eh_proj = nullptr;
+    glm_tensor* mtp_head_norm = nullptr;
+
+    bool is_moe() const { return router != nullptr; }
+};
+
+struct ModelTensors {
+    glm_tensor* tok_embd = nullptr;
+    glm_tensor* out_norm = nullptr;
+    glm_tensor* lm_head = nullptr;
+    std::vector<LayerTensors> layers;
+    bool has_mtp = false;
+    LayerTensors mtp;
+};
+
+enum class AttnMode { dsa, dense };
+
+// Per-layer caches: the latent row [c_kv (normalised) ; k_rot (roped)] and the indexer key. Index
+// n_layer (when present) belongs to the MTP layer.
+struct KvCache {
+    glm_type type = GLM_TYPE_F32;
+    int64_t n_ctx = 0;
+    std::vector<glm_tensor*> latent;  // [kv_row, n_ctx] per layer (+1 for MTP)
+    std::vector<glm_tensor*> index;   // [index_head_dim, n_ctx] per layer (null where unused)
+};
+
+struct ForwardOptions {
+    AttnMode attn = AttnMode::dsa;
+    bool all_logits = false;      // logits for every token of the batch (tests), else the last one
+    bool keep_intermediates = false;  // mark per-layer tensors as outputs so the host can read them
+};
+
+// What a built forward graph exposes.
+struct ForwardGraph {
+    glm_graph graph;
+    glm_tensor* tokens = nullptr;     // I32 [S] input
+    glm_tensor* positions = nullptr;  // I32 [S] input
+    glm_tensor* prev_hidden = nullptr;  // F32 [n_embd, S] input of the MTP graph
+    glm_tensor* logits = nullptr;     // F32 [n_vocab, S or 1]
+    glm_tensor* hidden = nullptr;     // F32 [n_embd, S] after the final norm
+    std::vector<glm_tensor*> layer_out;    // per layer residual stream after the layer
+    std::vector<glm_tensor*> layer_topk;   // per layer I32 [k, S] key slots (null when dense)
+    std::vector<glm_tensor*> layer_experts;  // per MoE layer I32 [n_used, S] (null for dense layers)
+};
+
+// Build the graph for n_tokens new tokens at positions n_past .. n_past+n_tokens-1.
+ForwardGraph build_forward(glm_context& ctx, const ModelHparams& hp, const ModelTensors& w, KvCache& kv,
+                           int64_t n_tokens, int64_t n_past, const ForwardOptions& opt);
+
+// The MTP (NextN) draft step for n_tokens tokens at positions n_past..: input token ids, and the
+// target's hidden state (after its final norm, as sglang/vLLM feed it) of the position before each.
+// Its logits predict the token after each input token. Uses the cache slot n_layer of kv.
+ForwardGraph build_mtp(glm_context& ctx, const ModelHparams& hp, const ModelTensors& w, KvCache& kv,
+                       int64_t n_tokens, int64_t n_past, const ForwardOptions& opt);

@@ -1,0 +1,41 @@
+// Token sampling on the host: penalties, then temperature, top-k, top-p, min-p, then a seeded draw.
+// temperature 0 (or top_k 1) is greedy: the first maximum wins, as argmax on the device does.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <vector>
+
+struct SamplerParams {
+    // Defaults follow the GLM-5.1 model card (temperature 0.5, top_p 0.95, repetition 1.05).
+    float temperature = 0.5f;
+    int top_k = 0;             // 0 = off
+    float top_p = 0.95f;       // 1 = off
+    float min_p = 0.0f;        // 0 = off
+    float repeat_penalty = 1.05f;  // 1 = off
+    int repeat_last_n = 64;    // window of recent tokens the penalties look at (-1 = whole history)
+    float frequency_penalty = 0.0f;
+    float presence_penalty = 0.0f;
+    uint64_t seed = 0;
+};
+
+class Sampler {
+public:
+    explicit Sampler(const SamplerParams& params);
+    // Choose the next token from logits [n_vocab] (modified in place by the penalties).
+    int32_t sample(std::vector<float>& logits);
+    // Record a token (prompt or generated) for the penalties.
+    void accept(int32_t token);
+    void reset();
+    bool is_greedy() const;
+    const SamplerParams& params() const { return params_; }
+
+private:
+    void apply_penalties(std::vector<float>& logits) const;
+    SamplerParams params_;
+    std::mt19937_64 rng_;
+    std::deque<int32_t> history_;
+};
+
+int32_t argmax(const float* logits, int64_t n);

@@ -1,0 +1,21 @@
+// Map a bound checkpoint (zero-copy records) into runtime tensors placed in one weight buffer of a
+// backend, and derive the graph's hyperparameters from the config.
+#pragma once
+
+#include <string>
+
+#include "engine/checkpoint.h"
+#include "engine/model.h"
+
+// Hyperparameters for the graph; index_pattern (one F/S per layer, empty = the config's) overrides
+// which layers run their own indexer.
+Status make_hparams(const ModelConfig& config, const std::string& index_pattern, ModelHparams& out);
+
+// Bytes the weights take on the device (layout of upload_weights).
+size_t weight_buffer_bytes(const ModelConfig& config, const ModelWeights& ckpt);
+
+// Create the runtime tensors in ctx, allocate one weight buffer on backend and upload every tensor.
+// Routed experts are stacked per layer ([in, out, E]); NVFP4 keeps its codes, block scales and a
+// global scale per expert.
+Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_backend* backend,
+                      glm_context& ctx, ModelTensors& out, glm_buffer** buffer);

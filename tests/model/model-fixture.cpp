@@ -1,0 +1,68 @@
+#include "model-fixture.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include <doctest/doctest.h>
+
+std::vector<std::string> fixture_names() {
+    std::vector<std::string> names;
+    const std::string root = std::string(GLMRUN_SOURCE_DIR) + "/tests/fixtures";
+    if (DIR* d = opendir(root.c_str())) {
+        while (dirent* e = readdir(d)) {
+            const std::string name = e->d_name;
+            struct stat st;
+            if (name[0] != '.' && ::stat((root + "/" + name + "/reference.json").c_str(), &st) == 0)
+                names.push_back(name);
+        }
+        closedir(d);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+double rel_error(const float* a, const float* b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+        den += double(b[i]) * b[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-30));
+}
+
+void ModelFixture::load(const std::string& name, const std::string& index_pattern) {
+    load_on(name, glm_backend_cpu_create(2), index_pattern);
+}
+
+void ModelFixture::load_on(const std::string& name, std::unique_ptr<glm_backend> on, const std::string& index_pattern) {
+    dir = std::string(GLMRUN_SOURCE_DIR) + "/tests/fixtures/" + name;
+    std::ifstream in(dir + "/reference.json");
+    REQUIRE(in.good());
+    ref = nlohmann::json::parse(in);
+    Status st = npy_read(dir + "/reference_logits.npy", logits);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    st = npy_read(dir + "/reference_decode_logits.npy", decode_logits);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    st = Checkpoint::open(dir, checkpoint);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    st = checkpoint.bind(records);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    st = make_hparams(checkpoint.config(), index_pattern, hp);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    backend = std::move(on);
+    st = upload_weights(checkpoint.config(), records, backend.get(), ctx, tensors, &weights);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+}
+
+std::unique_ptr<Session> ModelFixture::session(SessionParams params) const {
+    auto s = std::make_unique<Session>(backend.get(), hp, tensors, params);
+    const Status st = s->init();
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    return s;
+}
+
+std::vector<int32_t> ModelFixture::prompt(size_t i) const { return ref["prompts"][i].get<std::vector<int32_t>>(); }
