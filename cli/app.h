@@ -1,0 +1,25 @@
+// The modes of the command line, each returning the Status main turns into an exit code.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/options.h"
+#include "engine/engine.h"
+
+// -m, or the bundled tiny model (falling back to the test fixture with a note while it is absent).
+std::string resolve_model_dir(const CliOptions& opts);
+// Check the directory exists and load the engine for this command line (n_ctx_override > 0 replaces -c).
+Status load_engine(const CliOptions& opts, const std::string& model_dir, int64_t n_ctx_override,
+                   std::unique_ptr<Engine>& out);
+// The model's sampling defaults with the flags given on the command line on top.
+SamplerParams make_sampler_params(const CliOptions& opts, const ModelInfo& info);
+// The source tree's git revision ("unknown" when not a checkout with commits).
+std::string git_revision();
+
+Status run_oneshot(const CliOptions& opts, const std::string& model_dir);
+Status run_verify(const CliOptions& opts, const std::string& model_dir);
+Status run_tokenize(const CliOptions& opts, const std::string& model_dir);
+Status run_repl(const CliOptions& opts, const std::string& model_dir);
+Status run_bench(const CliOptions& opts, const std::string& model_dir);

@@ -1,0 +1,138 @@
+#include "cli/generate.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "cli/chat.h"
+#include "cli/term.h"
+#include "tokenizer/stream-decoder.h"
+
+namespace {
+double now_s() {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Routes decided reasoning / content text to the right stream.
+struct TextRouter {
+    const GenOptions& opt;
+    GenResult& out;
+    bool think_open = false;      // "<think>" printed on stdout (--show-think)
+    bool reasoning_seen = false;  // something went to stderr
+
+    void reasoning(const std::string& text) {
+        if (text.empty()) return;
+        out.reasoning += text;
+        if (opt.show_think) {
+            if (!think_open) {
+                think_open = true;
+                text_out("<think>");
+            }
+            text_out(text);
+        } else if (!opt.quiet) {
+            reasoning_seen = true;
+            err_write(term_dim(text));
+        }
+    }
+    void content(const std::string& text) {
+        if (text.empty()) return;
+        close_think();
+        out.content += text;
+        text_out(text);
+    }
+    void close_think() {
+        if (think_open) {
+            think_open = false;
+            text_out("</think>");
+        }
+        if (reasoning_seen) {
+            reasoning_seen = false;
+            err_write("\n");
+        }
+    }
+    void text_out(const std::string& text) {
+        if (!out_write(text)) out.stdout_gone = true;
+    }
+};
+}  // namespace
+
+Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatch, std::vector<float>& logits,
+               bool& interrupted) {
+    interrupted = false;
+    for (int64_t done = 0; done < n;) {
+        if (term_interrupted()) {
+            interrupted = true;
+            return {};
+        }
+        const int64_t chunk = std::min(ubatch, n - done);
+        GLM_TRY(session.eval(tokens + done, chunk, &logits));
+        done += chunk;
+    }
+    return {};
+}
+
+Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, const GenOptions& opt, GenResult& out) {
+    Session& session = engine.session();
+    const glm::Tokenizer& tok = engine.tokenizer();
+    glm::StreamDecoder decoder(tok);
+    ReasoningSplitter splitter(opt.chat && opt.think);
+    TextRouter router{opt, out};
+    const int64_t n_vocab = engine.info().n_vocab;
+
+    const double t0 = now_s();
+    bool first_id = true;
+    for (;;) {
+        if (term_interrupted()) {
+            out.interrupted = true;
+            break;
+        }
+        if (opt.n_predict >= 0 && int64_t(out.ids.size()) >= opt.n_predict) break;
+        if (int64_t(logits.size()) < n_vocab) return Status::device("the engine returned {} logits, expected {}",
+                                                                     logits.size(), n_vocab);
+        if (opt.keep_logits) out.logits_rows.insert(out.logits_rows.end(), logits.begin(), logits.begin() + n_vocab);
+        const int32_t id = sampler.sample(logits);
+        sampler.accept(id);
+        out.ids.push_back(id);
+
+        if (opt.print_ids) {
+            router.text_out(fmt::format("{}{}", first_id ? "" : ",", id));
+            first_id = false;
+        }
+        if (engine.is_eos(id)) {
+            out.hit_eos = true;
+            break;
+        }
+        if (!opt.print_ids) {
+            std::string reasoning, content;
+            const std::string text = decoder.push(id);
+            if (opt.chat) splitter.push(text, reasoning, content);
+            else content = text;
+            router.reasoning(reasoning);
+            router.content(content);
+        }
+        if (out.stdout_gone) break;
+        if (opt.n_predict >= 0 && int64_t(out.ids.size()) >= opt.n_predict) break;
+        if (session.n_past() >= session.n_ctx()) {
+            out.ctx_full = true;
+            break;
+        }
+        GLM_TRY(session.eval(&id, 1, &logits));
+        out.evaluated.push_back(id);
+    }
+    if (!opt.print_ids) {
+        std::string reasoning, content;
+        const std::string tail = decoder.flush();
+        if (opt.chat) {
+            splitter.push(tail, reasoning, content);
+            splitter.flush(reasoning, content);
+        } else {
+            content = tail;
+        }
+        router.reasoning(reasoning);
+        router.content(content);
+        router.close_think();
+    }
+    out.decode_s = now_s() - t0;
+    return {};
+}
+

@@ -1,0 +1,71 @@
+// Command-line options of glmrun: one struct filled by CLI11 (flag names follow llama.cpp), the
+// grouped --help text, and the small value parsers the flags share.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ggml-like/common.h"
+
+struct CliOptions {
+    // model and prompt
+    std::string model_dir;            // -m (empty: the bundled tiny model)
+    std::optional<std::string> prompt;  // -p
+    std::string prompt_file;          // -f
+    std::optional<std::string> system;  // --system
+    bool think = true;                // --think on|off
+    bool show_think = false;          // --show-think
+    bool raw = false;                 // --raw
+    std::string prompt_ids_text;      // --prompt-ids
+    std::vector<int32_t> prompt_ids;  // parsed --prompt-ids
+    bool print_ids = false;           // --print-ids
+    std::string logits_out;           // --logits-out FILE.npy
+    bool tokenize = false;            // --tokenize
+    bool interactive = false;         // -i
+    bool simple_io = false;           // --simple-io: plain line input even on a terminal
+
+    // generation
+    int64_t n_predict = -1;           // -n (-1: until EOS or the context is full)
+    int64_t n_ctx = 0;                // -c (0: min(4096, the model's max positions))
+    std::optional<uint64_t> seed;     // -s
+    std::optional<float> temp, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty;
+    std::optional<int> top_k, repeat_last_n;
+
+    // backend
+    bool cpu = false;                 // --cpu
+    std::vector<int> gpus;            // --gpus / -tp
+    int threads = 0;                  // -t
+    std::string kv_type;              // --kv-type
+    std::string attn = "dsa";         // --attn
+    std::string index_pattern;        // --index-pattern
+    int64_t ubatch = 512;             // --ubatch
+    std::vector<std::string> dump_tensors;  // --dump-tensors
+    std::string dump_dir = ".";       // --dump-dir
+
+    // checks and benchmarks
+    bool verify = false;              // --verify
+    bool write_manifest = false;      // --write-manifest
+    bool bench = false;               // --bench
+    std::vector<int64_t> bench_ctx;   // --bench-ctx
+    std::string bench_json;           // --bench-json FILE
+    int bench_reps = 3;               // --bench-reps
+
+    // output
+    bool verbose = false, quiet = false;
+    std::string color = "auto";       // --color
+    bool version = false, help = false;
+
+    std::vector<std::string> argv;    // the command line as given (for --bench-json)
+};
+
+// Parse argv into opts. Usage errors come back as ErrorKind::usage with one line.
+Status parse_cli(int argc, char** argv, CliOptions& opts);
+// The grouped help text (fits 80 columns).
+std::string cli_help_text();
+
+// "1,2, 3" / "[1, 2, 3]" -> ids. false on anything that is not a non-negative integer list.
+bool parse_id_list(const std::string& text, std::vector<int32_t>& out);
+// "256,4k,16k,128K" -> lengths (k = 1024).
+bool parse_size_list(const std::string& text, std::vector<int64_t>& out);
