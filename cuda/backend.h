@@ -1,0 +1,21 @@
+// The CUDA backend's public face: plain C++ (no CUDA types), so the engine can create it without
+// compiling CUDA code. Everything else in cuda/ is private to the backend.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ggml-like/backend.h"
+
+// Number of usable CUDA devices; 0 when there is no driver or GPU (never aborts).
+int glm_cuda_device_count();
+// Name and memory of a device ("NVIDIA H100 80GB HBM3", total bytes, free bytes).
+struct CudaDeviceInfo {
+    std::string name;
+    size_t total_bytes = 0;
+    size_t free_bytes = 0;
+    int compute_capability = 0;  // 90, 100, 120 ...
+};
+Status glm_cuda_device_info(int device, CudaDeviceInfo& out);
+// A backend on one device; fails with a Status when the device cannot be used.
+Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out);

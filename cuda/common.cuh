@@ -1,0 +1,160 @@
+// Shared by every CUDA op file: error checks that abort with file:line, the per-device context,
+// and a strided tensor view kernels can read any float type from.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ggml-like/common.h"
+#include "ggml-like/tensor.h"
+
+#define CUDA_CHECK(call)                                                                              \
+    do {                                                                                              \
+        cudaError_t cuda_check_err_ = (call);                                                         \
+        if (cuda_check_err_ != cudaSuccess)                                                           \
+            glm_abort_impl(__FILE__, __LINE__,                                                        \
+                           fmt::format("CUDA error {}: {} ({})", int(cuda_check_err_),                \
+                                       cudaGetErrorString(cuda_check_err_), #call));                  \
+    } while (0)
+
+// After every launch: launch-configuration errors surface at once, at the launch site.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+struct CudaContext {
+    int device = 0;
+    cudaStream_t stream = nullptr;
+    int n_sm = 0;
+};
+
+// A tensor as kernels see it: element type, shape and byte strides. Plain data, passed by value.
+struct TensorView {
+    const uint8_t* data;
+    int32_t type;  // glm_type
+    int64_t ne[4];
+    int64_t nb[4];
+};
+
+inline TensorView tensor_view(const glm_tensor* t) {
+    TensorView v;
+    v.data = static_cast<const uint8_t*>(t->data);
+    v.type = t->type;
+    for (int i = 0; i < 4; ++i) {
+        v.ne[i] = t->ne[i];
+        v.nb[i] = int64_t(t->nb[i]);
+    }
+    return v;
+}
+
+__device__ __forceinline__ float e4m3_to_float(uint8_t v) {
+    const int exp = (v >> 3) & 0xf, man = v & 0x7;
+    if (exp == 15 && man == 7) return __int_as_float(0x7fc00000);
+    const float mag = exp == 0 ? ldexpf(float(man), -9) : ldexpf(1.0f + float(man) * 0.125f, exp - 7);
+    return (v & 0x80) ? -mag : mag;
+}
+
+__device__ __forceinline__ uint8_t float_to_e4m3(float f) {
+    if (isnan(f)) return 0x7f;
+    const uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    if (a >= 448.0f) return sign | 0x7e;
+    int e;
+    frexpf(a, &e);
+    e -= 1;
+    if (e < -6) e = -6;
+    const float step = ldexpf(1.0f, e - 3);
+    const float r = rintf(a / step) * step;  // round to nearest even
+    if (r >= 448.0f) return sign | 0x7e;
+    if (r == 0.0f) return sign;
+    int re;
+    frexpf(r, &re);
+    re -= 1;
+    if (re < -6) return sign | uint8_t(lrintf(r * 512.0f));
+    const int man = int(lrintf(ldexpf(r, 3 - re))) - 8;
+    return sign | uint8_t((re + 7) << 3) | uint8_t(man);
+}
+
+__device__ __forceinline__ float load_float(int32_t type, const uint8_t* p) {
+    switch (type) {
+        case GLM_TYPE_F32: return *reinterpret_cast<const float*>(p);
+        case GLM_TYPE_F16: return __half2float(*reinterpret_cast<const __half*>(p));
+        case GLM_TYPE_BF16: return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p));
+        case GLM_TYPE_F8_E4M3: return e4m3_to_float(*p);
+        case GLM_TYPE_I32: return float(*reinterpret_cast<const int32_t*>(p));
+        default: return __int_as_float(0x7fc00000);
+    }
+}
+
+__device__ __forceinline__ void store_float(int32_t type, uint8_t* p, float v) {
+    switch (type) {
+        case GLM_TYPE_F32: *reinterpret_cast<float*>(p) = v; break;
+        case GLM_TYPE_F16: *reinterpret_cast<__half*>(p) = __float2half_rn(v); break;
+        case GLM_TYPE_BF16: *reinterpret_cast<__nv_bfloat16*>(p) = __float2bfloat16_rn(v); break;
+        case GLM_TYPE_F8_E4M3: *p = float_to_e4m3(v); break;
+        default: break;
+    }
+}
+
+__device__ __forceinline__ const uint8_t* elem_ptr(const TensorView& t, int64_t i0, int64_t i1, int64_t i2,
+                                                   int64_t i3) {
+    return t.data + i0 * t.nb[0] + i1 * t.nb[1] + i2 * t.nb[2] + i3 * t.nb[3];
+}
+
+__device__ __forceinline__ float load_at(const TensorView& t, int64_t i0, int64_t i1 = 0, int64_t i2 = 0,
+                                         int64_t i3 = 0) {
+    return load_float(t.type, elem_ptr(t, i0, i1, i2, i3));
+}
+
+// Flat index (ne0 fastest) -> 4-d index of t's shape.
+__device__ __forceinline__ void unflatten(const TensorView& t, int64_t i, int64_t idx[4]) {
+    idx[0] = i % t.ne[0];
+    i /= t.ne[0];
+    idx[1] = i % t.ne[1];
+    i /= t.ne[1];
+    idx[2] = i % t.ne[2];
+    idx[3] = i / t.ne[2];
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+__device__ __forceinline__ float e2m1_to_float(uint32_t code) {
+    // magnitudes of codes 0..7; bit 3 is the sign
+    const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    const float v = mag[code & 7];
+    return (code & 8) ? -v : v;
+}
+
+// An NVFP4 weight as kernels see it: packed codes (rows of ne0/2 bytes), E4M3 block scales (rows of
+// ne0/16 bytes) and one F32 global scale per ne2 slice.
+struct Nvfp4View {
+    const uint8_t* codes;
+    const uint8_t* scales;
+    const float* global;
+    int64_t ne[3];
+    int64_t codes_nb[3];   // byte strides of the codes (nb0 = 1)
+    int64_t scales_nb[3];  // byte strides of the block scales
+};
+
+inline Nvfp4View nvfp4_view(const glm_tensor* t) {
+    GLM_ASSERT(t->type == GLM_TYPE_NVFP4 && t->block_scale && t->global_scale);
+    Nvfp4View v;
+    v.codes = static_cast<const uint8_t*>(t->data);
+    v.scales = static_cast<const uint8_t*>(t->block_scale->data);
+    v.global = static_cast<const float*>(t->global_scale->data);
+    for (int i = 0; i < 3; ++i) {
+        v.ne[i] = t->ne[i];
+        v.codes_nb[i] = int64_t(t->nb[i]);
+        v.scales_nb[i] = int64_t(t->block_scale->nb[i]);
+    }
+    return v;
+}
+
+// Element (i0, i1, i2) of an NVFP4 weight: e2m1(code) * e4m3(block scale) * global scale.
+__device__ __forceinline__ float nvfp4_at(const Nvfp4View& w, int64_t i0, int64_t i1, int64_t i2) {
+    const uint8_t byte = w.codes[i2 * w.codes_nb[2] + i1 * w.codes_nb[1] + i0 / 2];
+    const uint8_t s = w.scales[i2 * w.scales_nb[2] + i1 * w.scales_nb[1] + i0 / 16];
+    const uint32_t code = (i0 & 1) ? (byte >> 4) : (byte & 0xf);
+    return e2m1_to_float(code) * e4m3_to_float(s) * w.global[i2];
+}

@@ -1,0 +1,722 @@
+// Matrix products: MUL_MAT (dense or NVFP4 weights, broadcast over ne2/ne3) and MUL_MAT_ID (routed
+// experts). All arithmetic is f32 (products and sums), as in the CPU reference; NVFP4 factors the
+// per-slice global scale out of the sum (sum(e2m1 * block_scale * x) * global, exact algebra).
+//
+// Design. Decode is batch 1 and memory-bound, so the layouts below count bytes, not FLOPs:
+//  - gemv_kernel (N <= 8 columns, contiguous 16-byte-aligned weight rows, K a multiple of the
+//    16-byte chunk, x fits 96 KiB of shared memory): 256 threads = 8 warps, each warp owns
+//    kRowsPerWarp = 2 rows and walks them with 16-byte __ldg loads (lane i reads chunk i, i + 32,
+//    ... of both rows; two chunks per row in flight), dequantises in registers, accumulates f32,
+//    and ends with a warp-shuffle reduction. When M alone gives < 2 blocks per SM, ksplit (2, 4, 8)
+//    warps share a row pair, each taking every ksplit-th 32-chunk stripe of K; their sums meet in
+//    shared memory in a fixed order (deterministic). The block first stages its x columns in
+//    shared memory as f32 (any x strides), padded by 4 floats every 32 so that the lane-strided
+//    float4 reads are bank-conflict free for every chunk width (4, 8, 16, 32 elements per lane).
+//    Weight rows are read once for all NC columns. MUL_MAT_ID uses the same kernel with one
+//    (slot, token) pair per grid-y index: only the chosen experts' rows are read, and the
+//    expert's global scale is applied after the reduction.
+//  - tiled_kernel (N > 8: prefill, MTP verify beyond 8 tokens): 64x64 output tile per 256-thread
+//    block, K in steps of 16, weights dequantised to f32 tiles through the generic element loaders
+//    (any strides and types), 4x4 outputs per thread. Correct for every layout; SIMT f32, so far
+//    from tensor-core speed.
+//  - generic_kernel (N <= 8 with odd layouts: transposed / permuted weight views as the absorbed-
+//    MLA path builds, K not a multiple of the chunk, misaligned views, x too long for shared
+//    memory): 256 threads = 32 rows (m fastest, so a transposed weight with nb1 == element size
+//    reads coalesced) x 8 warps splitting K, partial sums combined in shared memory.
+//
+// Bandwidth notes. Every lane keeps 4 x 16 B of weights in flight (2 rows x 2 chunks), 2 KB per
+// warp; at <= 64 registers (NC = 1) 4 blocks = 32 warps fit an SM: 64 KB in flight, well above what
+// H100 HBM3 needs per SM (~3.35 TB/s x ~0.7 us / 132 SMs = ~18 KB). BF16 costs ~1 FMA + 1 integer
+// op per weight: memory-bound. NVFP4 gives 32 weights per load; E2M1 is decoded by masking nibble
+// pairs straight into fp16 bits (magnitude to bits 9..11, sign to bit 15: exact, times 2^-14,
+// folded into the block scale) and widening to f32: ~2 integer ops + 1 widen + 1 FMA per weight
+// and row, ~4 issue slots per 0.5 byte, i.e. ~13 B/clk/SM of issue capacity against ~14.5 B/clk/SM
+// of H100 bandwidth: the NVFP4 GEMV sits near both limits. Staged x costs one L2 read of K floats
+// per block of 16 / ksplit rows, a visible overhead at high ksplit.
+//
+// Next steps for speed (in order of value):
+//  1. NVFP4: x split into bf16x3 (or f16 hi/lo) and mma.sync m16n8k16 with e2m1 -> f16 via lop3,
+//     or re-lay the codes at upload so one lane's 8 nibbles map to an MMA fragment; removes the
+//     ALU bound and gives prefill tensor cores in the same kernel.
+//  2. Small K (routed down_proj: K = 512 per rank = 16 NVFP4 chunks) leaves half of each warp idle:
+//     give such rows 16 lanes each (4 rows per warp). Stage x once per SM for MUL_MAT_ID (persistent
+//     blocks over (row, slot)) instead of once per block.
+//  3. MUL_MAT_ID prefill: group (token, slot) pairs by expert on the device (counting sort into a
+//     scratch buffer) and run the tiled/MMA kernel per expert instead of one GEMV per pair.
+//  4. Prefill mul_mat: mma.sync (bf16x3 for f32 accuracy, or bf16 activations once tolerances
+//     allow) with cp.async double-buffered tiles; weight re-layout at upload for ldmatrix.
+//  5. Absorbed-MLA W_UK (transposed view): a dedicated kernel with 16-byte loads along m.
+//  6. Fuse gate/up (two weights, one x staging) and swiglu into the expert GEMV.
+#include "cuda/mul-mat.cuh"
+
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <atomic>
+#include <type_traits>
+
+namespace {
+
+// ---- kernel parameters (validated by the launchers; kernels trust them) -------------------------
+
+struct WeightArg {
+    const uint8_t* data;    // elements; NVFP4: packed E2M1 codes, rows of K/2 bytes
+    int64_t nb[4];          // byte strides of data
+    const uint8_t* scales;  // NVFP4 only: E4M3 block scales [K/16, M, ne2, ne3]
+    int64_t snb[4];         // byte strides of scales
+    const float* global;    // NVFP4 only: F32 [ne2, ne3], index i2 + i3 * ne2
+    int64_t ne2;            // weight slices along dim 2 (expert count for MUL_MAT_ID)
+};
+
+struct MmArgs {
+    WeightArg w;
+    const uint8_t* x;  // F32 [K, N, ...], any strides
+    int64_t x_nb[4];
+    uint8_t* dst;      // F32 [M, N, ...]
+    int64_t d_nb[4];
+    int64_t K, M, N;   // N: columns of x per slice (1 for MUL_MAT_ID)
+    int64_t n_slices;  // MUL_MAT: dst ne2 * ne3; MUL_MAT_ID: n_used * T
+    // MUL_MAT: slice s = b2 + b3 * ne2 uses weight slice (b2 / r2, b3 / r3)
+    int64_t ne2, r2, r3;
+    // MUL_MAT_ID: slice s = j + t * n_used uses expert ids[j, t] and x column (x_bcast ? 0 : j) of token t
+    const uint8_t* ids;  // I32 [n_used, T]
+    int64_t ids_nb0, ids_nb1, n_used;
+    int x_bcast;
+    int ksplit;  // gemv_kernel: warps sharing one row group, each taking every ksplit-th 32-chunk stripe
+};
+
+// One slice's base pointers.
+struct Slice {
+    const uint8_t* w;   // weight slice (row 0)
+    const uint8_t* ws;  // its block scales (NVFP4)
+    float g;            // its global scale (NVFP4), 1 otherwise
+    const uint8_t* x;   // column 0 of x
+    uint8_t* d;         // column 0 of dst
+};
+
+template <int WT, bool IDS>
+__device__ __forceinline__ Slice resolve_slice(const MmArgs& a, int64_t s) {
+    int64_t i2, i3;
+    Slice r;
+    if constexpr (IDS) {
+        const int64_t j = s % a.n_used, t = s / a.n_used;
+        const int32_t e = *reinterpret_cast<const int32_t*>(a.ids + j * a.ids_nb0 + t * a.ids_nb1);
+        if (e < 0 || e >= a.w.ne2) __trap();  // the CPU backend asserts the same
+        i2 = e;
+        i3 = 0;
+        r.x = a.x + (a.x_bcast ? 0 : j) * a.x_nb[1] + t * a.x_nb[2];
+        r.d = a.dst + j * a.d_nb[1] + t * a.d_nb[2];
+    } else {
+        const int64_t b2 = s % a.ne2, b3 = s / a.ne2;
+        i2 = b2 / a.r2;
+        i3 = b3 / a.r3;
+        r.x = a.x + b2 * a.x_nb[2] + b3 * a.x_nb[3];
+        r.d = a.dst + b2 * a.d_nb[2] + b3 * a.d_nb[3];
+    }
+    r.w = a.w.data + i2 * a.w.nb[2] + i3 * a.w.nb[3];
+    if constexpr (WT == GLM_TYPE_NVFP4) {
+        r.ws = a.w.scales + i2 * a.w.snb[2] + i3 * a.w.snb[3];
+        r.g = a.w.global[i2 + i3 * a.w.ne2];
+    } else {
+        r.ws = nullptr;
+        r.g = 1.0f;
+    }
+    return r;
+}
+
+// ---- scalar element loaders (generic and tiled kernels) ------------------------------------------
+
+__device__ __forceinline__ float half_bits_to_float(uint32_t bits) {
+    const __half_raw r{uint16_t(bits)};
+    return __half2float(__half(r));
+}
+
+// E4M3 -> f32 through the exact E4M3 -> f16 conversion (hardware on sm_89+); NaN stays NaN.
+__device__ __forceinline__ float e4m3_fast(uint32_t byte) {
+    return half_bits_to_float(__nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(byte), __NV_E4M3).x);
+}
+
+// E2M1 code s e1 e0 m -> fp16 bits s 000 e1 e0 m 000000000 is the same value times 2^-14 (the
+// subnormal code 1 lands on the fp16 subnormal 2^-15); exact, no table in local memory.
+__device__ __forceinline__ float e2m1_fast(uint32_t code) {
+    return half_bits_to_float(((code & 0x7u) << 9) | ((code & 0x8u) << 12)) * 16384.0f;
+}
+
+template <int WT>
+__device__ __forceinline__ float load_typed(const uint8_t* p) {
+    if constexpr (WT == GLM_TYPE_F32) return *reinterpret_cast<const float*>(p);
+    else if constexpr (WT == GLM_TYPE_F16) return __half2float(*reinterpret_cast<const __half*>(p));
+    else if constexpr (WT == GLM_TYPE_BF16) return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p));
+    else return e4m3_fast(*p);  // F8_E4M3
+}
+
+// Weight element (k, m) of a slice without the global scale (NVFP4: e2m1 * block scale, exact).
+template <int WT>
+__device__ __forceinline__ float weight_elem(const WeightArg& w, const Slice& s, int64_t k, int64_t m) {
+    if constexpr (WT == GLM_TYPE_NVFP4) {
+        const uint8_t byte = s.w[m * w.nb[1] + (k >> 1)];
+        const uint8_t sc = s.ws[m * w.snb[1] + (k >> 4) * w.snb[0]];
+        return e2m1_fast((k & 1) ? (byte >> 4) : (byte & 0xf)) * e4m3_fast(sc);
+    } else {
+        return load_typed<WT>(s.w + k * w.nb[0] + m * w.nb[1]);
+    }
+}
+
+__device__ __forceinline__ float x_elem(const MmArgs& a, const Slice& s, int64_t k, int64_t n) {
+    return *reinterpret_cast<const float*>(s.x + k * a.x_nb[0] + n * a.x_nb[1]);
+}
+
+__device__ __forceinline__ void store_dst(const MmArgs& a, const Slice& s, int64_t m, int64_t n, float v) {
+    *reinterpret_cast<float*>(s.d + m * a.d_nb[0] + n * a.d_nb[1]) = v;
+}
+
+// ---- generic kernel: any layout, N <= kMaxCols ----------------------------------------------------
+// Block = 32 rows (lanes, m fastest: a transposed weight view with nb1 == element size reads
+// coalesced) x 8 warps splitting K; the 8 partial sums of each output meet in shared memory.
+// Each weight element is read once for all N columns.
+
+constexpr int kGenRows = 32, kGenSplitK = 8, kGenericThreads = kGenRows * kGenSplitK;
+constexpr int kMaxCols = 8;
+
+template <int WT, bool IDS>
+__global__ void __launch_bounds__(kGenericThreads, 2) generic_kernel(MmArgs a) {
+    __shared__ float red[kGenSplitK][kMaxCols][kGenRows + 1];
+    const int tm = threadIdx.x & (kGenRows - 1), tk = threadIdx.x / kGenRows;
+    const int64_t m = int64_t(blockIdx.x) * kGenRows + tm;
+    const int64_t mr = m < a.M ? m : a.M - 1;  // rows past M compute a duplicate, never stored
+    for (int64_t s = blockIdx.y; s < a.n_slices; s += gridDim.y) {
+        const Slice sl = resolve_slice<WT, IDS>(a, s);
+        float acc[kMaxCols];
+#pragma unroll
+        for (int n = 0; n < kMaxCols; ++n) acc[n] = 0.0f;
+        for (int64_t k = tk; k < a.K; k += kGenSplitK) {
+            float wv = weight_elem<WT>(a.w, sl, k, mr);
+            if constexpr (WT == GLM_TYPE_NVFP4) wv *= sl.g;  // the CPU's rounding: e2m1 * block * global
+#pragma unroll
+            for (int n = 0; n < kMaxCols; ++n)
+                if (n < a.N) acc[n] = fmaf(wv, x_elem(a, sl, k, n), acc[n]);
+        }
+        __syncthreads();  // the previous slice's readers of red are done
+#pragma unroll
+        for (int n = 0; n < kMaxCols; ++n) red[tk][n][tm] = acc[n];
+        __syncthreads();
+        if (tk == 0 && m < a.M) {
+            for (int n = 0; n < a.N; ++n) {
+                float v = 0.0f;
+#pragma unroll
+                for (int j = 0; j < kGenSplitK; ++j) v += red[j][n][tm];
+                store_dst(a, sl, m, n, v);
+            }
+        }
+    }
+}
+
+// ---- tiled kernel: 64x64 outputs per block, f32 SIMT ---------------------------------------------
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kTiledThreads = 256;
+
+template <int WT>
+__global__ void __launch_bounds__(kTiledThreads) tiled_kernel(MmArgs a) {
+    __shared__ float ws[kTileK][kTileM + 1];
+    __shared__ float xs[kTileK][kTileN + 1];
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
+    for (int64_t s = blockIdx.z; s < a.n_slices; s += gridDim.z) {
+        const Slice sl = resolve_slice<WT, false>(a, s);
+        float acc[4][4] = {};
+        for (int64_t k0 = 0; k0 < a.K; k0 += kTileK) {
+            __syncthreads();  // the previous step's (or slice's) readers are done
+#pragma unroll
+            for (int i = 0; i < kTileK * kTileM / kTiledThreads; ++i) {
+                const int e = tid + i * kTiledThreads, kk = e & (kTileK - 1), mm = e / kTileK;
+                const int64_t k = k0 + kk, m = m0 + mm;
+                ws[kk][mm] = (k < a.K && m < a.M) ? weight_elem<WT>(a.w, sl, k, m) : 0.0f;
+            }
+#pragma unroll
+            for (int i = 0; i < kTileK * kTileN / kTiledThreads; ++i) {
+                const int e = tid + i * kTiledThreads, kk = e & (kTileK - 1), nn = e / kTileK;
+                const int64_t k = k0 + kk, n = n0 + nn;
+                xs[kk][nn] = (k < a.K && n < a.N) ? x_elem(a, sl, k, n) : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int kk = 0; kk < kTileK; ++kk) {
+                float wv[4], xv[4];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) wv[i] = ws[kk][tx + 16 * i];
+#pragma unroll
+                for (int j = 0; j < 4; ++j) xv[j] = xs[kk][ty + 16 * j];
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(wv[i], xv[j], acc[i][j]);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t m = m0 + tx + 16 * i, n = n0 + ty + 16 * j;
+                if (m < a.M && n < a.N) store_dst(a, sl, m, n, acc[i][j] * sl.g);
+            }
+    }
+}
+
+// ---- GEMV kernel: contiguous rows, 16-byte chunks, x staged in shared memory ---------------------
+
+constexpr int kGemvWarps = 8, kGemvThreads = kGemvWarps * 32;
+constexpr int kRowsPerWarp = 2;
+
+// Elements of one 16-byte chunk.
+template <int WT>
+constexpr int kChunkElems = WT == GLM_TYPE_F32 ? 4 : WT == GLM_TYPE_F8_E4M3 ? 16 : WT == GLM_TYPE_NVFP4 ? 32 : 8;
+
+// Staged x: 4 floats of padding after every 32, so lane-strided float4 reads hit distinct banks.
+__device__ __forceinline__ int64_t xs_index(int64_t k) { return k + (k >> 5) * 4; }
+__host__ __device__ inline int64_t xs_stride(int64_t K) { return K + (K >> 5) * 4 + 4; }  // K % 4 == 0: a multiple of 4
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+__device__ __forceinline__ float2 half2_bits_to_float2(uint32_t bits) {
+    __half2 h;
+    memcpy(&h, &bits, 4);
+    return __half22float2(h);
+}
+
+// Dequantise group g (G elements) of a chunk into f. NVFP4 values come out scaled by 2^-14.
+template <int WT, int G>
+__device__ __forceinline__ void dequant_group(const uint4& v, int g, float (&f)[G]) {
+    if constexpr (WT == GLM_TYPE_F32) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f[i] = __uint_as_float(word_of(v, i));
+    } else if constexpr (WT == GLM_TYPE_BF16) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t u = word_of(v, i);
+            f[2 * i] = __uint_as_float(u << 16);
+            f[2 * i + 1] = __uint_as_float(u & 0xffff0000u);
+        }
+    } else if constexpr (WT == GLM_TYPE_F16) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float2 p = half2_bits_to_float2(word_of(v, i));
+            f[2 * i] = p.x;
+            f[2 * i + 1] = p.y;
+        }
+    } else if constexpr (WT == GLM_TYPE_F8_E4M3) {
+        // E4M3 -> f16 is exact (hardware cvt on sm_89+), NaN stays NaN.
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const uint32_t u = word_of(v, i);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const __nv_fp8x2_storage_t pair = __nv_fp8x2_storage_t((u >> (16 * h)) & 0xffffu);
+                const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3);
+                const float2 p = half2_bits_to_float2(uint32_t(r.x) | (uint32_t(r.y) << 16));
+                f[4 * i + 2 * h] = p.x;
+                f[4 * i + 2 * h + 1] = p.y;
+            }
+        }
+    } else {  // NVFP4: group g = words 2g, 2g+1 (16 codes, one block)
+        // Per 32-bit word (elements 0..7, low nibble = even element), four fp16 pairs as in
+        // e2m1_fast (values times 2^-14), each built with two masks and two shifts:
+        // (0, 4) from nibbles 0 and 4, (1, 5), (2, 6), (3, 7); magnitude bits to fp16 bits 9..11
+        // (and 25..27), sign bits to 15 (and 31).
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const uint32_t u = word_of(v, 2 * g + i);
+            const float2 p04 = half2_bits_to_float2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12));
+            const float2 p15 = half2_bits_to_float2(((u & 0x00700070u) << 5) | ((u & 0x00800080u) << 8));
+            const float2 p26 = half2_bits_to_float2(((u & 0x07000700u) << 1) | ((u & 0x08000800u) << 4));
+            const float2 p37 = half2_bits_to_float2(((u & 0x70007000u) >> 3) | (u & 0x80008000u));
+            f[8 * i + 0] = p04.x;
+            f[8 * i + 4] = p04.y;
+            f[8 * i + 1] = p15.x;
+            f[8 * i + 5] = p15.y;
+            f[8 * i + 2] = p26.x;
+            f[8 * i + 6] = p26.y;
+            f[8 * i + 3] = p37.x;
+            f[8 * i + 7] = p37.y;
+        }
+    }
+}
+
+// acc[r][n] += dot(chunk of row r, x[k0 .. k0 + E) of column n).
+template <int WT, int NC>
+__device__ __forceinline__ void gemv_chunk(const uint4 (&v)[kRowsPerWarp], const uint32_t (&sc)[kRowsPerWarp],
+                                           const float* xs, int64_t xstride, int64_t k0,
+                                           float (&acc)[kRowsPerWarp][NC]) {
+    constexpr int E = kChunkElems<WT>, G = E < 16 ? E : 16;
+#pragma unroll
+    for (int g = 0; g < E / G; ++g) {
+        float f[kRowsPerWarp][G];
+        float bs[kRowsPerWarp];
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+            dequant_group<WT, G>(v[r], g, f[r]);
+            if constexpr (WT == GLM_TYPE_NVFP4) bs[r] = e4m3_fast((sc[r] >> (8 * g)) & 0xffu) * 16384.0f;
+            else bs[r] = 1.0f;
+        }
+#pragma unroll
+        for (int n = 0; n < NC; ++n) {
+            const float* xc = xs + n * xstride + xs_index(k0 + g * G);
+            float part[kRowsPerWarp];
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r) part[r] = 0.0f;
+#pragma unroll
+            for (int q = 0; q < G / 4; ++q) {
+                const float4 x4 = *reinterpret_cast<const float4*>(xc + 4 * q);
+#pragma unroll
+                for (int r = 0; r < kRowsPerWarp; ++r) {
+                    part[r] = fmaf(f[r][4 * q + 0], x4.x, part[r]);
+                    part[r] = fmaf(f[r][4 * q + 1], x4.y, part[r]);
+                    part[r] = fmaf(f[r][4 * q + 2], x4.z, part[r]);
+                    part[r] = fmaf(f[r][4 * q + 3], x4.w, part[r]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r) {
+                if constexpr (WT == GLM_TYPE_NVFP4) acc[r][n] = fmaf(part[r], bs[r], acc[r][n]);
+                else acc[r][n] += part[r];
+            }
+        }
+    }
+}
+
+// The K loop of one warp over rows m0, m0 + 1 (clamped to M - 1): chunks c0, c0 + step, ...
+template <int WT, int NC>
+__device__ __forceinline__ void gemv_rows(const MmArgs& a, const Slice& sl, const float* xs, int64_t xstride,
+                                          int64_t m0, int64_t c0, int64_t step, int64_t nchunks,
+                                          float (&acc)[kRowsPerWarp][NC]) {
+    constexpr int E = kChunkElems<WT>;
+    const uint4* wrow[kRowsPerWarp];
+    const uint16_t* srow[kRowsPerWarp];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        const int64_t m = m0 + r < a.M ? m0 + r : a.M - 1;  // rows past M compute a duplicate, never stored
+        wrow[r] = reinterpret_cast<const uint4*>(sl.w + m * a.w.nb[1]);
+        srow[r] = WT == GLM_TYPE_NVFP4 ? reinterpret_cast<const uint16_t*>(sl.ws + m * a.w.snb[1]) : nullptr;
+    }
+    int64_t c = c0;
+    for (; c + step < nchunks; c += 2 * step) {  // two chunks per row in flight
+        uint4 v0[kRowsPerWarp], v1[kRowsPerWarp];
+        uint32_t s0[kRowsPerWarp], s1[kRowsPerWarp];
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+            v0[r] = __ldg(wrow[r] + c);
+            v1[r] = __ldg(wrow[r] + c + step);
+            if constexpr (WT == GLM_TYPE_NVFP4) {
+                s0[r] = __ldg(srow[r] + c);
+                s1[r] = __ldg(srow[r] + c + step);
+            } else {
+                s0[r] = s1[r] = 0;
+            }
+        }
+        gemv_chunk<WT, NC>(v0, s0, xs, xstride, c * E, acc);
+        gemv_chunk<WT, NC>(v1, s1, xs, xstride, (c + step) * E, acc);
+    }
+    if (c < nchunks) {
+        uint4 v0[kRowsPerWarp];
+        uint32_t s0[kRowsPerWarp];
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+            v0[r] = __ldg(wrow[r] + c);
+            if constexpr (WT == GLM_TYPE_NVFP4) s0[r] = __ldg(srow[r] + c);
+            else s0[r] = 0;
+        }
+        gemv_chunk<WT, NC>(v0, s0, xs, xstride, c * E, acc);
+    }
+}
+
+// grid: x = row groups of kRowsPerWarp * kGemvWarps / ksplit rows, y = slices (grid-stride),
+// z = column groups of NC. dynamic smem: NC * xs_stride(K) floats. With ksplit > 1, the ksplit
+// warps of a row group take interleaved 32-chunk stripes of K and their sums meet in shared
+// memory (fixed order: deterministic).
+template <int WT, int NC, bool IDS>
+__global__ void __launch_bounds__(kGemvThreads, NC == 1 ? 4 : NC <= 4 ? 2 : 1) gemv_kernel(MmArgs a) {
+    extern __shared__ float4 smem_f4[];
+    float* xs = reinterpret_cast<float*>(smem_f4);
+    __shared__ float part_sums[kGemvWarps][kRowsPerWarp][NC];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int ksplit = a.ksplit, kpart = warp % ksplit, rgroup = warp / ksplit;
+    const int64_t xstride = xs_stride(a.K);
+    const int64_t n0 = int64_t(blockIdx.z) * NC;
+    const int64_t m0 = int64_t(blockIdx.x) * (kRowsPerWarp * (kGemvWarps / ksplit)) + rgroup * kRowsPerWarp;
+    const int64_t nchunks = a.K / kChunkElems<WT>, step = 32 * int64_t(ksplit);
+
+    for (int64_t s = blockIdx.y; s < a.n_slices; s += gridDim.y) {
+        const Slice sl = resolve_slice<WT, IDS>(a, s);
+        __syncthreads();  // the previous slice's readers are done with xs
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+            const int64_t n = n0 + c;
+            for (int64_t k = threadIdx.x; k < a.K; k += kGemvThreads)
+                xs[c * xstride + xs_index(k)] = n < a.N ? x_elem(a, sl, k, n) : 0.0f;
+        }
+        __syncthreads();
+
+        float acc[kRowsPerWarp][NC];
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+            for (int n = 0; n < NC; ++n) acc[r][n] = 0.0f;
+        if (m0 < a.M) gemv_rows<WT, NC>(a, sl, xs, xstride, m0, kpart * 32 + lane, step, nchunks, acc);
+
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+            for (int n = 0; n < NC; ++n) {
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) acc[r][n] += __shfl_xor_sync(0xffffffffu, acc[r][n], off);
+            }
+        if (ksplit > 1) {  // uniform over the block
+            if (lane == 0)
+#pragma unroll
+                for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+                    for (int n = 0; n < NC; ++n) part_sums[warp][r][n] = acc[r][n];
+            __syncthreads();
+            if (kpart == 0)
+#pragma unroll
+                for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+                    for (int n = 0; n < NC; ++n) {
+                        float v = part_sums[warp][r][n];
+                        for (int p = 1; p < ksplit; ++p) v += part_sums[warp + p][r][n];
+                        acc[r][n] = v;
+                    }
+        }
+        if (kpart == 0)
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+                for (int n = 0; n < NC; ++n)
+                    if (lane == r * NC + n && m0 + r < a.M && n0 + n < a.N)
+                        store_dst(a, sl, m0 + r, n0 + n, acc[r][n] * sl.g);
+    }
+}
+static_assert(kRowsPerWarp * kMaxCols <= 32, "one lane stores each (row, column) result");
+
+// ---- launchers --------------------------------------------------------------------------------
+
+constexpr int64_t kMaxGemvSmem = 96 * 1024;  // bytes of staged x per block (opt-in above 48 KiB)
+
+inline unsigned grid_dim(int64_t n) { return unsigned(std::min<int64_t>(std::max<int64_t>(n, 1), 65535)); }
+
+WeightArg weight_arg(const glm_tensor* w) {
+    WeightArg a{};
+    a.data = static_cast<const uint8_t*>(w->data);
+    for (int i = 0; i < 4; ++i) a.nb[i] = int64_t(w->nb[i]);
+    a.ne2 = w->ne[2];
+    if (w->type == GLM_TYPE_NVFP4) {
+        GLM_ASSERT(w->block_scale && w->global_scale && w->block_scale->type == GLM_TYPE_F8_E4M3);
+        GLM_ASSERT(w->block_scale->ne[0] * GLM_NVFP4_BLOCK == w->ne[0] && w->block_scale->ne[1] == w->ne[1] &&
+                   w->block_scale->ne[2] == w->ne[2] && w->block_scale->ne[3] == w->ne[3]);
+        GLM_ASSERT(w->global_scale->type == GLM_TYPE_F32 && glm_is_contiguous(w->global_scale) &&
+                   glm_nelements(w->global_scale) == w->ne[2] * w->ne[3]);
+        GLM_ASSERT(w->nb[0] == 1 && w->ne[0] % GLM_NVFP4_BLOCK == 0);
+        a.scales = static_cast<const uint8_t*>(w->block_scale->data);
+        for (int i = 0; i < 4; ++i) a.snb[i] = int64_t(w->block_scale->nb[i]);
+        a.global = static_cast<const float*>(w->global_scale->data);
+    }
+    return a;
+}
+
+bool aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) % uintptr_t(a) == 0; }
+
+int64_t chunk_elems_host(glm_type t) {
+    return t == GLM_TYPE_F32 ? 4 : t == GLM_TYPE_F8_E4M3 ? 16 : t == GLM_TYPE_NVFP4 ? 32 : 8;
+}
+
+// Can gemv_kernel read w's rows as 16-byte chunks?
+bool gemv_layout_ok(const glm_tensor* w) {
+    const glm_type t = w->type;
+    if (t != GLM_TYPE_F32 && t != GLM_TYPE_F16 && t != GLM_TYPE_BF16 && t != GLM_TYPE_F8_E4M3 && t != GLM_TYPE_NVFP4)
+        return false;
+    if (int64_t(w->nb[0]) != int64_t(glm_type_block_bytes(t)) || w->ne[0] % chunk_elems_host(t) != 0) return false;
+    if (!aligned(w->data, 16)) return false;
+    for (int i = 1; i < 4; ++i)
+        if (w->ne[i] > 1 && w->nb[i] % 16 != 0) return false;
+    if (t == GLM_TYPE_NVFP4) {
+        const glm_tensor* s = w->block_scale;
+        if (s->nb[0] != 1 || !aligned(s->data, 2)) return false;
+        for (int i = 1; i < 4; ++i)
+            if (s->ne[i] > 1 && s->nb[i] % 2 != 0) return false;
+    }
+    return true;
+}
+
+// Largest column count (<= want) whose staged x fits the shared-memory budget; 0 if none.
+int gemv_cols_that_fit(int64_t K, int64_t want) {
+    for (int64_t nc = std::min<int64_t>(want, kMaxCols); nc >= 1; --nc)
+        if (nc * xs_stride(K) * int64_t(sizeof(float)) <= kMaxGemvSmem) return int(nc);
+    return 0;
+}
+
+// Opt in to more than 48 KiB of dynamic shared memory, once per kernel (done_mask is the caller's
+// per-instantiation static) and device (the attribute is per device context).
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes, std::atomic<uint64_t>& done_mask) {
+    if (bytes <= 48 * 1024) return;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    const uint64_t bit = uint64_t(1) << (dev & 63);
+    if (done_mask.load(std::memory_order_relaxed) & bit) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxGemvSmem)));
+    done_mask.fetch_or(bit);
+}
+
+template <int WT, int NC, bool IDS>
+void launch_gemv_nc(CudaContext& ctx, const MmArgs& a) {
+    const size_t smem = size_t(NC) * size_t(xs_stride(a.K)) * sizeof(float);
+    auto kernel = gemv_kernel<WT, NC, IDS>;
+    static std::atomic<uint64_t> smem_done{0};
+    allow_smem(kernel, smem, smem_done);
+    const int64_t rows_per_block = kRowsPerWarp * (kGemvWarps / a.ksplit);
+    const dim3 grid(unsigned(ceil_div(a.M, rows_per_block)), grid_dim(a.n_slices), unsigned(ceil_div(a.N, NC)));
+    kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
+// Split K over 2, 4 or 8 warps when the row groups alone would leave the SMs short of loads in
+// flight (< 2 blocks per SM: small M, e.g. kv_a's 576 rows, or 8 experts x 512 rows per rank),
+// as long as every warp still gets >= 2 chunks per lane.
+int choose_ksplit(const CudaContext& ctx, glm_type wt, const MmArgs& a, int nc) {
+    const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
+    const int64_t nchunks = a.K / chunk_elems_host(wt);
+    const int64_t other = std::min<int64_t>(a.n_slices, 65535) * ceil_div(a.N, nc);
+    int ksplit = 1;
+    while (ksplit < kGemvWarps && ceil_div(a.M, kRowsPerWarp * (kGemvWarps / ksplit)) * other < 2 * n_sm &&
+           nchunks >= 64 * 2 * ksplit)
+        ksplit *= 2;
+    return ksplit;
+}
+
+template <int WT, bool IDS>
+void launch_gemv(CudaContext& ctx, const MmArgs& a, int nc) {
+    if constexpr (IDS) {
+        launch_gemv_nc<WT, 1, true>(ctx, a);
+        (void)nc;
+    } else {
+        switch (nc) {
+            case 1: launch_gemv_nc<WT, 1, false>(ctx, a); break;
+            case 2: launch_gemv_nc<WT, 2, false>(ctx, a); break;
+            case 3: launch_gemv_nc<WT, 3, false>(ctx, a); break;
+            case 4: launch_gemv_nc<WT, 4, false>(ctx, a); break;
+            case 5: launch_gemv_nc<WT, 5, false>(ctx, a); break;
+            case 6: launch_gemv_nc<WT, 6, false>(ctx, a); break;
+            case 7: launch_gemv_nc<WT, 7, false>(ctx, a); break;
+            default: launch_gemv_nc<WT, 8, false>(ctx, a); break;
+        }
+    }
+}
+
+template <int WT, bool IDS>
+void launch_generic(CudaContext& ctx, const MmArgs& a) {
+    GLM_ASSERT(a.N <= kMaxCols);
+    const dim3 grid(unsigned(ceil_div(a.M, kGenRows)), grid_dim(a.n_slices));
+    generic_kernel<WT, IDS><<<grid, kGenericThreads, 0, ctx.stream>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int WT>
+void launch_tiled(CudaContext& ctx, const MmArgs& a) {
+    GLM_ASSERT(ceil_div(a.N, kTileN) <= 65535);
+    const dim3 grid(unsigned(ceil_div(a.M, kTileM)), unsigned(ceil_div(a.N, kTileN)), grid_dim(a.n_slices));
+    tiled_kernel<WT><<<grid, kTiledThreads, 0, ctx.stream>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
+enum class Path { Gemv, Tiled, Generic };
+
+template <bool IDS>
+void dispatch(CudaContext& ctx, glm_type wt, const MmArgs& a, Path path, int nc) {
+    auto go = [&](auto wt_tag) {
+        constexpr int WT = decltype(wt_tag)::value;
+        switch (path) {
+            case Path::Gemv: {
+                MmArgs g = a;
+                g.ksplit = choose_ksplit(ctx, wt, a, nc);
+                launch_gemv<WT, IDS>(ctx, g, nc);
+                break;
+            }
+            case Path::Generic: launch_generic<WT, IDS>(ctx, a); break;
+            case Path::Tiled:
+                if constexpr (!IDS) launch_tiled<WT>(ctx, a);
+                else GLM_ABORT("mul_mat_id: no tiled path");
+                break;
+        }
+    };
+    switch (wt) {
+        case GLM_TYPE_F32: go(std::integral_constant<int, GLM_TYPE_F32>{}); break;
+        case GLM_TYPE_F16: go(std::integral_constant<int, GLM_TYPE_F16>{}); break;
+        case GLM_TYPE_BF16: go(std::integral_constant<int, GLM_TYPE_BF16>{}); break;
+        case GLM_TYPE_F8_E4M3: go(std::integral_constant<int, GLM_TYPE_F8_E4M3>{}); break;
+        case GLM_TYPE_NVFP4: go(std::integral_constant<int, GLM_TYPE_NVFP4>{}); break;
+        default: GLM_ABORT("mul_mat: unsupported weight type {}", glm_type_name(wt));
+    }
+}
+
+MmArgs common_args(const glm_tensor* w, const glm_tensor* x, glm_tensor* dst) {
+    GLM_ASSERT(x->type == GLM_TYPE_F32 && dst->type == GLM_TYPE_F32 && w->ne[0] == x->ne[0]);
+    MmArgs a{};
+    a.w = weight_arg(w);
+    a.x = static_cast<const uint8_t*>(x->data);
+    a.dst = static_cast<uint8_t*>(dst->data);
+    for (int i = 0; i < 4; ++i) {
+        a.x_nb[i] = int64_t(x->nb[i]);
+        a.d_nb[i] = int64_t(dst->nb[i]);
+    }
+    a.K = w->ne[0];
+    a.M = w->ne[1];
+    return a;
+}
+
+}  // namespace
+
+void cuda_op_mul_mat(CudaContext& ctx, glm_tensor* dst) {
+    const glm_tensor* w = dst->src[0];
+    const glm_tensor* x = dst->src[1];
+    GLM_ASSERT(x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0);
+    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == x->ne[1] && dst->ne[2] == x->ne[2] && dst->ne[3] == x->ne[3]);
+    MmArgs a = common_args(w, x, dst);
+    a.N = x->ne[1];
+    a.ne2 = x->ne[2];
+    a.r2 = x->ne[2] / w->ne[2];
+    a.r3 = x->ne[3] / w->ne[3];
+    a.n_slices = x->ne[2] * x->ne[3];
+    if (a.M == 0 || a.N == 0 || a.n_slices == 0) return;
+
+    Path path = Path::Generic;
+    int nc = 0;
+    if (a.N <= kMaxCols) {
+        nc = gemv_layout_ok(w) ? gemv_cols_that_fit(a.K, a.N) : 0;
+        if (nc > 0) path = Path::Gemv;
+    } else {
+        path = Path::Tiled;
+    }
+    dispatch<false>(ctx, w->type, a, path, nc);
+}
+
+void cuda_op_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
+    const glm_tensor* w = dst->src[0];
+    const glm_tensor* x = dst->src[1];
+    const glm_tensor* ids = dst->src[2];
+    GLM_ASSERT(ids->type == GLM_TYPE_I32 && w->ne[3] == 1);
+    GLM_ASSERT(x->ne[2] == ids->ne[1] && (x->ne[1] == 1 || x->ne[1] == ids->ne[0]));
+    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == ids->ne[0] && dst->ne[2] == ids->ne[1]);
+    MmArgs a = common_args(w, x, dst);
+    a.N = 1;
+    a.ids = static_cast<const uint8_t*>(ids->data);
+    a.ids_nb0 = int64_t(ids->nb[0]);
+    a.ids_nb1 = int64_t(ids->nb[1]);
+    a.n_used = ids->ne[0];
+    a.x_bcast = x->ne[1] == 1 ? 1 : 0;
+    a.n_slices = ids->ne[0] * ids->ne[1];
+    if (a.M == 0 || a.n_slices == 0) return;
+
+    const bool gemv = gemv_layout_ok(w) && gemv_cols_that_fit(a.K, 1) == 1;
+    dispatch<true>(ctx, w->type, a, gemv ? Path::Gemv : Path::Generic, 1);
+}

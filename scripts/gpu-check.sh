@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build for sm_90, run the CUDA op and model tests, compute-sanitizer
+# (memcheck + racecheck) over the op tests, and compare glmrun's GPU and CPU greedy ids on a
+# fixture. Logs go to $OUT (the device tool brings them back). Carry .deps (scripts/stage-deps.sh).
+set -uo pipefail
+OUT="${OUT:-/tmp/glmrun-out}"
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+
+log "configure + build (sm_90)"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DGLMRUN_DEPS_DIR="$PWD/.deps" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+if ! cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1; then
+  grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
+fi
+log "build ok"
+
+log "tests: cuda, model, op, arena, loader"
+ctest --test-dir build-gpu -L "cuda|model|op|arena|loader" --output-on-failure -j 4 > "$OUT/ctest.log" 2>&1
+rc=$?
+grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest.log" | tee -a "$OUT/summary.txt"
+build-gpu/tests/cuda/test-cuda -s 2>&1 | grep -E "MESSAGE|ERROR|rel. error|differ" | head -60 > "$OUT/cuda-messages.txt"
+grep -E "ERROR" -A3 "$OUT/ctest.log" | head -80 >> "$OUT/summary.txt"
+
+log "compute-sanitizer memcheck (op cases)"
+compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/memcheck.log" 2>&1
+echo "memcheck rc=$?" | tee -a "$OUT/summary.txt"; grep -E "ERROR SUMMARY|Invalid" "$OUT/memcheck.log" | head -5 | tee -a "$OUT/summary.txt"
+log "compute-sanitizer racecheck (op cases)"
+compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/racecheck.log" 2>&1
+echo "racecheck rc=$?" | tee -a "$OUT/summary.txt"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|hazard" "$OUT/racecheck.log" | head -5 | tee -a "$OUT/summary.txt"
+
+log "glmrun GPU vs CPU greedy ids (dense_moe)"
+ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('tests/fixtures/dense_moe/reference.json'))['prompts'][2])))")
+gpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids 2>"$OUT/glmrun-gpu.err")
+cpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --cpu --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids 2>"$OUT/glmrun-cpu.err")
+echo "gpu: $gpu" | tee -a "$OUT/summary.txt"; echo "cpu: $cpu" | tee -a "$OUT/summary.txt"
+[[ -n "$gpu" && "$gpu" == "$cpu" ]] && log "GPU == CPU" || log "GPU != CPU"
+exit $rc

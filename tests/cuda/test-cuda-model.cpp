@@ -1,0 +1,50 @@
+// The whole forward pass on the GPU against transformers' fixtures and against the CPU backend.
+#include <set>
+
+#include "cuda-test-util.h"
+#include "engine/sampler.h"
+#include "model-fixture.h"
+
+TEST_CASE("fixtures on CUDA: prefill logits, greedy continuation, decode == CPU") {
+    if (glm_cuda_device_count() == 0) {
+        MESSAGE("no CUDA device: skipping");
+        return;
+    }
+    for (const std::string& name : fixture_names()) {
+        CAPTURE(name);
+        auto cuda = cuda_backend_or_skip();
+        ModelFixture fx;
+        fx.load_on(name, std::move(cuda));
+        const int64_t vocab = fx.hp.n_vocab;
+        for (size_t i = 0; i < fx.ref["prefill"].size(); ++i) {
+            const auto& pre = fx.ref["prefill"][i];
+            const std::vector<int32_t> tokens = fx.prompt(pre["prompt"].get<size_t>());
+            SessionParams p;
+            p.n_ctx = p.n_ubatch = int64_t(tokens.size());
+            p.logits_all = true;
+            std::vector<float> logits;
+            REQUIRE(fx.session(p)->eval(tokens.data(), int64_t(tokens.size()), &logits).ok());
+            const size_t offset = pre["logits_offset"].get<size_t>();
+            const double err = rel_error(logits.data(), fx.logits.f32.data() + offset * size_t(vocab), logits.size());
+            MESSAGE(name, " prompt ", i, ": logits rel. error on CUDA ", err);
+            CHECK(err <= 1e-4);  // f32 activations on the GPU too
+        }
+        for (size_t g = 0; g < fx.ref["greedy"].size(); ++g) {
+            const auto& greedy = fx.ref["greedy"][g];
+            const std::vector<int32_t> prompt = fx.prompt(greedy["prompt"].get<size_t>());
+            const std::vector<int32_t> expected = greedy["ids"].get<std::vector<int32_t>>();
+            SessionParams p;
+            p.n_ctx = int64_t(prompt.size() + expected.size());
+            auto session = fx.session(p);
+            std::vector<float> logits;
+            REQUIRE(session->eval(prompt.data(), int64_t(prompt.size()), &logits).ok());
+            std::vector<int32_t> got;
+            for (size_t step = 0; step < expected.size(); ++step) {
+                const int32_t next = argmax(logits.data(), vocab);
+                got.push_back(next);
+                REQUIRE(session->eval(&next, 1, &logits).ok());
+            }
+            CHECK(got == expected);
+        }
+    }
+}
