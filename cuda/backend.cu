@@ -61,6 +61,7 @@ public:
     const char* name() const override { return name_.c_str(); }
 
     Status alloc_buffer(size_t size, const std::string& name, glm_buffer** out) override {
+        check_not_frozen(name);
         CUDA_CHECK(cudaSetDevice(ctx_.device));
         void* p = nullptr;
         const cudaError_t err = cudaMalloc(&p, std::max<size_t>(size, 256));

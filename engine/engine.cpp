@@ -144,10 +144,11 @@ Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
     log_info("memory plan ({}):\n{}", impl->backend->name(), plan.table());
     GLM_TRY(check_memory_plan(plan));
     GLM_TRY(upload_weights(config, impl->records, impl->backend.get(), impl->weight_ctx, impl->tensors,
-                           &impl->weight_buffer));
+                           &impl->weight_buffer, params.show_progress));
 
     impl->session = std::make_unique<Session>(impl->backend.get(), impl->hp, impl->tensors, params.session);
     GLM_TRY(impl->session->init());
+    impl->backend->freeze_allocations();
 
     ModelInfo& info = impl->info;
     const size_t slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);

@@ -1,6 +1,12 @@
 #include "engine/weights.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
+#include <thread>
+
+#include "engine/progress.h"
 
 Status make_hparams(const ModelConfig& c, const std::string& index_pattern, ModelHparams& hp) {
     hp.n_vocab = c.vocab_size;
@@ -60,7 +66,8 @@ namespace {
 // uploads; both walk the same code so the sizes cannot disagree.
 class WeightPlacer {
 public:
-    WeightPlacer(glm_backend* backend, glm_context& ctx, glm_buffer* buffer) : backend_(backend), ctx_(ctx), buffer_(buffer) {}
+    WeightPlacer(glm_backend* backend, glm_context& ctx, glm_buffer* buffer, ProgressBar* progress = nullptr)
+        : backend_(backend), ctx_(ctx), buffer_(buffer), progress_(progress) {}
     size_t used() const { return offset_; }
 
     // A plain tensor from a record; HF shape [a, b] becomes ne {b, a}.
@@ -110,6 +117,7 @@ public:
             backend_->tensor_set(t, w.data, size_t(e) * t->nb[2], w.nbytes);
             if (t->block_scale) backend_->tensor_set(t->block_scale, w.scales, size_t(e) * t->block_scale->nb[2], w.scales_nbytes);
             global[size_t(e)] = w.weight_scale_2;
+            if (progress_) progress_->add(w.nbytes + w.scales_nbytes);
         }
         if (t->global_scale) backend_->tensor_set(t->global_scale, global.data(), 0, global.size() * sizeof(float));
         return t;
@@ -124,6 +132,7 @@ private:
             if (data) {
                 GLM_ASSERT(nbytes == size);
                 backend_->tensor_set(t, data, 0, nbytes);
+                if (progress_) progress_->add(nbytes);
             }
         }
         t->flags |= GLM_FLAG_WEIGHT;
@@ -133,7 +142,59 @@ private:
     glm_backend* backend_;
     glm_context& ctx_;
     glm_buffer* buffer_;
+    ProgressBar* progress_;
     size_t offset_ = 0;
+};
+
+// Reading the shards is what a large load waits on: several threads touch the pages of every
+// tensor (in upload order) so the page cache fills in parallel while the uploader copies.
+class Prefetcher {
+public:
+    explicit Prefetcher(const ModelWeights& ck) {
+        collect(ck);
+        const unsigned n = std::max(2u, std::min(8u, std::thread::hardware_concurrency()));
+        for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { run(); });
+    }
+    ~Prefetcher() {
+        stop_ = true;
+        for (std::thread& t : threads_) t.join();
+    }
+
+private:
+    void add(const uint8_t* p, size_t n) {
+        if (p && n) ranges_.push_back({p, n});
+    }
+    void add(const LinearWeight& w) {
+        add(w.data, w.nbytes);
+        add(w.scales, w.scales_nbytes);
+    }
+    void collect(const ModelWeights& ck) {
+        if (ck.embed_tokens) add(ck.embed_tokens->data, ck.embed_tokens->nbytes);
+        add(ck.lm_head);
+        for (const LayerWeights& L : ck.layers) {
+            for (const LinearWeight* w : {&L.q_a_proj, &L.q_b_proj, &L.kv_a_proj_with_mqa, &L.kv_b_proj, &L.o_proj,
+                                          &L.mlp_gate, &L.mlp_up, &L.mlp_down, &L.shared_gate, &L.shared_up,
+                                          &L.shared_down, &L.indexer_wq_b, &L.indexer_wk, &L.indexer_weights_proj})
+                add(*w);
+            for (const ExpertWeights& e : L.experts) {
+                add(e.gate);
+                add(e.up);
+                add(e.down);
+            }
+        }
+    }
+    void run() {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        for (size_t i = next_++; i < ranges_.size() && !stop_; i = next_++) {
+            volatile uint8_t sink = 0;
+            for (size_t off = 0; off < ranges_[i].second && !stop_; off += page) sink = sink + ranges_[i].first[off];
+            (void)sink;
+        }
+    }
+    std::vector<std::pair<const uint8_t*, size_t>> ranges_;
+    std::vector<std::thread> threads_;
+    std::atomic<size_t> next_{0};
+    std::atomic<bool> stop_{false};
 };
 
 Status check_experts(const LayerWeights& L) {
@@ -213,7 +274,7 @@ size_t weight_buffer_bytes(const ModelConfig& config, const ModelWeights& ckpt) 
 }
 
 Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_backend* backend, glm_context& ctx,
-                      ModelTensors& out, glm_buffer** buffer) {
+                      ModelTensors& out, glm_buffer** buffer, bool show_progress) {
     for (const LayerWeights& L : ckpt.layers)
         if (L.is_moe && !L.experts.empty()) GLM_TRY(check_experts(L));
     for (const LayerWeights& L : ckpt.layers)
@@ -223,8 +284,11 @@ Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_b
                                          "may be NVFP4); use a checkpoint with BF16 attention", w->name);
     const size_t bytes = weight_buffer_bytes(config, ckpt);
     GLM_TRY(backend->alloc_buffer(bytes, "weights", buffer));
-    WeightPlacer placer(backend, ctx, *buffer);
+    ProgressBar progress(fmt::format("loading weights to {}", backend->name()), bytes, show_progress);
+    Prefetcher prefetch(ckpt);
+    WeightPlacer placer(backend, ctx, *buffer, &progress);
     map_all(placer, config, ckpt, out);
+    progress.finish();
     GLM_ASSERT(placer.used() == bytes);
     return {};
 }

@@ -14,8 +14,9 @@ Status make_hparams(const ModelConfig& config, const std::string& index_pattern,
 // Bytes the weights take on the device (layout of upload_weights).
 size_t weight_buffer_bytes(const ModelConfig& config, const ModelWeights& ckpt);
 
-// Create the runtime tensors in ctx, allocate one weight buffer on backend and upload every tensor.
+// Create the runtime tensors in ctx, allocate one weight buffer on backend and upload every tensor
+// (several threads read the shards ahead of the upload; a progress bar on a terminal when asked).
 // Routed experts are stacked per layer ([in, out, E]); NVFP4 keeps its codes, block scales and a
 // global scale per expert.
 Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_backend* backend,
-                      glm_context& ctx, ModelTensors& out, glm_buffer** buffer);
+                      glm_context& ctx, ModelTensors& out, glm_buffer** buffer, bool show_progress = false);

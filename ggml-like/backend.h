@@ -29,6 +29,18 @@ public:
     virtual bool supports_op(const glm_tensor* t) const = 0;
     virtual Status graph_compute(const glm_graph& graph) = 0;
     virtual void synchronize() = 0;
+
+    // After start-up no buffer may be made (no allocation on the generation path): the engine
+    // freezes its backend once the weights, caches and arena exist, and a later alloc_buffer aborts.
+    void freeze_allocations() { frozen_ = true; }
+
+protected:
+    void check_not_frozen(const std::string& name) const {
+        if (frozen_) GLM_ABORT("buffer '{}' requested after start-up: every buffer must be made before generation", name);
+    }
+
+private:
+    bool frozen_ = false;
 };
 
 std::unique_ptr<glm_backend> glm_backend_cpu_create(int n_threads);

@@ -522,6 +522,7 @@ public:
     const char* name() const override { return "cpu"; }
 
     Status alloc_buffer(size_t size, const std::string& name, glm_buffer** out) override {
+        check_not_frozen(name);
         void* p = std::aligned_alloc(GLM_CPU_ALIGN, (std::max<size_t>(size, 1) + GLM_CPU_ALIGN - 1) / GLM_CPU_ALIGN *
                                                         GLM_CPU_ALIGN);
         if (!p) return Status::device("cannot allocate {} MiB of host memory for the {} buffer", size >> 20, name);

@@ -3,8 +3,16 @@
 # (memcheck + racecheck) over the op tests, and compare glmrun's GPU and CPU greedy ids on a
 # fixture. Logs go to $OUT (the device tool brings them back). Carry .deps (scripts/stage-deps.sh).
 set -uo pipefail
-OUT="${OUT:-/tmp/glmrun-out}"
-mkdir -p "$OUT"
+# Logs are written to a scratch folder; at exit the summaries are copied to $OUT and the rest
+# packed into one archive (the device tool brings back at most 8 files).
+FINAL_OUT="${OUT:-/tmp/glmrun-out}"
+OUT=/tmp/gpu-check-logs
+rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL_OUT"
+finish() {
+  for f in summary.txt kernels.md torch.md kernels.json torch.json; do [[ -f "$OUT/$f" ]] && cp "$OUT/$f" "$FINAL_OUT/"; done
+  tar czf "$FINAL_OUT/logs.tgz" -C "$OUT" . 2>/dev/null
+}
+trap finish EXIT
 export PATH=/usr/local/cuda/bin:$PATH
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -37,4 +45,11 @@ gpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --raw --prompt-ids "$ids" -n 
 cpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --cpu --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids 2>"$OUT/glmrun-cpu.err")
 echo "gpu: $gpu" | tee -a "$OUT/summary.txt"; echo "cpu: $cpu" | tee -a "$OUT/summary.txt"
 [[ -n "$gpu" && "$gpu" == "$cpu" ]] && log "GPU == CPU" || log "GPU != CPU"
+
+if [[ "${1:-}" == "--bench" ]]; then
+  log "kernel benchmark (torch/cuBLAS first, then glmrun's kernels)"
+  python3 scripts/bench-torch.py --json "$OUT/torch.json" > "$OUT/torch.md" 2> "$OUT/torch.err"
+  build-gpu/bench/glmrun-bench-kernels --torch "$OUT/torch.json" --json "$OUT/kernels.json" > "$OUT/kernels.md" 2> "$OUT/kernels.err"
+  cat "$OUT/kernels.md"
+fi
 exit $rc

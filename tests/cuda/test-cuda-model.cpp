@@ -1,4 +1,6 @@
 // The whole forward pass on the GPU against transformers' fixtures and against the CPU backend.
+#include <cmath>
+#include <fstream>
 #include <set>
 
 #include "cuda-test-util.h"
@@ -47,4 +49,47 @@ TEST_CASE("fixtures on CUDA: prefill logits, greedy continuation, decode == CPU"
             CHECK(got == expected);
         }
     }
+}
+
+TEST_CASE("bundled tiny model on CUDA: held-out NLL equals transformers within 1e-2") {
+    if (glm_cuda_device_count() == 0) {
+        MESSAGE("no CUDA device: skipping");
+        return;
+    }
+    const std::string dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-tiny";
+    std::ifstream in(dir + "/reference.json");
+    REQUIRE(in.good());
+    const nlohmann::json ref = nlohmann::json::parse(in);
+    const std::vector<int32_t> ids = ref["heldout_ids"].get<std::vector<int32_t>>();
+    Checkpoint ckpt;
+    REQUIRE(Checkpoint::open(dir, ckpt).ok());
+    ModelWeights records;
+    REQUIRE(ckpt.bind(records).ok());
+    ModelHparams hp;
+    REQUIRE(make_hparams(ckpt.config(), "", hp).ok());
+    std::unique_ptr<glm_backend> backend = cuda_backend_or_skip();
+    glm_context ctx;
+    ModelTensors tensors;
+    glm_buffer* weights = nullptr;
+    REQUIRE(upload_weights(ckpt.config(), records, backend.get(), ctx, tensors, &weights).ok());
+    SessionParams p;
+    p.n_ctx = p.n_ubatch = int64_t(ids.size());
+    p.logits_all = true;
+    Session session(backend.get(), hp, tensors, p);
+    REQUIRE(session.init().ok());
+    std::vector<float> logits;
+    REQUIRE(session.eval(ids.data(), int64_t(ids.size()), &logits).ok());
+    double total = 0;
+    const int64_t V = hp.n_vocab;
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+        const float* row = logits.data() + i * size_t(V);
+        double mx = row[0];
+        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
+        double sum = 0;
+        for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
+        total += -(double(row[ids[i + 1]]) - mx - std::log(sum));
+    }
+    const double nll = total / double(ids.size() - 1), expected = ref["nll"].get<double>();
+    MESSAGE("tiny model held-out NLL on CUDA ", nll, " vs transformers ", expected);
+    CHECK(std::fabs(nll - expected) / expected <= 1e-2);
 }
