@@ -7,6 +7,7 @@
 
 #include "cli/options.h"
 #include "engine/engine.h"
+#include "engine/speculative.h"
 
 // -m, or the bundled tiny model (falling back to the test fixture with a note while it is absent).
 std::string resolve_model_dir(const CliOptions& opts);
@@ -15,6 +16,9 @@ Status load_engine(const CliOptions& opts, const std::string& model_dir, int64_t
                    std::unique_ptr<Engine>& out);
 // The model's sampling defaults with the flags given on the command line on top.
 SamplerParams make_sampler_params(const CliOptions& opts, const ModelInfo& info);
+// The MTP speculative decoder this command line asks for (--mtp, --draft), or null when MTP is off.
+// --mtp on with a model without the layer is an error; the default turns it on for GPU backends only.
+Status make_speculative(const CliOptions& opts, Engine& engine, std::unique_ptr<SpeculativeDecoder>& out);
 // The source tree's git revision ("unknown" when not a checkout with commits).
 std::string git_revision();
 

@@ -1,6 +1,7 @@
 #include "cli/generate.h"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 
 #include "cli/chat.h"
@@ -57,7 +58,7 @@ struct TextRouter {
 }  // namespace
 
 Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatch, std::vector<float>& logits,
-               bool& interrupted) {
+               bool& interrupted, SpeculativeDecoder* spec) {
     interrupted = false;
     for (int64_t done = 0; done < n;) {
         if (term_interrupted()) {
@@ -65,7 +66,14 @@ Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatc
             return {};
         }
         const int64_t chunk = std::min(ubatch, n - done);
-        GLM_TRY(session.eval(tokens + done, chunk, &logits));
+        if (spec) {
+            std::vector<float> hidden;
+            const int64_t start = session.n_past();
+            GLM_TRY(session.eval(tokens + done, chunk, &logits, nullptr, &hidden));
+            GLM_TRY(spec->observe(tokens + done, chunk, start, hidden.data()));
+        } else {
+            GLM_TRY(session.eval(tokens + done, chunk, &logits));
+        }
         done += chunk;
     }
     return {};
@@ -80,18 +88,29 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
     const int64_t n_vocab = engine.info().n_vocab;
 
     const double t0 = now_s();
+    const int64_t n_start = session.n_past();
     bool first_id = true;
+    GLM_ASSERT(!(opt.spec && opt.keep_logits));
+    // With MTP a round yields several tokens at once (already passed to the sampler): they are routed
+    // one by one through the same checks as sampled ones.
+    std::vector<int32_t> ready;
+    size_t ready_at = 0;
     for (;;) {
         if (term_interrupted()) {
             out.interrupted = true;
             break;
         }
         if (opt.n_predict >= 0 && int64_t(out.ids.size()) >= opt.n_predict) break;
-        if (int64_t(logits.size()) < n_vocab) return Status::device("the engine returned {} logits, expected {}",
-                                                                     logits.size(), n_vocab);
-        if (opt.keep_logits) out.logits_rows.insert(out.logits_rows.end(), logits.begin(), logits.begin() + n_vocab);
-        const int32_t id = sampler.sample(logits);
-        sampler.accept(id);
+        int32_t id;
+        if (ready_at < ready.size()) {
+            id = ready[ready_at++];
+        } else {
+            if (int64_t(logits.size()) < n_vocab)
+                return Status::device("the engine returned {} logits, expected {}", logits.size(), n_vocab);
+            if (opt.keep_logits) out.logits_rows.insert(out.logits_rows.end(), logits.begin(), logits.begin() + n_vocab);
+            id = sampler.sample(logits);
+            sampler.accept(id);
+        }
         out.ids.push_back(id);
 
         if (opt.print_ids) {
@@ -112,13 +131,25 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
         }
         if (out.stdout_gone) break;
         if (opt.n_predict >= 0 && int64_t(out.ids.size()) >= opt.n_predict) break;
+        if (ready_at < ready.size()) {  // the verify step already evaluated it
+            out.evaluated.push_back(id);
+            continue;
+        }
         if (session.n_past() >= session.n_ctx()) {
             out.ctx_full = true;
             break;
         }
-        GLM_TRY(session.eval(&id, 1, &logits));
+        if (opt.spec) {
+            const int64_t max_new = opt.n_predict >= 0 ? opt.n_predict - int64_t(out.ids.size()) : INT64_MAX;
+            GLM_TRY(opt.spec->step(id, sampler, max_new, [&](int32_t t) { return engine.is_eos(t); }, ready));
+            ready_at = 0;
+        } else {
+            GLM_TRY(session.eval(&id, 1, &logits));
+        }
         out.evaluated.push_back(id);
     }
+    // Stopped inside a round (Ctrl-C, stdout gone): the session keeps what `evaluated` lists.
+    if (ready_at < ready.size()) session.truncate(n_start + int64_t(out.evaluated.size()));
     if (!opt.print_ids) {
         std::string reasoning, content;
         const std::string tail = decoder.flush();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/speculative.h"
 
 struct GenOptions {
     int64_t n_predict = -1;       // -1: no limit
@@ -17,6 +18,7 @@ struct GenOptions {
     bool print_ids = false;       // ids on stdout instead of text
     bool quiet = false;           // no reasoning on stderr
     bool keep_logits = false;     // collect logits rows (--logits-out)
+    SpeculativeDecoder* spec = nullptr;  // MTP speculative decoding (--mtp; not with keep_logits)
 };
 
 struct GenResult {
@@ -34,8 +36,9 @@ struct GenResult {
 
 // Evaluate tokens at the session's current position in chunks of ubatch, polling Ctrl-C between
 // chunks. logits receives the last position's logits. Sets interrupted (and returns ok) on Ctrl-C.
+// spec (optional) is shown every chunk's hidden states, so its MTP layer keeps up with the prompt.
 Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatch, std::vector<float>& logits,
-               bool& interrupted);
+               bool& interrupted, SpeculativeDecoder* spec = nullptr);
 
 // Generate from the logits of the last prefilled position. The sampler must already have accepted
 // the prompt tokens.

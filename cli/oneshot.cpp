@@ -112,6 +112,8 @@ Status load_engine(const CliOptions& o, const std::string& dir, int64_t n_ctx_ov
     p.session.attn = o.attn == "dense" ? AttnMode::dense : AttnMode::dsa;
     p.session.dump_names = o.dump_tensors;
     p.session.dump_dir = o.dump_dir;
+    // Room for the verify graph whenever MTP may run (its arena share is a few rows of logits).
+    if (o.mtp != "off") p.session.n_verify = o.n_draft + 1;
     if (!o.kv_type.empty()) {
         Status st = parse_kv_type(o.kv_type, p.session.kv_type);
         if (!st) return Status::usage("--kv-type: {}", st.message());
@@ -143,6 +145,29 @@ SamplerParams make_sampler_params(const CliOptions& o, const ModelInfo& info) {
     if (o.presence_penalty) s.presence_penalty = *o.presence_penalty;
     if (o.seed) s.seed = *o.seed;
     return s;
+}
+
+Status make_speculative(const CliOptions& o, Engine& engine, std::unique_ptr<SpeculativeDecoder>& out) {
+    out.reset();
+    const ModelInfo& info = engine.info();
+    bool on = false;
+    if (o.mtp == "on") {
+        if (!info.has_mtp)
+            return Status::bad_input("--mtp on: model {} has no MTP layer (model.layers.N with N = num_hidden_layers)",
+                                     info.name);
+        on = true;
+    } else if (o.mtp == "auto") {
+        // On the CPU reference backend a verify step costs about as much per token as a decode step, so
+        // drafting rarely pays; there it is opt-in.
+        on = info.has_mtp && info.backend != "cpu" && o.logits_out.empty() && o.dump_tensors.empty();
+    }
+    if (!on) return {};
+    SpecParams sp;
+    sp.n_draft = o.n_draft;
+    sp.seed = make_sampler_params(o, info).seed;
+    out = std::make_unique<SpeculativeDecoder>(engine.session(), sp);
+    log_info("MTP speculative decoding: {} drafts per step", sp.n_draft);
+    return {};
 }
 
 std::string git_revision() {
@@ -212,11 +237,13 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
 
     Sampler sampler(make_sampler_params(o, engine->info()));
     for (int32_t id : ids) sampler.accept(id);
+    std::unique_ptr<SpeculativeDecoder> spec;
+    GLM_TRY(make_speculative(o, *engine, spec));
 
     const double t0 = now_s();
     std::vector<float> logits;
     bool interrupted = false;
-    GLM_TRY(prefill(session, ids.data(), int64_t(ids.size()), o.ubatch, logits, interrupted));
+    GLM_TRY(prefill(session, ids.data(), int64_t(ids.size()), o.ubatch, logits, interrupted, spec.get()));
     const double t_prefill = now_s() - t0;
     if (interrupted) return Status::error(ErrorKind::interrupted, "interrupted");
 
@@ -228,6 +255,7 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
     g.print_ids = o.print_ids;
     g.quiet = o.quiet;
     g.keep_logits = !o.logits_out.empty();
+    g.spec = spec.get();
     GenResult r;
     std::vector<float> prompt_logits;
     if (g.keep_logits && o.n_predict == 0) prompt_logits = logits;  // -n 0: just the prompt's row
@@ -247,6 +275,9 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
                                         ids.size(), t_prefill, t_prefill > 0 ? ids.size() / t_prefill : 0.0, n_gen,
                                         r.decode_s, r.decode_s > 0 ? n_gen / r.decode_s : 0.0, session.n_past(),
                                         session.n_ctx())));
+    if (spec && !o.quiet)
+        err_write(term_dim(fmt::format("{}, {:.1f} tok/s\n", spec->stats().summary(),
+                                       r.decode_s > 0 ? n_gen / r.decode_s : 0.0)));
     if (r.ctx_full && !o.quiet)
         err_write(fmt::format("note: the context is full ({} tokens); raise -c for longer answers\n", session.n_ctx()));
     if (r.interrupted) return Status::error(ErrorKind::interrupted, "interrupted");

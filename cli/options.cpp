@@ -44,6 +44,10 @@ Generation:
       --repeat-last-n N   tokens the penalties look at (-1 = all)
       --frequency-penalty X, --presence-penalty X
                           OpenAI-style penalties, 0 = off
+      --mtp on|off        MTP speculative decoding with the model's NextN
+                          layer (default: on when the model has one and runs
+                          on a GPU); the output is the same as without it
+      --draft N           tokens the MTP layer drafts per step (default 3)
 
 Backend:
       --cpu               run on the CPU reference backend
@@ -183,6 +187,8 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     int top_k = 0, repeat_last_n = 0;
     auto* opt_top_k = app.add_option("--top-k", top_k);
     auto* opt_rln = app.add_option("--repeat-last-n", repeat_last_n);
+    app.add_option("--mtp", o.mtp)->check(CLI::IsMember({"on", "off"}));
+    app.add_option("--draft", o.n_draft);
 
     app.add_flag("--cpu", o.cpu);
     auto* opt_gpus = app.add_option("--gpus", gpus);
@@ -299,6 +305,11 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     if (o.n_ctx < 0) return Status::usage("-c must be > 0 (got {})", o.n_ctx);
     if (o.ubatch < 1) return Status::usage("--ubatch must be >= 1 (got {})", o.ubatch);
     if (o.threads < 0) return Status::usage("-t must be >= 0 (got {})", o.threads);
+    if (o.n_draft < 1 || o.n_draft > k_max_draft)
+        return Status::usage("--draft expects 1..{} (got {})", k_max_draft, o.n_draft);
+    if (o.mtp == "on" && (!o.logits_out.empty() || !o.dump_tensors.empty()))
+        return Status::usage("--mtp on does not combine with --logits-out or --dump-tensors (they read every "
+                             "decode step's graph)");
     if (o.bench_reps < 1) return Status::usage("--bench-reps must be >= 1 (got {})", o.bench_reps);
     if (o.verbose && o.quiet) return Status::usage("-v and -q exclude each other");
 

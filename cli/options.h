@@ -32,6 +32,8 @@ struct CliOptions {
     std::optional<uint64_t> seed;     // -s
     std::optional<float> temp, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty;
     std::optional<int> top_k, repeat_last_n;
+    std::string mtp = "auto";         // --mtp on|off (auto: on with an MTP layer on a GPU)
+    int n_draft = 3;                  // --draft N
 
     // backend
     bool cpu = false;                 // --cpu
@@ -59,6 +61,9 @@ struct CliOptions {
 
     std::vector<std::string> argv;    // the command line as given (for --bench-json)
 };
+
+// --draft's upper bound: the verify batch (drafts + 1) is one small graph.
+constexpr int k_max_draft = 15;
 
 // Parse argv into opts. Usage errors come back as ErrorKind::usage with one line.
 Status parse_cli(int argc, char** argv, CliOptions& opts);

@@ -44,8 +44,8 @@ std::string trim(const std::string& s) {
 
 class Repl {
 public:
-    Repl(const CliOptions& o, Engine& engine)
-        : o_(o), engine_(engine), session_(engine.session()), think_(o.think),
+    Repl(const CliOptions& o, Engine& engine, SpeculativeDecoder* spec)
+        : o_(o), engine_(engine), session_(engine.session()), spec_(spec), think_(o.think),
           sampling_(make_sampler_params(o, engine.info())), system_(o.system) {}
 
     Status run() {
@@ -148,7 +148,8 @@ private:
         const double t0 = now_s();
         std::vector<float> logits;
         bool interrupted = false;
-        Status st = prefill(session_, ids.data() + keep, int64_t(ids.size() - keep), o_.ubatch, logits, interrupted);
+        Status st = prefill(session_, ids.data() + keep, int64_t(ids.size() - keep), o_.ubatch, logits, interrupted,
+                            spec_);
         cached_.assign(ids.begin(), ids.begin() + std::min<int64_t>(session_.n_past(), int64_t(ids.size())));
         if (!st.ok() || interrupted) {
             messages_.pop_back();
@@ -171,6 +172,7 @@ private:
         g.think = think_;
         g.show_think = o_.show_think;
         g.quiet = o_.quiet;
+        g.spec = spec_;
         GenResult r;
         st = generate(engine_, sampler, std::move(logits), g, r);
         cached_.insert(cached_.end(), r.evaluated.begin(), r.evaluated.end());
@@ -258,6 +260,7 @@ private:
                                   double(session_.kv_bytes()) / 1048576.0, last_tokens_, last_tps_,
                                   last_prefill_tokens_, last_prefill_tps_, total_tokens_, sampling_.temperature,
                                   think_ ? "on" : "off", system_ ? "set" : "none"));
+            if (spec_) err_write(spec_->stats().summary() + "\n");
         } else {
             err_write(fmt::format("unknown command {} (/help lists them)\n", name));
         }
@@ -325,6 +328,7 @@ private:
     const CliOptions& o_;
     Engine& engine_;
     Session& session_;
+    SpeculativeDecoder* spec_;  // null: MTP off
     bool think_;
     SamplerParams sampling_;
     std::optional<std::string> system_;
@@ -340,6 +344,8 @@ Status run_repl(const CliOptions& o, const std::string& dir) {
     if (o.simple_io) term_disable_line_editing();
     std::unique_ptr<Engine> engine;
     GLM_TRY(load_engine(o, dir, 0, engine));
-    Repl repl(o, *engine);
+    std::unique_ptr<SpeculativeDecoder> spec;
+    GLM_TRY(make_speculative(o, *engine, spec));
+    Repl repl(o, *engine, spec.get());
     return repl.run();
 }

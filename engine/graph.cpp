@@ -95,7 +95,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
 
     // ---- attention
     glm_tensor* o;
-    if (S > 1) {
+    if (S > k_max_absorbed_batch) {
         // Prefill: the expanded form of the reference (K/V per head through kv_b).
         glm_tensor* c_T = glm_cont(ctx, glm_view_2d(ctx, cache_T, r_kv, T, cache_T->nb[1], 0));
         glm_tensor* kv_full = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.kv_b, c_T), dn + dv, H, T);
@@ -109,7 +109,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         glm_tensor* q_full = glm_concat(ctx, q_nope, q_rot, 0);
         o = glm_attn(ctx, q_full, k_full, v, pos, topk, attn_scale);
     } else {
-        // Decode: the absorbed form. q_lat[h] = q_nope[h] W_UK[h]; attention over the latent
+        // Decode and small batches (a speculative verify step): the absorbed form. q_lat[h] = q_nope[h] W_UK[h]; attention over the latent
         // rows (one shared head); o[h] = o_lat[h] W_UV[h]^T.
         const size_t row = L.kv_b->nb[1];
         glm_tensor* w_uk = glm_transpose(ctx, glm_view_3d(ctx, L.kv_b, r_kv, dn, H, row, (dn + dv) * row, 0));

@@ -78,6 +78,11 @@ struct ModelTensors {
 
 enum class AttnMode { dsa, dense };
 
+// Batches up to this size use the absorbed MLA form (no per-head expansion of every cached row):
+// decode, and the few positions of a speculative verify step. Longer batches (prefill) use the
+// reference's expanded form, which is cheaper once S is large.
+constexpr int64_t k_max_absorbed_batch = 8;
+
 // Per-layer caches: the latent row [c_kv (normalised) ; k_rot (roped)] and the indexer key. Index
 // n_layer (when present) belongs to the MTP layer.
 struct KvCache {

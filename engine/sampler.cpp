@@ -44,13 +44,10 @@ void Sampler::apply_penalties(std::vector<float>& logits) const {
     }
 }
 
-int32_t Sampler::sample(std::vector<float>& logits) {
-    apply_penalties(logits);
+double Sampler::candidates(const std::vector<float>& logits, std::vector<int32_t>& ids, std::vector<double>& p) const {
     const int64_t n = int64_t(logits.size());
-    if (is_greedy()) return argmax(logits.data(), n);
-
     // Candidates sorted by logit (stable: lower id first among equals).
-    std::vector<int32_t> ids(static_cast<size_t>(n));
+    ids.resize(static_cast<size_t>(n));
     std::iota(ids.begin(), ids.end(), 0);
     int64_t keep = n;
     if (params_.top_k > 0) keep = std::min<int64_t>(keep, params_.top_k);
@@ -59,7 +56,7 @@ int32_t Sampler::sample(std::vector<float>& logits) {
     });
     ids.resize(size_t(keep));
 
-    std::vector<double> p(ids.size());
+    p.resize(ids.size());
     const double mx = logits[size_t(ids[0])];
     double sum = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -87,14 +84,41 @@ int32_t Sampler::sample(std::vector<float>& logits) {
             }
         }
     }
+    ids.resize(cut);
+    p.resize(cut);
     double total = 0;
     for (size_t i = 0; i < cut; ++i) total += p[i];
+    return total;
+}
+
+int32_t Sampler::sample(std::vector<float>& logits) {
+    apply_penalties(logits);
+    const int64_t n = int64_t(logits.size());
+    if (is_greedy()) return argmax(logits.data(), n);
+
+    std::vector<int32_t> ids;
+    std::vector<double> p;
+    const double total = candidates(logits, ids, p);
     std::uniform_real_distribution<double> uniform(0.0, total);
     const double r = uniform(rng_);
     double acc = 0;
-    for (size_t i = 0; i < cut; ++i) {
+    for (size_t i = 0; i < p.size(); ++i) {
         acc += p[i];
         if (r < acc) return ids[i];
     }
-    return ids[cut - 1];
+    return ids.back();
+}
+
+std::vector<float> Sampler::distribution(std::vector<float>& logits) const {
+    apply_penalties(logits);
+    std::vector<float> out(logits.size(), 0.0f);
+    if (is_greedy()) {
+        out[size_t(argmax(logits.data(), int64_t(logits.size())))] = 1.0f;
+        return out;
+    }
+    std::vector<int32_t> ids;
+    std::vector<double> p;
+    const double total = candidates(logits, ids, p);
+    for (size_t i = 0; i < ids.size(); ++i) out[size_t(ids[i])] = float(p[i] / total);
+    return out;
 }

@@ -25,6 +25,10 @@ public:
     explicit Sampler(const SamplerParams& params);
     // Choose the next token from logits [n_vocab] (modified in place by the penalties).
     int32_t sample(std::vector<float>& logits);
+    // The distribution sample() draws from, as n_vocab probabilities (zero outside the kept candidates;
+    // one-hot at the argmax when greedy). logits are modified in place by the penalties. Speculative
+    // decoding compares target and draft through it, so it must stay exactly what sample() uses.
+    std::vector<float> distribution(std::vector<float>& logits) const;
     // Record a token (prompt or generated) for the penalties.
     void accept(int32_t token);
     void reset();
@@ -33,6 +37,9 @@ public:
 
 private:
     void apply_penalties(std::vector<float>& logits) const;
+    // The kept candidates after temperature, top-k, min-p and top-p: ids in descending logit order and
+    // their unnormalised probabilities (p[i] belongs to ids[i]); the sum of p is returned.
+    double candidates(const std::vector<float>& logits, std::vector<int32_t>& ids, std::vector<double>& p) const;
     SamplerParams params_;
     std::mt19937_64 rng_;
     std::deque<int32_t> history_;

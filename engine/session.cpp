@@ -47,7 +47,7 @@ Status Session::init() {
     opt.keep_intermediates = true;
     size_t worst = 0;
     // Both the full-chunk prefill and a single-token decode graph (different attention forms).
-    for (int64_t n : {n_tokens, int64_t(1)}) {
+    for (int64_t n : {n_tokens, std::min(n_tokens, k_max_absorbed_batch), int64_t(1)}) {
         ForwardGraph fg = build_forward(ctx, hp_, weights_, kv_, n, params_.n_ctx - n, opt);
         worst = std::max(worst, glm_arena_measure(fg.graph).size);
         if (weights_.has_mtp) {
@@ -55,23 +55,37 @@ Status Session::init() {
             worst = std::max(worst, glm_arena_measure(draft.graph).size);
         }
     }
+    // The speculative verify graph: a few positions, each with its logits.
+    if (params_.n_verify > 0) {
+        const int64_t n = std::min(params_.n_verify, params_.n_ctx);
+        opt.all_logits = true;
+        ForwardGraph fg = build_forward(ctx, hp_, weights_, kv_, n, params_.n_ctx - n, opt);
+        worst = std::max(worst, glm_arena_measure(fg.graph).size);
+    }
     return backend_->alloc_buffer(worst, "activations", &arena_);
 }
 
-Status Session::eval(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture) {
-    if (n <= 0) return {};
+Status Session::check_tokens(const int32_t* tokens, int64_t n) const {
     if (n_past_ + n > params_.n_ctx)
         return Status::bad_input("the context is full: {} tokens in use + {} new > context size {} (raise -c, or "
                                  "start over)", n_past_, n, params_.n_ctx);
     for (int64_t i = 0; i < n; ++i)
         if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
             return Status::bad_input("token id {} is outside the vocabulary (0..{})", tokens[i], hp_.n_vocab - 1);
+    return {};
+}
+
+Status Session::eval(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
+                     std::vector<float>* hidden) {
+    if (n <= 0) return {};
+    GLM_TRY(check_tokens(tokens, n));
     if (logits) logits->clear();
     if (capture) *capture = EvalCapture{};
+    if (hidden) hidden->clear();
     for (int64_t done = 0; done < n;) {
         const int64_t chunk = std::min(params_.n_ubatch, n - done);
         std::vector<float> part;
-        GLM_TRY(eval_chunk(tokens + done, chunk, logits ? &part : nullptr, capture));
+        GLM_TRY(eval_chunk(tokens + done, chunk, logits ? &part : nullptr, capture, hidden, params_.logits_all));
         if (logits) {
             if (params_.logits_all) logits->insert(logits->end(), part.begin(), part.end());
             else *logits = std::move(part);
@@ -81,11 +95,21 @@ Status Session::eval(const int32_t* tokens, int64_t n, std::vector<float>* logit
     return {};
 }
 
-Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture) {
+Status Session::eval_verify(const int32_t* tokens, int64_t n, std::vector<float>* logits,
+                            std::vector<float>* hidden) {
+    // The arena was measured for this batch size with every position's logits (init).
+    GLM_ASSERT(n >= 1 && n <= params_.n_verify);
+    GLM_TRY(check_tokens(tokens, n));
+    if (hidden) hidden->clear();
+    return eval_chunk(tokens, n, logits, nullptr, hidden, true);
+}
+
+Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
+                           std::vector<float>* hidden, bool all_logits) {
     glm_context ctx;
     ForwardOptions opt;
     opt.attn = params_.attn;
-    opt.all_logits = params_.logits_all;
+    opt.all_logits = all_logits;
     opt.keep_intermediates = capture != nullptr;
     ForwardGraph fg = build_forward(ctx, hp_, weights_, kv_, n, n_past_, opt);
     if (!params_.dump_names.empty()) {
@@ -105,6 +129,12 @@ Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>*
     if (logits) {
         logits->resize(size_t(glm_nelements(fg.logits)));
         backend_->tensor_get(fg.logits, logits->data(), 0, logits->size() * 4);
+    }
+    if (hidden) {
+        // fg.hidden is always a graph output (the MTP draft consumes it): reading it costs one copy.
+        const size_t at = hidden->size();
+        hidden->resize(at + size_t(glm_nelements(fg.hidden)));
+        backend_->tensor_get(fg.hidden, hidden->data() + at, 0, size_t(glm_nelements(fg.hidden)) * 4);
     }
     if (capture) {
         auto read_i32 = [&](glm_tensor* t) {

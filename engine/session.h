@@ -15,6 +15,7 @@ struct SessionParams {
     glm_type kv_type = GLM_TYPE_F32;
     AttnMode attn = AttnMode::dsa;
     bool logits_all = false;         // keep logits of every position (tests, --logits-out of prompts)
+    int64_t n_verify = 0;            // largest eval_verify batch (speculative decoding: drafts + 1; 0 = none)
     std::vector<std::string> dump_names;  // intermediates to write as .npy (--dump-tensors)
     std::string dump_dir = ".";
 };
@@ -37,7 +38,13 @@ public:
     Status init();
     // Evaluate n tokens at the current position. logits receives n_vocab floats (the last position),
     // or n_vocab * n when logits_all. capture (optional) receives the discrete choices.
-    Status eval(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture = nullptr);
+    // hidden (optional) receives the final-norm hidden state of every position, [n_embd * n], without
+    // the cost of the per-layer capture.
+    Status eval(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture = nullptr,
+                std::vector<float>* hidden = nullptr);
+    // Speculative verify: n <= params.n_verify tokens in one graph; logits of every position
+    // ([n_vocab * n]) and the final-norm hidden state of every position ([n_embd * n]).
+    Status eval_verify(const int32_t* tokens, int64_t n, std::vector<float>* logits, std::vector<float>* hidden);
     // MTP draft step: n tokens at positions pos.., each with the target's final-norm hidden state of
     // the position before it ([n_embd * n]); logits (n_vocab per token) and the draft's hidden state.
     // Requires a model with an MTP layer; writes the MTP layer's own caches.
@@ -50,11 +57,14 @@ public:
     // Forget everything after the first n tokens (the cache rows past n are simply overwritten later).
     void truncate(int64_t n) { n_past_ = std::min(n_past_, n); }
     const SessionParams& params() const { return params_; }
+    const ModelHparams& hparams() const { return hp_; }
     size_t kv_bytes() const { return kv_bytes_; }
     size_t arena_bytes() const { return arena_ ? arena_->size : 0; }
 
 private:
-    Status eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture);
+    Status check_tokens(const int32_t* tokens, int64_t n) const;
+    Status eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
+                      std::vector<float>* hidden, bool all_logits);
     Status dump(const glm_context& ctx);
 
     glm_backend* backend_;
