@@ -18,8 +18,13 @@
 // fits: e.g. H = 64, Dv = 512, S = 1 allows 63 splits, S = 16 allows 3; big prefill batches get
 // n_split = 1 (no partials at all). Limits: Dv <= 512; key_ids columns of more than kSortIds
 // entries fall back to an O(n_sel) duplicate scan per key (correct, slow).
+//
+// Absorbed-MLA decode (Hk == 1, Dk 576, Dv 512, H % 16 == 0, bf16 or e4m3 cache rows shared by k and
+// v) takes the tensor-core path attn_fast_kernel instead (see its comment; bf16 q and P).
 #include <algorithm>
 #include <climits>
+
+#include <cuda_fp8.h>
 
 #include "cuda/attn.cuh"
 
@@ -274,6 +279,346 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     }
 }
 
+// ---- Tensor-core MQA decode path (absorbed MLA: Hk == 1, Dk = 576, Dv = 512, V = first Dv dims of
+// the K rows) -----------------------------------------------------------------------------------
+// One block of 256 threads = (16 heads, one query s, one split of the key list). q is rounded to
+// bf16 in shared memory once; key tiles of kFKeys rows are streamed by cp.async into a 2-stage
+// ring (f8 rows are fetched raw and widened to bf16 in place). Per tile:
+//   S = Q K^T   warp w: keys [8w, 8w+8) x 16 heads, mma.m16n8k16 over Dk (K tile is the B operand);
+//   softmax     warp w: heads 2w, 2w+1 (f32 running max / sum; P rounded to bf16, and the sum
+//               is taken over the rounded P so the weights stay normalised);
+//   O += P V    warp w: output dims [64w, 64w+64) x 16 heads (V fragments by ldmatrix.trans).
+// Partials go to the same scratch layout as attn_kernel; attn_combine_fast merges them.
+constexpr int kFHeads = 16;
+constexpr int kFKeys = 64;
+constexpr int kFDk = 576;
+constexpr int kFDv = 512;
+constexpr int kFKs = kFDk + 8;  // smem row stride (bf16): 1168 B, ldmatrix conflict-free
+constexpr int kFSs = kFKeys + 4;
+constexpr int kFPs = kFKeys + 8;
+constexpr size_t kFOffQ = size_t(2) * kFKeys * kFKs * 2;
+constexpr size_t kFOffS = kFOffQ + size_t(kFHeads) * kFKs * 2;
+constexpr size_t kFOffP = kFOffS + size_t(kFHeads) * kFSs * 4;
+constexpr size_t kFOffStat = kFOffP + size_t(kFHeads) * kFPs * 2;  // alpha, m, l: 3 x 16 floats
+constexpr size_t kFOffKeys = kFOffStat + 3 * kFHeads * 4;
+constexpr size_t kFOffIds = kFOffKeys + 2 * kFKeys * 4;
+static_assert(kFOffQ % 16 == 0 && kFOffS % 16 == 0 && kFOffP % 16 == 0 && kFOffKeys % 16 == 0 && kFOffIds % 16 == 0,
+              "smem alignment");
+static_assert(kThreads == 256 && kFDv == 64 * kWarps && kFKeys == 8 * kWarps && kFHeads == 2 * kWarps, "fast layout");
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr)
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr)
+                 : "memory");
+}
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Two e4m3 bytes -> packed bf16x2 (exact: every e4m3 value is a bf16 value).
+__device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint16_t v) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(v), __NV_E4M3);
+    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+    const __nv_bfloat162 b = __float22bfloat162_rn(f);
+    return *reinterpret_cast<const uint32_t*>(&b);
+}
+
+template <bool kF8>
+__global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
+    extern __shared__ __align__(16) uint8_t fsm[];
+    __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(fsm);  // [2][kFKeys][kFKs]
+    __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(fsm + kFOffQ);  // [16][kFKs]
+    float* sc_s = reinterpret_cast<float*>(fsm + kFOffS);  // [16][kFSs]
+    __nv_bfloat16* p_s = reinterpret_cast<__nv_bfloat16*>(fsm + kFOffP);  // [16][kFPs]
+    float* alpha_s = reinterpret_cast<float*>(fsm + kFOffStat);
+    float* m_s = alpha_s + kFHeads;
+    float* l_s = m_s + kFHeads;
+    int* keys_s = reinterpret_cast<int*>(fsm + kFOffKeys);  // [2][kFKeys]
+    int* ids_s = reinterpret_cast<int*>(fsm + kFOffIds);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int64_t b = blockIdx.x;
+    const int gi = int(b % p.n_groups);  // head tile fastest: the tiles of one split share K rows in L2
+    b /= p.n_groups;
+    const int sp = int(b % p.n_split);
+    const int s = int(b / p.n_split);
+    const int h0 = gi * kFHeads;
+    const int pos = load_i32(p.q_pos, s);
+
+    for (int i = tid; i < kFHeads * kFDk; i += kThreads) {
+        const int g = i / kFDk, c = i - g * kFDk;
+        q_s[g * kFKs + c] = __float2bfloat16_rn(load_at(p.q, c, h0 + g, s));
+    }
+    if (p.ids_pow2) {
+        for (int i = tid; i < p.ids_pow2; i += kThreads) ids_s[i] = i < p.n_sel ? load_i32(p.key_ids, i, s) : INT_MAX;
+        __syncthreads();
+        for (int size = 2; size <= p.ids_pow2; size <<= 1)
+            for (int stride = size >> 1; stride > 0; stride >>= 1) {
+                for (int i = tid; i < p.ids_pow2; i += kThreads) {
+                    const int l = i ^ stride;
+                    if (l > i) {
+                        const int a = ids_s[i], c = ids_s[l];
+                        if (((i & size) == 0) == (a > c)) {
+                            ids_s[i] = c;
+                            ids_s[l] = a;
+                        }
+                    }
+                }
+                __syncthreads();
+            }
+    }
+    __syncthreads();
+
+    const int n_list = p.n_sel ? p.n_sel : max(0, min(pos + 1, p.T));
+    const int j_begin = sp * p.split_len;
+    const int j_end = min(n_list, j_begin + p.split_len);
+    const int n_tiles = j_end > j_begin ? (j_end - j_begin + kFKeys - 1) / kFKeys : 0;
+
+    // Issue the copies of tile `it` into stage it & 1 (rows of skipped slots are zero-filled).
+    auto load_tile = [&](int it) {
+        const int st = it & 1, j0 = j_begin + it * kFKeys;
+        if (tid < kFKeys) keys_s[st * kFKeys + tid] = j0 + tid < j_end ? list_key(p, ids_s, j0 + tid, s, pos) : -1;
+        const uint32_t base = smem_addr(k_s + size_t(st) * kFKeys * kFKs);
+        constexpr int kChunks = kF8 ? kFDk / 16 : kFDk * 2 / 16;  // 16-byte chunks per row
+        constexpr int kPer = kFKeys * kChunks / kThreads;
+        static_assert(kFKeys * kChunks % kThreads == 0, "chunks per thread");
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+            const int c = tid + i * kThreads, r = c / kChunks, cc = c - r * kChunks;
+            const int t = j0 + r < j_end ? list_key(p, ids_s, j0 + r, s, pos) : -1;
+            const uint8_t* src = t >= 0 ? p.k.data + int64_t(t) * p.k.nb[2] + cc * 16 : p.k.data;
+            const uint32_t dst = base + uint32_t(r * kFKs * 2 + (kF8 ? kFDk : 0) + cc * 16);
+            cp_async16(dst, src, t >= 0);
+        }
+        cp_async_commit();
+    };
+
+    float acc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[j][i] = 0.0f;
+    float m_r[2] = {neg_inf(), neg_inf()}, l_r[2] = {0.0f, 0.0f};  // heads 2w, 2w+1 (softmax warps)
+
+    const int g = lane >> 2, tig = lane & 3;
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_col = (lane >> 4) * 8;  // ldmatrix A lanes
+    const uint32_t q_base = smem_addr(q_s);
+    const uint32_t p_base = smem_addr(p_s);
+
+    if (n_tiles > 0) load_tile(0);
+    for (int it = 0; it < n_tiles; ++it) {
+        const int st = it & 1;
+        if (it + 1 < n_tiles) {
+            load_tile(it + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        __nv_bfloat16* kt = k_s + size_t(st) * kFKeys * kFKs;
+        if (kF8) {  // widen the raw e4m3 bytes (at byte 576 of each row) to bf16 in place
+            constexpr int kPer = kFKeys * (kFDk / 16) / kThreads;
+            uint4 raw[kPer];
+#pragma unroll
+            for (int i = 0; i < kPer; ++i) {
+                const int c = tid + i * kThreads, r = c / (kFDk / 16), cc = c - r * (kFDk / 16);
+                raw[i] = *reinterpret_cast<const uint4*>(reinterpret_cast<const uint8_t*>(kt + r * kFKs) + kFDk + cc * 16);
+            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < kPer; ++i) {
+                const int c = tid + i * kThreads, r = c / (kFDk / 16), cc = c - r * (kFDk / 16);
+                const uint32_t w[4] = {raw[i].x, raw[i].y, raw[i].z, raw[i].w};
+                uint32_t o[8];
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    o[2 * e] = e4m3x2_to_bf16x2(uint16_t(w[e] & 0xffffu));
+                    o[2 * e + 1] = e4m3x2_to_bf16x2(uint16_t(w[e] >> 16));
+                }
+                uint4* dst = reinterpret_cast<uint4*>(kt + r * kFKs + cc * 16);
+                dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
+                dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
+            }
+            __syncthreads();
+        }
+        const uint32_t k_base = smem_addr(kt);
+
+        // 1. scores: this warp's 8 keys x 16 heads
+        {
+            float sacc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            const int kb = warp * 8;
+            const uint32_t b_addr = k_base + uint32_t(((kb + (lane & 7)) * kFKs + (lane >> 3) * 8) * 2);
+            const uint32_t a_addr = q_base + uint32_t((a_row * kFKs + a_col) * 2);
+#pragma unroll 6
+            for (int kk = 0; kk < kFDk / 32; ++kk) {
+                uint32_t b0, b1, b2, b3, a0, a1, a2, a3;
+                ldsm_x4(b_addr + kk * 64, b0, b1, b2, b3);
+                ldsm_x4(a_addr + kk * 64, a0, a1, a2, a3);
+                mma_bf16(sacc, a0, a1, a2, a3, b0, b1);
+                ldsm_x4(a_addr + kk * 64 + 32, a0, a1, a2, a3);
+                mma_bf16(sacc, a0, a1, a2, a3, b2, b3);
+            }
+            const int c0 = kb + tig * 2;
+            const bool v0 = keys_s[st * kFKeys + c0] >= 0, v1 = keys_s[st * kFKeys + c0 + 1] >= 0;
+            sc_s[g * kFSs + c0] = v0 ? sacc[0] * p.scale : neg_inf();
+            sc_s[g * kFSs + c0 + 1] = v1 ? sacc[1] * p.scale : neg_inf();
+            sc_s[(g + 8) * kFSs + c0] = v0 ? sacc[2] * p.scale : neg_inf();
+            sc_s[(g + 8) * kFSs + c0 + 1] = v1 ? sacc[3] * p.scale : neg_inf();
+        }
+        __syncthreads();
+
+        // 2. online softmax: warp w owns heads 2w, 2w+1; lane owns keys lane, lane + 32
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+            const int h = 2 * warp + hh;
+            const float x0 = sc_s[h * kFSs + lane], x1 = sc_s[h * kFSs + lane + 32];
+            const float m_new = fmaxf(m_r[hh], warp_max(fmaxf(x0, x1)));
+            float alpha = 1.0f;
+            __nv_bfloat16 p0 = __float2bfloat16_rn(0.0f), p1 = p0;
+            if (m_new != neg_inf()) {
+                alpha = expf(m_r[hh] - m_new);
+                p0 = __float2bfloat16_rn(expf(x0 - m_new));
+                p1 = __float2bfloat16_rn(expf(x1 - m_new));
+            }
+            p_s[h * kFPs + lane] = p0;
+            p_s[h * kFPs + lane + 32] = p1;
+            const float ps = warp_sum(__bfloat162float(p0) + __bfloat162float(p1));
+            m_r[hh] = m_new;
+            l_r[hh] = l_r[hh] * alpha + ps;
+            if (lane == 0) alpha_s[h] = alpha;
+        }
+        __syncthreads();
+
+        // 3. O += P V: this warp's 64 output dims x 16 heads
+        {
+            const float al0 = alpha_s[g], al1 = alpha_s[g + 8];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                acc[j][0] *= al0;
+                acc[j][1] *= al0;
+                acc[j][2] *= al1;
+                acc[j][3] *= al1;
+            }
+            const uint32_t v_addr =
+                k_base + uint32_t((((lane & 7) + ((lane >> 3) & 1) * 8) * kFKs + warp * 64 + (lane >> 4) * 8) * 2);
+#pragma unroll
+            for (int ks = 0; ks < kFKeys / 16; ++ks) {
+                uint32_t a0, a1, a2, a3;
+                ldsm_x4(p_base + uint32_t((a_row * kFPs + ks * 16 + a_col) * 2), a0, a1, a2, a3);
+#pragma unroll
+                for (int np = 0; np < 4; ++np) {
+                    uint32_t b0, b1, b2, b3;
+                    ldsm_x4_t(v_addr + uint32_t((ks * 16 * kFKs + np * 16) * 2), b0, b1, b2, b3);
+                    mma_bf16(acc[2 * np], a0, a1, a2, a3, b0, b1);
+                    mma_bf16(acc[2 * np + 1], a0, a1, a2, a3, b2, b3);
+                }
+            }
+        }
+        __syncthreads();  // stage st, sc_s, p_s and alpha_s are rewritten next
+    }
+
+    if (lane == 0) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+            m_s[2 * warp + hh] = m_r[hh];
+            l_s[2 * warp + hh] = l_r[hh];
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int row = g + half * 8, h = h0 + row;
+        const float l = l_s[row];
+        if (p.n_split == 1) {
+            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int d = warp * 64 + j * 8 + tig * 2 + e;
+                    *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) =
+                        l > 0.0f ? acc[j][half * 2 + e] * inv : 0.0f;
+                }
+        } else {
+            const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
+            if (warp == 0 && tig == 0) {
+                p.part_ml[2 * pi] = m_s[row];
+                p.part_ml[2 * pi + 1] = l;
+            }
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                const int d = warp * 64 + j * 8 + tig * 2;
+                *reinterpret_cast<float2*>(p.part_acc + pi * kFDv + d) = make_float2(acc[j][half * 2], acc[j][half * 2 + 1]);
+            }
+        }
+    }
+}
+
+// Split merge for the fast path: block (h, s) x 32 output dims; warps stride over the splits.
+__global__ void __launch_bounds__(kThreads) attn_combine_fast(AttnParams p) {
+    __shared__ float w_s[kMaxSplit];
+    __shared__ float red_s[kWarps][32];
+    __shared__ float L_s;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int h = int(blockIdx.x % p.H), s = int(blockIdx.x / p.H);
+    const int64_t base = (int64_t(s) * p.H + h) * p.n_split;
+    if (warp == 0) {
+        float M = neg_inf();
+        for (int sp = lane; sp < p.n_split; sp += 32) M = fmaxf(M, p.part_ml[2 * (base + sp)]);
+        M = warp_max(M);
+        float L = 0.0f;
+        for (int sp = lane; sp < p.n_split; sp += 32) {
+            const float m = p.part_ml[2 * (base + sp)];
+            const float w = (M == neg_inf() || m == neg_inf()) ? 0.0f : expf(m - M);
+            w_s[sp] = w;
+            L += w * p.part_ml[2 * (base + sp) + 1];
+        }
+        L = warp_sum(L);
+        if (lane == 0) L_s = L;
+    }
+    __syncthreads();
+    const int d = blockIdx.y * 32 + lane;
+    float a = 0.0f;
+    if (d < p.Dv)
+        for (int sp = warp; sp < p.n_split; sp += kWarps) {
+            const float w = w_s[sp];
+            if (w != 0.0f) a = fmaf(w, p.part_acc[(base + sp) * p.Dv + d], a);
+        }
+    red_s[warp][lane] = a;
+    __syncthreads();
+    if (warp == 0 && d < p.Dv) {
+        float t = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) t += red_s[w][lane];
+        const float L = L_s;
+        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) = L > 0.0f ? t / L : 0.0f;
+    }
+}
+
 constexpr int kMaxDevices = 64;
 
 float* partials_ptr(int device) {
@@ -304,6 +649,56 @@ void launch_attn(CudaContext& ctx, const AttnParams& p, size_t smem) {
     }
 }
 
+
+// The tensor-core path, when the operands fit it (see attn_fast_kernel); false: use attn_kernel.
+bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const glm_tensor* v, bool has_ids) {
+    const bool f8 = k->type == GLM_TYPE_F8_E4M3;
+    const size_t esize = f8 ? 1 : 2;
+    if (!(k->type == GLM_TYPE_BF16 || f8) || v->type != k->type) return false;
+    if (!p.k_shared || p.H % kFHeads != 0 || p.Dk != kFDk || p.Dv != kFDv) return false;
+    if (p.k.nb[0] != int64_t(esize) || p.v.nb[0] != int64_t(esize)) return false;
+    if (p.v.data != p.k.data || p.v.nb[2] != p.k.nb[2] || p.k.nb[2] % 16 != 0) return false;
+    if (reinterpret_cast<uintptr_t>(p.k.data) % 16 != 0) return false;
+    if (has_ids && p.ids_pow2 == 0) return false;  // unsorted (very long) key_ids columns
+    const size_t smem = kFOffIds + size_t(p.ids_pow2) * sizeof(int);
+    static int max_optin[kMaxDevices] = {};
+    static int opted_in[2][kMaxDevices] = {};
+    GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
+    if (!max_optin[ctx.device])
+        CUDA_CHECK(cudaDeviceGetAttribute(&max_optin[ctx.device], cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
+    if (smem > size_t(max_optin[ctx.device])) return false;
+
+    // One block per SM (~175 KB of smem): about n_sm blocks in all, each split a whole number of
+    // key tiles and at least 2 of them, partials within the scratch.
+    p.n_groups = p.H / kFHeads;
+    const int64_t n_list = std::max<int64_t>(has_ids ? p.n_sel : p.T, 1);
+    const int64_t base_blocks = int64_t(p.n_groups) * p.S;
+    int64_t n_split = std::max<int64_t>(std::max(ctx.n_sm, 1) / base_blocks, 1);
+    n_split = std::min(n_split, ceil_div(n_list, 2 * kFKeys));
+    n_split = std::min<int64_t>(n_split, kMaxSplit);
+    n_split = std::min<int64_t>(n_split, kScratchFloats / (int64_t(p.H) * p.S * (p.Dv + 2)));
+    n_split = std::max<int64_t>(n_split, 1);
+    p.split_len = int(ceil_div(ceil_div(n_list, n_split), kFKeys) * kFKeys);
+    p.n_split = int(ceil_div(n_list, p.split_len));
+    const int64_t blocks = int64_t(p.n_split) * base_blocks;
+    if (blocks >= int64_t(INT_MAX)) return false;
+    float* scratch = partials_ptr(ctx.device);
+    p.part_ml = scratch;
+    p.part_acc = scratch + 2 * int64_t(p.H) * p.S * p.n_split;
+
+    auto kernel = f8 ? attn_fast_kernel<true> : attn_fast_kernel<false>;
+    if (int(smem) > opted_in[f8][ctx.device]) {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        opted_in[f8][ctx.device] = int(smem);
+    }
+    kernel<<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+    if (p.n_split > 1) {
+        attn_combine_fast<<<dim3(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32))), kThreads, 0, ctx.stream>>>(p);
+        CUDA_CHECK_LAUNCH();
+    }
+    return true;
+}
 }  // namespace
 
 void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
@@ -348,6 +743,8 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
         p.ids_pow2 = 1;
         while (p.ids_pow2 < n_sel) p.ids_pow2 <<= 1;
     }
+    if (try_attn_fast(ctx, p, k, v, key_ids != nullptr)) return;
+
     const size_t smem = (size_t(G) * size_t(Dk) + size_t(G) * kTile + 3 * size_t(G)) * sizeof(float) +
                         kTile * sizeof(int) + size_t(p.ids_pow2) * sizeof(int);
     if (smem > 96 * 1024) GLM_ABORT("cuda attn: Dk = {} needs {} B of shared memory (limit 96 KiB)", Dk, smem);

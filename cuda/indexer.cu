@@ -14,8 +14,15 @@
 // keys == K* in index order (a block scan per chunk, skipped when all of them are needed), then
 // the k candidates are sorted. Every pass gives each thread kPer loads in flight.
 // Limit: k <= kMaxCand when n > kMaxCand (GLM-5.1 uses k = 2048).
+//
+// Fast paths (see the sections below): indexer_mma_kernel (tensor cores, D in {64, 128}, Hi in
+// {16, 32, 64}, BF16 / F8 keys in 16-byte aligned rows; D < 64 models keep the kernel above) and
+// a multi-block top_k for n > kMaxCand, <= 16 columns of contiguous F32 (histogram passes over
+// many blocks, then one block sorts the candidates; exact, with the single-block select as
+// the on-device fallback when the threshold bucket is too crowded).
 #include <algorithm>
 #include <climits>
+#include <type_traits>
 
 #include "cuda/indexer.cuh"
 
@@ -120,6 +127,173 @@ __global__ void __launch_bounds__(kIdxThreads) indexer_kernel(IndexerParams p) {
     }
 }
 
+// ---- indexer on tensor cores -------------------------------------------------------------------
+// Taken when D in {64, 128}, Hi in {16, 32, 64}, keys BF16 or F8_E4M3 with contiguous 16-byte
+// aligned rows (see cuda_op_indexer). Not taken for D < 64: the small test models (D = 16, 32) stay
+// on the exact CUDA-core kernel above, so their near-tied top-k choices (greedy-id tests) cannot
+// move.
+//
+// mma.sync m16n8k16 bf16 -> f32 with A = 16 keys x 16 dims (row-major: the key rows as stored) and
+// B = 16 dims x 8 heads (q, "col" layout). The dot product is invariant under a permutation of the
+// dims, so lane (g = lane / 4, t = lane % 4) loads the 8 contiguous dims c0 + 8t .. c0 + 8t + 7 of
+// keys g and g + 8 of a 32-dim chunk with one 16-byte load each and feeds them to two mmas
+// (dims +0..3, then +4..7); q fragments are staged in shared memory with the same permutation.
+// q is split into bf16 hi + lo (q - hi), two mmas each: q keeps ~16 mantissa bits, products of
+// bf16 keys are exact, sums are f32 (relative error ~1e-5 of |q|.|k|, vs 1e-7 on CUDA cores).
+// Warp w of a block takes 32 keys (two m16 tiles) per step, the block 256; a block owns a
+// contiguous range of keys_per_block keys of one query (blockIdx.y). Keys > q_pos are never read.
+constexpr int kMmaThreads = 256;
+constexpr int kMmaWarps = kMmaThreads / 32;
+constexpr int kMmaKeysPerWarp = 32;
+constexpr int kMmaKeysPerStep = kMmaWarps * kMmaKeysPerWarp;
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lower 16 bits) = lo
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// e4m3 byte -> float, exact; every e4m3 value is exact in bf16 too.
+__device__ __forceinline__ float e4m3_exact(uint32_t b) {
+    const uint32_t mag = b & 0x7fu;
+    float f = mag < 8u ? float(mag) * 0x1p-9f : __uint_as_float((mag << 20) + (120u << 23));
+    if (mag == 0x7fu) f = __int_as_float(0x7fc00000);
+    return (b & 0x80u) ? -f : f;
+}
+
+__device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint32_t v) {
+    return pack_bf16x2(e4m3_exact(v & 0xffu), e4m3_exact((v >> 8) & 0xffu));
+}
+
+template <int kNT, int kNCH, bool kF8>  // kNT = Hi / 8 head tiles, kNCH = D / 32 dim chunks
+__global__ void __launch_bounds__(kMmaThreads, kF8 ? 1 : 2) indexer_mma_kernel(IndexerParams p, int keys_per_block) {
+    extern __shared__ uint4 qf[];  // [kNCH][kNT][2: hi, lo][32 lanes]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
+    const int s = int(blockIdx.y);
+    const int t_begin = int(blockIdx.x) * keys_per_block;
+    const int t_end = min(p.T, t_begin + keys_per_block);
+    const int pos = *reinterpret_cast<const int32_t*>(elem_ptr(p.q_pos, s, 0, 0, 0));
+    const int t_read = pos < t_begin ? t_begin : pos >= t_end - 1 ? t_end : pos + 1;  // [t_begin, t_read): t <= pos
+    for (int t = t_read + tid; t < t_end; t += kMmaThreads)
+        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, t, s, 0, 0))) = neg_inf();
+    if (t_read == t_begin) return;  // block-uniform
+
+    // raw key bytes: BF16 16 B (8 dims) per row and chunk, F8 8 B (converted after arrival)
+    using Raw = std::conditional_t<kF8, uint2, uint4>;
+    Raw kr[2][2][kNCH];  // [m tile][row g / g + 8][chunk]
+    auto load_keys = [&](int t0) {
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int t = t0 + mt * 16 + hf * 8 + g;
+                const bool ok = t < t_read;
+                const uint8_t* row = p.k.data + int64_t(ok ? t : t_begin) * p.k.nb[1];
+#pragma unroll
+                for (int ch = 0; ch < kNCH; ++ch) {
+                    if constexpr (kF8)
+                        kr[mt][hf][ch] = ok ? __ldg(reinterpret_cast<const uint2*>(row + ch * 32 + tg * 8)) : make_uint2(0, 0);
+                    else
+                        kr[mt][hf][ch] = ok ? __ldg(reinterpret_cast<const uint4*>(row + ch * 64 + tg * 16)) : make_uint4(0, 0, 0, 0);
+                }
+            }
+    };
+    // the first step's keys load while q is staged (a warp past t_read loads nothing)
+    if (t_begin + warp * kMmaKeysPerWarp < t_read) load_keys(t_begin + warp * kMmaKeysPerWarp);
+
+    // q fragments: entry (ch, nt, hl, ln) holds head nt * 8 + ln / 4, dims c0 .. c0 + 7 with
+    // c0 = ch * 32 + (ln % 4) * 8, as 4 bf16 pairs (lower dim in the lower half).
+#pragma unroll 1
+    for (int i = tid; i < kNCH * kNT * 64; i += kMmaThreads) {
+        const int ln = i & 31, hl = (i >> 5) & 1, nt = (i >> 6) % kNT, ch = (i >> 6) / kNT;
+        const int head = nt * 8 + (ln >> 2), c0 = ch * 32 + (ln & 3) * 8;
+        uint32_t r[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            float x0 = load_at(p.q, c0 + 2 * j, head, s), x1 = load_at(p.q, c0 + 2 * j + 1, head, s);
+            if (hl) {
+                x0 -= __bfloat162float(__float2bfloat16_rn(x0));
+                x1 -= __bfloat162float(__float2bfloat16_rn(x1));
+            }
+            r[j] = pack_bf16x2(x0, x1);
+        }
+        qf[i] = make_uint4(r[0], r[1], r[2], r[3]);
+    }
+    float* w_s = reinterpret_cast<float*>(qf + kNCH * kNT * 64);  // [Hi]
+    for (int h = tid; h < kNT * 8; h += kMmaThreads) w_s[h] = load_at(p.w, h, s);
+    __syncthreads();
+
+    const float scale = p.scale;
+    for (int t0 = t_begin + warp * kMmaKeysPerWarp; t0 < t_read; t0 += kMmaKeysPerStep) {  // warp-uniform
+        uint4 a[2][2][kNCH];  // bf16 pairs of dims c0 + {0,1}, {2,3}, {4,5}, {6,7}
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+                for (int ch = 0; ch < kNCH; ++ch) {
+                    if constexpr (kF8) {
+                        const uint2 v = kr[mt][hf][ch];
+                        a[mt][hf][ch] = make_uint4(e4m3x2_to_bf16x2(v.x), e4m3x2_to_bf16x2(v.x >> 16),
+                                                   e4m3x2_to_bf16x2(v.y), e4m3x2_to_bf16x2(v.y >> 16));
+                    } else {
+                        a[mt][hf][ch] = kr[mt][hf][ch];
+                    }
+                }
+        // one head tile at a time (few live accumulators): acc[mt] = {key g, heads 2tg, 2tg + 1},
+        // {key g + 8, same heads} of key tile mt; relu, scale and weight fold into sc[mt][row]
+        float sc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+            float acc[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[mt][j] = 0.0f;
+#pragma unroll
+            for (int ch = 0; ch < kNCH; ++ch)
+#pragma unroll
+                for (int hl = 0; hl < 2; ++hl) {
+                    const uint4 b = qf[((ch * kNT + nt) * 2 + hl) * 32 + lane];
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        const uint4 &a_lo = a[mt][0][ch], &a_hi = a[mt][1][ch];
+                        mma_bf16_16816(acc[mt], a_lo.x, a_hi.x, a_lo.y, a_hi.y, b.x, b.y);
+                        mma_bf16_16816(acc[mt], a_lo.z, a_hi.z, a_lo.w, a_hi.w, b.z, b.w);
+                    }
+                }
+            const float2 wv = *reinterpret_cast<const float2*>(w_s + nt * 8 + 2 * tg);  // heads of acc's columns
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                sc[mt][0] = fmaf(wv.x, fmaxf(acc[mt][0] * scale, 0.0f), sc[mt][0]);
+                sc[mt][0] = fmaf(wv.y, fmaxf(acc[mt][1] * scale, 0.0f), sc[mt][0]);
+                sc[mt][1] = fmaf(wv.x, fmaxf(acc[mt][2] * scale, 0.0f), sc[mt][1]);
+                sc[mt][1] = fmaf(wv.y, fmaxf(acc[mt][3] * scale, 0.0f), sc[mt][1]);
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            float s0 = sc[mt][0], s1 = sc[mt][1];
+            s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+            s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+            s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+            s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+            const int t = t0 + mt * 16 + g;
+            if (tg == 0 && t < t_read) *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, t, s, 0, 0))) = s0;
+            if (tg == 0 && t + 8 < t_read)
+                *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, t + 8, s, 0, 0))) = s1;
+        }
+        if (t0 + kMmaKeysPerStep < t_read) load_keys(t0 + kMmaKeysPerStep);
+    }
+}
+
 // ---- top_k ------------------------------------------------------------------------------------
 constexpr int kTopkThreads = 1024;
 constexpr int kTopkWarps = kTopkThreads / 32;
@@ -175,24 +349,178 @@ __device__ __forceinline__ uint32_t block_inclusive_scan(uint32_t x, uint32_t* w
     return r;
 }
 
-// Descending bitonic sort of c[0, len), len a power of two.
+// Descending bitonic sort of c[0, len), len a power of two; called by all threads of the block.
+// Thread tid compares pairs q = tid, tid + blockDim.x, ..: (i, i + stride) with i = q's bits
+// below stride kept and the rest shifted up by one. For stride <= 32 the 32 pairs of a warp
+// (q = 32w .. 32w + 31, + blockDim.x ..) touch only the same 64-element blocks in every such
+// stage, so those stages need only __syncwarp; a stage before or after a longer stride has a
+// __syncthreads.
 __device__ void bitonic_sort_desc(unsigned long long* c, int len) {
+    const int half = len >> 1;
     for (int size = 2; size <= len; size <<= 1)
         for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int i = threadIdx.x; i < len; i += blockDim.x) {
-                const int l = i ^ stride;
-                if (l > i) {
-                    const unsigned long long a = c[i], b = c[l];
-                    if (((i & size) == 0) == (a < b)) {
-                        c[i] = b;
-                        c[l] = a;
-                    }
+            for (int q = threadIdx.x; q < half; q += blockDim.x) {
+                const int i = ((q & ~(stride - 1)) << 1) | (q & (stride - 1)), l = i + stride;
+                const unsigned long long a = c[i], b = c[l];
+                if (((i & size) == 0) == (a < b)) {
+                    c[i] = b;
+                    c[l] = a;
                 }
             }
-            __syncthreads();
+            const int next = stride > 1 ? stride >> 1 : size;  // the next stage's stride
+            if (stride > 32 || next > 32)
+                __syncthreads();
+            else
+                __syncwarp();
         }
+    __syncthreads();
 }
 
+// ---- multi-block top_k (n > kMaxCand, k <= kMaxCand, <= kMbMaxCols contiguous 16-byte aligned
+// F32 columns) ----------------------------------------------------------------------------------
+// 1. topk_mb_zero: clears the column's scratch (a kernel, so the sequence is graph-capturable).
+// 2. topk_mb_hist<0>: NB blocks per column histogram bits 31..21 of the keys (shared memory, then
+//    atomics into the global bins); the last block to finish (ticket counter) finds the digit d1
+//    holding the k-th largest key and the count still needed inside it, then clears the bins.
+// 3. topk_mb_hist<1>: the same over bits 20..10 of the keys whose top digit is d1 -> d2.
+// 4. topk_mb_collect: every element with (key >> 10) >= (d1 << 11 | d2) -- all keys above the
+//    22-bit bucket of the k-th largest and that whole bucket -- goes to the candidate list as a
+//    (key, ~index) pair, in any order (warp-aggregated slot atomics). There are >= k of them.
+// 5. top_k_kernel<true>: one block per column; when the list fits (<= kMaxCand) it is sorted whole
+//    (the pairs order exactly as the reference, ties included) and its first k are the answer;
+//    otherwise (masses of ties, e.g. a long -inf tail) the column is redone by the single-block
+//    radix select. Exact in every case.
+constexpr int kMbMaxCols = 16;
+constexpr int kMbPerThread = 4;  // float4 loads in flight per thread and pass iteration
+
+struct TopkScratch {
+    uint32_t hist[kBins];
+    uint32_t done;       // blocks finished (ticket)
+    uint32_t remaining;  // after pass 0: keys still needed inside digit d1
+    uint32_t d1;
+    uint32_t thr;        // after pass 1: (d1 << 11) | d2, compared against key >> 10
+    uint32_t n_cand;
+};
+__device__ TopkScratch g_topk_scratch[kMbMaxCols];
+__device__ unsigned long long g_topk_cand[kMbMaxCols][kMaxCand];
+
+__global__ void __launch_bounds__(kTopkThreads) topk_mb_zero() {
+    TopkScratch& sc = g_topk_scratch[blockIdx.x];
+    for (int i = threadIdx.x; i < kBins; i += kTopkThreads) sc.hist[i] = 0;
+    if (threadIdx.x == 0) {
+        sc.done = 0;
+        sc.remaining = 0;
+        sc.d1 = 0;
+        sc.thr = 0;
+        sc.n_cand = 0;
+    }
+}
+
+// Calls f(key, index, valid) for every element of column col owned by this block, in float4
+// groups; the trip count is uniform over the block (so f may use warp collectives).
+template <typename F>
+__device__ __forceinline__ void topk_mb_for_each(const TopkParams& p, int col, F&& f) {
+    const float4* base = reinterpret_cast<const float4*>(p.a.data + int64_t(col) * p.a.nb[1]);
+    const int n4 = (p.n + 3) >> 2;
+    const int stride = int(gridDim.x) * kTopkThreads;
+    for (int j0 = int(blockIdx.x) * kTopkThreads; j0 < n4; j0 += stride * kMbPerThread) {
+        float4 v[kMbPerThread];
+#pragma unroll
+        for (int u = 0; u < kMbPerThread; ++u) {
+            const int j = j0 + u * stride + int(threadIdx.x);
+            // the last group may run past n: read it element-wise
+            if (j < (p.n >> 2)) {
+                v[u] = __ldg(base + j);
+            } else if (j < n4) {
+                const float* e = reinterpret_cast<const float*>(base + j);
+                const int left = p.n - 4 * j;
+                v[u] = make_float4(e[0], left > 1 ? e[1] : 0.0f, left > 2 ? e[2] : 0.0f, 0.0f);
+            } else {
+                v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kMbPerThread; ++u) {
+            const int i = 4 * (j0 + u * stride + int(threadIdx.x));
+            f(float_key(v[u].x), i, i < p.n);
+            f(float_key(v[u].y), i + 1, i + 1 < p.n);
+            f(float_key(v[u].z), i + 2, i + 2 < p.n);
+            f(float_key(v[u].w), i + 3, i + 3 < p.n);
+        }
+    }
+}
+
+template <int kPass>
+__global__ void __launch_bounds__(kTopkThreads) topk_mb_hist(TopkParams p) {
+    __shared__ uint32_t hist[kBins];
+    __shared__ uint32_t warp_tot[kTopkWarps];
+    __shared__ uint32_t found[3];
+    __shared__ bool last;
+    const int tid = threadIdx.x, col = blockIdx.y;
+    TopkScratch& sc = g_topk_scratch[col];
+    for (int i = tid; i < kBins; i += kTopkThreads) hist[i] = 0;
+    const uint32_t d1 = kPass == 0 ? 0u : sc.d1;
+    __syncthreads();
+    const int lane = tid & 31;
+    topk_mb_for_each(p, col, [&](uint32_t key, int, bool valid) {
+        // scores crowd into few bins: one atomic per distinct bin of the warp
+        uint32_t bin = 0xffffffffu;
+        if (valid && (kPass == 0 || (key >> 21) == d1)) bin = kPass == 0 ? key >> 21 : (key >> 10) & (kBins - 1);
+        const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+        if (bin != 0xffffffffu && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], uint32_t(__popc(peers)));
+    });
+    __syncthreads();
+    for (int i = tid; i < kBins; i += kTopkThreads)
+        if (hist[i]) atomicAdd(&sc.hist[i], hist[i]);
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&sc.done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;  // block-uniform
+    __threadfence();
+    // the last block: every other block's bins are in sc.hist (read from L2)
+    const uint32_t remaining = kPass == 0 ? uint32_t(p.k) : __ldcg(&sc.remaining);
+    const int c = kTopkThreads - 1 - tid;  // thread tid owns bins 2c, 2c + 1 (see top_k_kernel)
+    const uint32_t lo = __ldcg(&sc.hist[2 * c]), hi = __ldcg(&sc.hist[2 * c + 1]);
+    const uint32_t incl = block_inclusive_scan(lo + hi, warp_tot);
+    const uint32_t above = incl - lo - hi;
+    if (above < remaining && above + hi >= remaining) {
+        found[0] = uint32_t(2 * c + 1);
+        found[1] = remaining - above;
+    } else if (above + hi < remaining && above + hi + lo >= remaining) {
+        found[0] = uint32_t(2 * c);
+        found[1] = remaining - above - hi;
+    }
+    __syncthreads();
+    for (int i = tid; i < kBins; i += kTopkThreads) sc.hist[i] = 0;
+    if (tid == 0) {
+        sc.done = 0;
+        if (kPass == 0) {
+            sc.d1 = found[0];
+            sc.remaining = found[1];
+        } else {
+            sc.thr = (d1 << 11) | found[0];
+        }
+    }
+}
+
+__global__ void __launch_bounds__(kTopkThreads) topk_mb_collect(TopkParams p) {
+    const int col = blockIdx.y, lane = threadIdx.x & 31;
+    TopkScratch& sc = g_topk_scratch[col];
+    const uint32_t thr = sc.thr;
+    unsigned long long* out = g_topk_cand[col];
+    topk_mb_for_each(p, col, [&](uint32_t key, int i, bool valid) {
+        const bool take = valid && (key >> 10) >= thr;
+        const uint32_t mask = __ballot_sync(0xffffffffu, take);
+        if (mask == 0) return;  // warp-uniform
+        uint32_t slot = 0;
+        if (lane == __ffs(mask) - 1) slot = atomicAdd(&sc.n_cand, uint32_t(__popc(mask)));
+        slot = __shfl_sync(0xffffffffu, slot, __ffs(mask) - 1) + uint32_t(__popc(mask & ((1u << lane) - 1u)));
+        if (take && slot < uint32_t(kMaxCand)) out[slot] = pair_of(key, i);
+    });
+}
+
+template <bool kMb>
 __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
     __shared__ unsigned long long cand[kMaxCand];
     __shared__ uint32_t hist[kBins];
@@ -205,7 +533,15 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
     const int64_t nb0 = p.a.nb[0];
     auto key_at = [&](int i) { return float_key(load_float(p.a.type, base + int64_t(i) * nb0)); };
 
-    if (p.n <= kMaxCand) {
+    // kMb: the candidates of topk_mb_collect, when they fit (block-uniform)
+    const uint32_t n_cand = kMb ? g_topk_scratch[col].n_cand : 0u;
+    if (kMb && n_cand <= uint32_t(kMaxCand)) {
+        int len = 1;
+        while (len < int(n_cand)) len <<= 1;
+        for (int i = tid; i < len; i += kTopkThreads) cand[i] = i < int(n_cand) ? g_topk_cand[col][i] : 0ull;
+        __syncthreads();
+        bitonic_sort_desc(cand, len);
+    } else if (p.n <= kMaxCand) {
         for (int i = tid; i < p.pow2; i += kTopkThreads) cand[i] = i < p.n ? pair_of(key_at(i), i) : 0ull;
         __syncthreads();
         bitonic_sort_desc(cand, p.pow2);
@@ -315,6 +651,49 @@ void launch_indexer(CudaContext& ctx, const IndexerParams& p, size_t smem, int64
     indexer_kernel<kVec><<<unsigned(blocks), kIdxThreads, smem, ctx.stream>>>(p);
 }
 
+
+template <int kNT, int kNCH>
+void launch_indexer_mma_t(CudaContext& ctx, const IndexerParams& p, bool f8, int keys_per_block, dim3 grid) {
+    const size_t smem = size_t(kNCH) * kNT * 64 * sizeof(uint4) + size_t(kNT) * 8 * sizeof(float);
+    if (f8)
+        indexer_mma_kernel<kNT, kNCH, true><<<grid, kMmaThreads, smem, ctx.stream>>>(p, keys_per_block);
+    else
+        indexer_mma_kernel<kNT, kNCH, false><<<grid, kMmaThreads, smem, ctx.stream>>>(p, keys_per_block);
+}
+
+template <int kNCH>
+void launch_indexer_mma_d(CudaContext& ctx, const IndexerParams& p, bool f8, int keys_per_block, dim3 grid) {
+    switch (p.Hi) {
+        case 16: launch_indexer_mma_t<2, kNCH>(ctx, p, f8, keys_per_block, grid); break;
+        case 32: launch_indexer_mma_t<4, kNCH>(ctx, p, f8, keys_per_block, grid); break;
+        case 64: launch_indexer_mma_t<8, kNCH>(ctx, p, f8, keys_per_block, grid); break;
+        default: GLM_ABORT("cuda indexer: no tensor-core kernel for Hi = {}", p.Hi);
+    }
+}
+
+// Tensor-core path (indexer_mma_kernel): D in {64, 128} (never the D < 64 test models),
+// Hi in {16, 32, 64}, keys BF16 / F8_E4M3 with contiguous elements and 16-byte aligned rows.
+bool indexer_mma_ok(const glm_tensor* q, const glm_tensor* k) {
+    const int64_t D = q->ne[0], Hi = q->ne[1], S = q->ne[2];
+    if (!(D == 64 || D == 128) || !(Hi == 16 || Hi == 32 || Hi == 64) || S > 65535) return false;
+    if (k->type != GLM_TYPE_BF16 && k->type != GLM_TYPE_F8_E4M3) return false;
+    if (int64_t(k->nb[0]) != (k->type == GLM_TYPE_BF16 ? 2 : 1)) return false;
+    return reinterpret_cast<uintptr_t>(k->data) % 16 == 0 && int64_t(k->nb[1]) % 16 == 0;
+}
+
+void launch_indexer_mma(CudaContext& ctx, const IndexerParams& p, bool f8) {
+    const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
+    const int64_t steps = ceil_div(p.T, kMmaKeysPerStep);
+    // ~2 blocks per SM, at most 8 steps (2048 keys) per block
+    const int64_t per_block = std::min<int64_t>(8, std::max<int64_t>(1, ceil_div(steps * p.S, 2 * n_sm)));
+    const int keys_per_block = int(per_block * kMmaKeysPerStep);
+    const dim3 grid(unsigned(ceil_div(p.T, keys_per_block)), unsigned(p.S));
+    if (p.D == 128)
+        launch_indexer_mma_d<4>(ctx, p, f8, keys_per_block, grid);
+    else
+        launch_indexer_mma_d<2>(ctx, p, f8, keys_per_block, grid);
+}
+
 }  // namespace
 
 void cuda_op_indexer(CudaContext& ctx, glm_tensor* dst) {
@@ -340,6 +719,10 @@ void cuda_op_indexer(CudaContext& ctx, glm_tensor* dst) {
     p.T = int(T);
     p.n_tiles = int(ceil_div(T, kIdxKeys));
     p.scale = dst->params[0].f;
+    if (indexer_mma_ok(q, k)) {
+        launch_indexer_mma(ctx, p, k->type == GLM_TYPE_F8_E4M3);
+        return;
+    }
     const bool vec = D % 4 == 0;
     const size_t smem =
         (size_t(Hi) * size_t(D + (vec ? 4 : 1)) + size_t(kIdxKeys) * size_t(D) + size_t(Hi)) * sizeof(float);
@@ -368,5 +751,19 @@ void cuda_op_top_k(CudaContext& ctx, glm_tensor* dst) {
     const int len = n <= kMaxCand ? int(n) : k;
     p.pow2 = 1;
     while (p.pow2 < len) p.pow2 <<= 1;
-    top_k_kernel<<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>(p);
+    const bool multi_block = n > kMaxCand && ncols <= kMbMaxCols && a->type == GLM_TYPE_F32 && a->nb[0] == 4 &&
+                             reinterpret_cast<uintptr_t>(a->data) % 16 == 0 && (ncols == 1 || a->nb[1] % 16 == 0);
+    if (!multi_block) {
+        top_k_kernel<false><<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>(p);
+        return;
+    }
+    const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
+    // ~8 elements per thread per pass, at most ~4 blocks per SM over all columns
+    const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, 8 * kTopkThreads), 4 * n_sm / ncols));
+    const dim3 grid{unsigned(nb), unsigned(ncols)};
+    topk_mb_zero<<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>();
+    topk_mb_hist<0><<<grid, kTopkThreads, 0, ctx.stream>>>(p);
+    topk_mb_hist<1><<<grid, kTopkThreads, 0, ctx.stream>>>(p);
+    topk_mb_collect<<<grid, kTopkThreads, 0, ctx.stream>>>(p);
+    top_k_kernel<true><<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>(p);
 }

@@ -3,7 +3,18 @@
 // per-slice global scale out of the sum (sum(e2m1 * block_scale * x) * global, exact algebra).
 //
 // Design. Decode is batch 1 and memory-bound, so the layouts below count bytes, not FLOPs:
-//  - gemv_kernel (N <= 8 columns, contiguous 16-byte-aligned weight rows, K a multiple of the
+//  - gemv1_kernel (N = 1: every decode mul_mat and every mul_mat_id; same layout conditions as
+//    gemv_kernel below): a row pair is owned by a group of G threads (G = 1 .. 256, a power of two
+//    chosen per shape by choose_group): G < 32 packs several row pairs into a warp so short rows
+//    (routed down_proj, K = 512 = 16 NVFP4 chunks -> G = 8) leave no lane idle; G > 32 splits K
+//    over several warps for small M (kv_a: G = 256). Each thread keeps 2 rows x 2 chunks of 16 B
+//    loading for the next step while it computes the current one, and the first step is issued
+//    before x is staged (float4 copies), so the staging latency hides under the weight fetch.
+//    NVFP4: one 16-element block at a time, x read once for both rows, block scale applied once per
+//    block partial sum. Sums: shuffles within the group, then (G > 32) per-warp sums added in warp
+//    order in shared memory: deterministic. MUL_MAT_ID: one (slot, token) per grid-y index (several
+//    per block for prefill-sized grids, x re-staged only when it changes); only chosen experts are read.
+//  - gemv_kernel (2 <= N <= 8 columns, contiguous 16-byte-aligned weight rows, K a multiple of the
 //    16-byte chunk, x fits 96 KiB of shared memory): 256 threads = 8 warps, each warp owns
 //    kRowsPerWarp = 2 rows and walks them with 16-byte __ldg loads (lane i reads chunk i, i + 32,
 //    ... of both rows; two chunks per row in flight), dequantises in registers, accumulates f32,
@@ -38,9 +49,10 @@
 //  1. NVFP4: x split into bf16x3 (or f16 hi/lo) and mma.sync m16n8k16 with e2m1 -> f16 via lop3,
 //     or re-lay the codes at upload so one lane's 8 nibbles map to an MMA fragment; removes the
 //     ALU bound and gives prefill tensor cores in the same kernel.
-//  2. Small K (routed down_proj: K = 512 per rank = 16 NVFP4 chunks) leaves half of each warp idle:
-//     give such rows 16 lanes each (4 rows per warp). Stage x once per SM for MUL_MAT_ID (persistent
-//     blocks over (row, slot)) instead of once per block.
+//  2. (Done for N = 1 in gemv1_kernel: sub-warp row groups for small K, split K for small M.)
+//     Still open: give gemv_kernel (N = 2..8, MTP verify) the same treatment; stage x once per SM
+//     for MUL_MAT_ID (persistent blocks over (row, slot)) instead of once per block; the NVFP4
+//     decode (~3 integer/convert ops per weight) is near the issue limit at full bandwidth.
 //  3. MUL_MAT_ID prefill: group (token, slot) pairs by expert on the device (counting sort into a
 //     scratch buffer) and run the tiled/MMA kernel per expert instead of one GEMV per pair.
 //  4. Prefill mul_mat: mma.sync (bf16x3 for f32 accuracy, or bf16 activations once tolerances
@@ -82,7 +94,9 @@ struct MmArgs {
     const uint8_t* ids;  // I32 [n_used, T]
     int64_t ids_nb0, ids_nb1, n_used;
     int x_bcast;
-    int ksplit;  // gemv_kernel: warps sharing one row group, each taking every ksplit-th 32-chunk stripe
+    int ksplit;  // gemv_kernel: warps sharing one row group, each taking every ksplit-th 32-chunk stripe;
+                 // gemv1_kernel: threads per row group (power of two, 1..256)
+    int64_t spb;  // gemv1_kernel: consecutive slices per grid-y index
 };
 
 // One slice's base pointers.
@@ -275,6 +289,36 @@ constexpr int kChunkElems = WT == GLM_TYPE_F32 ? 4 : WT == GLM_TYPE_F8_E4M3 ? 16
 __device__ __forceinline__ int64_t xs_index(int64_t k) { return k + (k >> 5) * 4; }
 __host__ __device__ inline int64_t xs_stride(int64_t K) { return K + (K >> 5) * 4 + 4; }  // K % 4 == 0: a multiple of 4
 
+// Stage one x column (K floats, element stride nb0 bytes; zeros if col is null) into xs at the
+// padded positions xs_index(k), by all kGemvThreads threads of the block. Contiguous, 16-byte-
+// aligned columns use float4 copies, UNR in flight per thread (K % 4 == 0 for every GEMV type:
+// xs_index keeps each aligned quad contiguous and 16-byte aligned).
+template <int UNR>
+__device__ __forceinline__ void stage_column(float* xs, const uint8_t* col, int64_t nb0, int64_t K) {
+    if (col == nullptr) {
+        for (int64_t k = threadIdx.x; k < K; k += blockDim.x) xs[xs_index(k)] = 0.0f;
+    } else if (nb0 == int64_t(sizeof(float)) && (reinterpret_cast<uintptr_t>(col) & 15u) == 0) {
+        const int64_t K4 = K / 4;
+        const float4* x4 = reinterpret_cast<const float4*>(col);
+        for (int64_t i0 = threadIdx.x; i0 < K4; i0 += UNR * int64_t(blockDim.x)) {
+            float4 tmp[UNR];
+#pragma unroll
+            for (int j = 0; j < UNR; ++j) {
+                const int64_t i = i0 + int64_t(j) * blockDim.x;
+                if (i < K4) tmp[j] = __ldg(x4 + i);
+            }
+#pragma unroll
+            for (int j = 0; j < UNR; ++j) {
+                const int64_t i = i0 + int64_t(j) * blockDim.x;
+                if (i < K4) *reinterpret_cast<float4*>(xs + xs_index(4 * i)) = tmp[j];
+            }
+        }
+    } else {
+        for (int64_t k = threadIdx.x; k < K; k += blockDim.x)
+            xs[xs_index(k)] = *reinterpret_cast<const float*>(col + k * nb0);
+    }
+}
+
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
@@ -452,8 +496,7 @@ __global__ void __launch_bounds__(kGemvThreads, NC == 1 ? 4 : NC <= 4 ? 2 : 1) g
 #pragma unroll
         for (int c = 0; c < NC; ++c) {
             const int64_t n = n0 + c;
-            for (int64_t k = threadIdx.x; k < a.K; k += kGemvThreads)
-                xs[c * xstride + xs_index(k)] = n < a.N ? x_elem(a, sl, k, n) : 0.0f;
+            stage_column<1>(xs + c * xstride, n < a.N ? sl.x + n * a.x_nb[1] : nullptr, a.x_nb[0], a.K);
         }
         __syncthreads();
 
@@ -498,6 +541,164 @@ __global__ void __launch_bounds__(kGemvThreads, NC == 1 ? 4 : NC <= 4 ? 2 : 1) g
     }
 }
 static_assert(kRowsPerWarp * kMaxCols <= 32, "one lane stores each (row, column) result");
+
+// ---- single-column GEMV (N = 1: decode mul_mat and every mul_mat_id) ----------------------------
+// 256 threads; a row group of G threads (G = a.ksplit, a power of two in [1, 256]) owns
+// kRowsPerWarp rows; its threads take the row's 16-byte chunks t, t + G, t + 2G, ... (split K
+// inside the group: G < 32 packs several row groups into one warp, G > 32 spans several warps).
+// Weights are software-pipelined: kGemv1Unroll chunks of every row are loaded for the next step
+// before the current step is computed, and the first step's loads are issued before x is staged,
+// so the staging latency hides under the weight fetch. Sums: shuffles inside the group (fixed
+// xor tree), then, for G > 32, the warps' sums in shared memory added in warp order (deterministic).
+// A block handles a.spb consecutive slices of its grid-y index and re-stages x only when the
+// slice's x column changes (MUL_MAT_ID with one broadcast x: the slots of a token share it).
+constexpr int kGemv1Unroll = 2;
+
+// NVFP4 chunk (32 codes = 2 blocks of 16) of each row against x, one 16-element block at a time:
+// the block's 16 x values are read once for all rows, each row's codes are decoded 8 at a time
+// (fp16 bit trick as in dequant_group, values times 2^-14) into a block partial sum, and the block
+// scale (times 2^14) is applied once per block. Fewer live registers than dequant_group's 16 floats
+// per row.
+__device__ __forceinline__ void nvfp4_chunk1(const uint4 (&v)[kRowsPerWarp], const uint32_t (&sc)[kRowsPerWarp],
+                                             const float* xs, int64_t k0, float (&acc)[kRowsPerWarp][1]) {
+#pragma unroll
+    for (int g = 0; g < 2; ++g) {
+        const float* xc = xs + xs_index(k0 + 16 * g);
+        float x[16];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            const float4 x4 = *reinterpret_cast<const float4*>(xc + 4 * q);
+            x[4 * q + 0] = x4.x;
+            x[4 * q + 1] = x4.y;
+            x[4 * q + 2] = x4.z;
+            x[4 * q + 3] = x4.w;
+        }
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+            float p = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const uint32_t u = word_of(v[r], 2 * g + i);
+                const float2 p04 = half2_bits_to_float2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12));
+                const float2 p15 = half2_bits_to_float2(((u & 0x00700070u) << 5) | ((u & 0x00800080u) << 8));
+                const float2 p26 = half2_bits_to_float2(((u & 0x07000700u) << 1) | ((u & 0x08000800u) << 4));
+                const float2 p37 = half2_bits_to_float2(((u & 0x70007000u) >> 3) | (u & 0x80008000u));
+                p = fmaf(p04.x, x[8 * i + 0], p);
+                p = fmaf(p15.x, x[8 * i + 1], p);
+                p = fmaf(p26.x, x[8 * i + 2], p);
+                p = fmaf(p37.x, x[8 * i + 3], p);
+                p = fmaf(p04.y, x[8 * i + 4], p);
+                p = fmaf(p15.y, x[8 * i + 5], p);
+                p = fmaf(p26.y, x[8 * i + 6], p);
+                p = fmaf(p37.y, x[8 * i + 7], p);
+            }
+            acc[r][0] = fmaf(p, e4m3_fast((sc[r] >> (8 * g)) & 0xffu) * 16384.0f, acc[r][0]);
+        }
+    }
+}
+
+template <int WT, bool IDS>
+__global__ void __launch_bounds__(kGemvThreads, WT == GLM_TYPE_NVFP4 ? 2 : 3) gemv1_kernel(MmArgs a) {
+    extern __shared__ float4 smem_f4[];
+    float* xs = reinterpret_cast<float*>(smem_f4);
+    __shared__ float part_sums[kGemvWarps][kRowsPerWarp];
+    constexpr int E = kChunkElems<WT>, U = kGemv1Unroll, R = kRowsPerWarp;
+    const int G = a.ksplit;
+    const int t = int(threadIdx.x) & (G - 1), grp = int(threadIdx.x) / G;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t rows_per_block = int64_t(R) * (kGemvThreads / G);
+    const int64_t m0 = int64_t(blockIdx.x) * rows_per_block + int64_t(grp) * R;
+    const bool active = m0 < a.M;
+    const int nchunks = int(a.K / E), stride = U * G;  // K < 2^31 (checked by the launcher)
+    const uint8_t* staged_x = nullptr;
+
+    for (int64_t sb = blockIdx.y; sb * a.spb < a.n_slices; sb += gridDim.y) {
+        const int64_t s_end = (sb + 1) * a.spb < a.n_slices ? (sb + 1) * a.spb : a.n_slices;
+        for (int64_t s = sb * a.spb; s < s_end; ++s) {
+            const Slice sl = resolve_slice<WT, IDS>(a, s);
+            const uint4* wrow[R];
+            const uint16_t* srow[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const int64_t m = m0 + r < a.M ? m0 + r : a.M - 1;  // rows past M: a duplicate, never stored
+                wrow[r] = reinterpret_cast<const uint4*>(sl.w + m * a.w.nb[1]);
+                srow[r] = WT == GLM_TYPE_NVFP4 ? reinterpret_cast<const uint16_t*>(sl.ws + m * a.w.snb[1]) : nullptr;
+            }
+            uint4 v[U][R];
+            uint32_t sv[U][R];
+            auto load_step = [&](int c0) {
+#pragma unroll
+                for (int u = 0; u < U; ++u) {
+                    const int c = c0 + u * G;
+                    const bool ok = active && c < nchunks;
+#pragma unroll
+                    for (int r = 0; r < R; ++r) {
+                        v[u][r] = ok ? __ldg(wrow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+                        if constexpr (WT == GLM_TYPE_NVFP4) sv[u][r] = ok ? uint32_t(__ldg(srow[r] + c)) : 0u;
+                        else sv[u][r] = 0u;
+                    }
+                }
+            };
+            load_step(t);  // in flight while x is staged
+
+            if (sl.x != staged_x) {  // uniform: every thread resolves the same slice
+                __syncthreads();     // the previous slice's readers are done with xs
+                stage_column<4>(xs, sl.x, a.x_nb[0], a.K);
+                __syncthreads();
+                staged_x = sl.x;
+            }
+
+            float acc[R][1];
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r][0] = 0.0f;
+            for (int c0 = t; c0 < nchunks; c0 += stride) {
+                uint4 cv[U][R];
+                uint32_t cs[U][R];
+#pragma unroll
+                for (int u = 0; u < U; ++u)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) {
+                        cv[u][r] = v[u][r];
+                        cs[u][r] = sv[u][r];
+                    }
+                if (c0 + stride < nchunks) load_step(c0 + stride);  // next step in flight
+#pragma unroll
+                for (int u = 0; u < U; ++u) {
+                    const int c = c0 + u * G;
+                    if (active && c < nchunks) {
+                        if constexpr (WT == GLM_TYPE_NVFP4) nvfp4_chunk1(cv[u], cs[u], xs, c * E, acc);
+                        else gemv_chunk<WT, 1>(cv[u], cs[u], xs, 0, c * E, acc);
+                    }
+                }
+            }
+
+            const int width = G < 32 ? G : 32;
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                for (int off = width >> 1; off > 0; off >>= 1) acc[r][0] += __shfl_xor_sync(0xffffffffu, acc[r][0], off);
+            if (G > 32) {  // uniform over the block
+                if (lane == 0)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) part_sums[warp][r] = acc[r][0];
+                __syncthreads();
+                if (t == 0) {
+                    const int nw = G / 32;
+#pragma unroll
+                    for (int r = 0; r < R; ++r) {
+                        float sum = part_sums[warp][r];
+                        for (int p = 1; p < nw; ++p) sum += part_sums[warp + p][r];
+                        acc[r][0] = sum;
+                    }
+                }
+                __syncthreads();  // part_sums is free for the next slice
+            }
+            if (t == 0)
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+                    if (m0 + r < a.M) store_dst(a, sl, m0 + r, 0, acc[r][0] * sl.g);
+        }
+    }
+}
 
 // ---- launchers --------------------------------------------------------------------------------
 
@@ -594,14 +795,60 @@ int choose_ksplit(const CudaContext& ctx, glm_type wt, const MmArgs& a, int nc) 
     return ksplit;
 }
 
+// gemv1_kernel's row-group width G: every thread gets >= kGemv1Unroll chunks of each row where K
+// allows (G <= 32 rounds K's chunk count down: down_proj's 16 NVFP4 chunks give G = 8, four row
+// groups per warp, no idle lanes); then G doubles (split K over more threads) while the grid has
+// fewer than 12 warps per SM (each doubling re-stages x for half as many rows per block). H100,
+// N = 1: expert gate/up G = 32 (256 blocks), down G = 8 (768 blocks), o_proj/q_b/lm_head 32,
+// q_a 64, kv_a 256.
+int choose_group(const CudaContext& ctx, glm_type wt, const MmArgs& a, int64_t slices) {
+    const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
+    const int64_t nchunks = a.K / chunk_elems_host(wt);
+    auto threads = [&](int64_t g) {
+        return ceil_div(a.M, int64_t(kRowsPerWarp) * (kGemvThreads / g)) * int64_t(kGemvThreads) * slices;
+    };
+    int64_t g = 1;
+    while (g < 32 && 2 * g * kGemv1Unroll <= nchunks) g *= 2;
+    while (g < kGemvThreads && 2 * g * kGemv1Unroll <= nchunks && threads(g) < 12 * 32 * n_sm)
+        g *= 2;
+    return int(g);
+}
+
 template <int WT, bool IDS>
+void launch_gemv1(CudaContext& ctx, const MmArgs& a0, glm_type wt) {
+    MmArgs a = a0;
+    const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
+    a.ksplit = choose_group(ctx, wt, a, std::min<int64_t>(a.n_slices, 65535));
+    const int64_t rows_per_block = int64_t(kRowsPerWarp) * (kGemvThreads / a.ksplit);
+    const int64_t bx = ceil_div(a.M, rows_per_block);
+    GLM_ASSERT(bx <= 0x7fffffff && a.K < (int64_t(1) << 31));
+    // Several slices per block only when the grid would be far beyond one resident wave
+    // (prefill-sized MUL_MAT_ID); decode keeps one slice per block.
+    a.spb = std::max<int64_t>(1, std::min<int64_t>(8, bx * a.n_slices / (8 * n_sm)));
+    const size_t smem = size_t(xs_stride(a.K)) * sizeof(float);
+    auto kernel = gemv1_kernel<WT, IDS>;
+    static std::atomic<uint64_t> smem_done{0};
+    allow_smem(kernel, smem, smem_done);
+    const dim3 grid(unsigned(bx), grid_dim(ceil_div(a.n_slices, a.spb)));
+    kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
+// N >= 2 (N = 1 and MUL_MAT_ID go to gemv1_kernel). When only one staged column fits shared
+// memory, one gemv1_kernel launch per column (x and dst offset to that column).
+template <int WT>
 void launch_gemv(CudaContext& ctx, const MmArgs& a, int nc) {
-    if constexpr (IDS) {
-        launch_gemv_nc<WT, 1, true>(ctx, a);
-        (void)nc;
-    } else {
+    {
         switch (nc) {
-            case 1: launch_gemv_nc<WT, 1, false>(ctx, a); break;
+            case 1:
+                for (int64_t n = 0; n < a.N; ++n) {
+                    MmArgs c = a;
+                    c.N = 1;
+                    c.x += n * a.x_nb[1];
+                    c.dst += n * a.d_nb[1];
+                    launch_gemv1<WT, false>(ctx, c, glm_type(WT));
+                }
+                break;
             case 2: launch_gemv_nc<WT, 2, false>(ctx, a); break;
             case 3: launch_gemv_nc<WT, 3, false>(ctx, a); break;
             case 4: launch_gemv_nc<WT, 4, false>(ctx, a); break;
@@ -637,9 +884,17 @@ void dispatch(CudaContext& ctx, glm_type wt, const MmArgs& a, Path path, int nc)
         constexpr int WT = decltype(wt_tag)::value;
         switch (path) {
             case Path::Gemv: {
-                MmArgs g = a;
-                g.ksplit = choose_ksplit(ctx, wt, a, nc);
-                launch_gemv<WT, IDS>(ctx, g, nc);
+                if (a.N == 1) {
+                    launch_gemv1<WT, IDS>(ctx, a, wt);
+                    break;
+                }
+                if constexpr (!IDS) {
+                    MmArgs g = a;
+                    g.ksplit = choose_ksplit(ctx, wt, a, nc);
+                    launch_gemv<WT>(ctx, g, nc);
+                } else {
+                    GLM_ABORT("mul_mat_id: N = 1 per slice");
+                }
                 break;
             }
             case Path::Generic: launch_generic<WT, IDS>(ctx, a); break;

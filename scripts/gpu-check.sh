@@ -33,10 +33,10 @@ build-gpu/tests/cuda/test-cuda -s 2>&1 | grep -E "MESSAGE|ERROR|rel. error|diffe
 grep -E "ERROR" -A3 "$OUT/ctest.log" | head -80 >> "$OUT/summary.txt"
 
 log "compute-sanitizer memcheck (op cases)"
-compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/memcheck.log" 2>&1
+timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/memcheck.log" 2>&1
 echo "memcheck rc=$?" | tee -a "$OUT/summary.txt"; grep -E "ERROR SUMMARY|Invalid" "$OUT/memcheck.log" | head -5 | tee -a "$OUT/summary.txt"
 log "compute-sanitizer racecheck (op cases)"
-compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/racecheck.log" 2>&1
+timeout 200 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/racecheck.log" 2>&1
 echo "racecheck rc=$?" | tee -a "$OUT/summary.txt"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|hazard" "$OUT/racecheck.log" | head -5 | tee -a "$OUT/summary.txt"
 
 log "glmrun GPU vs CPU greedy ids (dense_moe)"

@@ -37,6 +37,15 @@ constexpr Tolerance TOL_MATMUL{1e-11, INF};
 constexpr Tolerance TOL_ROPE{1e-8, 2e-4};
 // Attention / indexer: f64 dot products cast to f32 before scaling, softmax in f64.
 constexpr Tolerance TOL_ATTN{1e-10, INF};
+// Indexer on CUDA tensor cores (D >= 64, BF16 / F8 keys): q is split into bf16 hi + lo, so it keeps
+// ~16 mantissa bits (relative error <= 2^-16 per element) -> expected NMSE ~1e-10; dropping the lo
+// half would give ~5e-6, a wrong fragment mapping ~1.
+constexpr Tolerance TOL_INDEXER_TC{1e-7, INF};
+// Attention on the CUDA tensor-core MQA path (Hk == 1, Dk 576, Dv 512, H % 16 == 0, bf16/f8 cache
+// views): q and the softmax weights P are rounded to bf16 (relative error 2^-9 each) before the
+// f32-accumulated products, so scores move by ~1e-3 and the output by NMSE ~3e-6 (unit-normal
+// inputs). The CPU backend is exact to TOL_ATTN; the limit is for the GPU run. Cosine not checked.
+constexpr Tolerance TOL_ATTN_TC{3e-5, INF};
 
 using Ref = std::vector<double>;
 
@@ -582,7 +591,13 @@ std::vector<OpCase> make_cases() {
                         MM{GLM_TYPE_BF16, {4096, 37}, {4096, 1}, 0}, MM{GLM_TYPE_F8_E4M3, {2048, 67}, {2048, 5}, 0},
                         MM{GLM_TYPE_F32, {1040, 33, 2}, {1040, 8, 4}, 0}, MM{GLM_TYPE_F16, {512, 40}, {512, 2}, 0},
                         MM{GLM_TYPE_BF16, {192, 512}, {192, 1}, 1}, MM{GLM_TYPE_BF16, {37, 67}, {37, 70}, 0},
-                        MM{GLM_TYPE_BF16, {37, 29}, {37, 70}, 1}}) {
+                        MM{GLM_TYPE_BF16, {37, 29}, {37, 70}, 1},
+                        // N = 1 GEMV (gemv1_kernel): row groups of 8..256 threads, split K across warps,
+                        // partial last step, broadcast slices.
+                        MM{GLM_TYPE_F8_E4M3, {2048, 67}, {2048, 1}, 0}, MM{GLM_TYPE_F32, {1040, 33, 2}, {1040, 1, 4}, 0},
+                        MM{GLM_TYPE_F16, {512, 40}, {512, 1}, 0}, MM{GLM_TYPE_BF16, {6144, 5}, {6144, 1}, 0},
+                        MM{GLM_TYPE_BF16, {64, 700}, {64, 1}, 0}, MM{GLM_TYPE_BF16, {64, 9}, {64, 3}, 3},
+                        MM{GLM_TYPE_BF16, {11264, 3}, {11264, 2}, 0}}) {  // one staged column fits: per-column N = 1
         const char* vname[] = {"", " (transposed w)", " (permuted w)", " (transposed x)"};
         add(fmt::format("mul_mat {} w={} x={}{}", glm_type_name(g.wt), fmt::join(g.w, "x"), fmt::join(g.x, "x"), vname[g.view]),
             [g](OpBuild& b) {
@@ -597,9 +612,19 @@ std::vector<OpCase> make_cases() {
             },
             mul_mat_ref, TOL_MATMUL);
     }
+    // N = 1 GEMV with x a view 4 bytes into its buffer: not 16-byte aligned (scalar x staging).
+    add("mul_mat bf16 w=256x19 x=256 (misaligned x view)",
+        [](OpBuild& b) {
+            glm_tensor* w = b.rand(GLM_TYPE_BF16, {256, 19});
+            glm_tensor* x = glm_view_1d(b.ctx, b.rand(GLM_TYPE_F32, {257}), 256, sizeof(float));
+            b.in = {w, x};
+            return glm_mul_mat(b.ctx, w, x);
+        },
+        mul_mat_ref, TOL_MATMUL);
     struct MM4 { int64_t K, M, E, N, B; };
     for (MM4 g : {MM4{48, 7, 1, 1, 1}, MM4{48, 7, 1, 5, 1}, MM4{16, 5, 3, 3, 6}, MM4{64, 9, 2, 4, 2},
-                  MM4{2048, 19, 3, 3, 6}, MM4{64, 33, 1, 33, 1}}) {
+                  MM4{2048, 19, 3, 3, 6}, MM4{64, 33, 1, 33, 1},
+                  MM4{2048, 19, 3, 1, 6}, MM4{4096, 5, 2, 1, 2}, MM4{512, 131, 1, 1, 1}}) {
         add(fmt::format("mul_mat nvfp4 w=[{}x{}x{}] x=[{}x{}x{}]", g.K, g.M, g.E, g.K, g.N, g.B),
             [g](OpBuild& b) {
                 glm_tensor* w = b.nvfp4(g.K, g.M, g.E);
@@ -616,7 +641,12 @@ std::vector<OpCase> make_cases() {
     struct MMID { bool nvfp4; int64_t K, M, E, n_used, T; bool bcast; };
     for (MMID g : {MMID{true, 32, 6, 5, 2, 3, true}, MMID{true, 32, 6, 5, 2, 3, false}, MMID{true, 16, 3, 7, 3, 1, false},
                    MMID{false, 24, 5, 4, 3, 2, false}, MMID{false, 23, 5, 6, 2, 3, true},
-                   MMID{true, 6144, 40, 8, 3, 2, true}, MMID{true, 512, 64, 6, 2, 3, false}}) {
+                   MMID{true, 6144, 40, 8, 3, 2, true}, MMID{true, 512, 64, 6, 2, 3, false},
+                   // gemv1_kernel: partial row tiles (down-like K = 512, G = 8), several slices per
+                   // block with x re-staged only when it changes (broadcast or not), BF16 experts.
+                   MMID{true, 512, 67, 6, 2, 3, false}, MMID{true, 64, 16, 4, 3, 705, true},
+                   MMID{true, 64, 16, 4, 3, 705, false}, MMID{false, 64, 9, 5, 3, 705, true},
+                   MMID{false, 2048, 21, 4, 2, 2, true}}) {
         add(fmt::format("mul_mat_id {} experts=[{}x{}x{}] n_used={} T={} x ne1={}", g.nvfp4 ? "nvfp4" : "bf16", g.K, g.M, g.E,
                         g.n_used, g.T, g.bcast ? 1 : g.n_used),
             [g](OpBuild& b) {
@@ -723,10 +753,52 @@ std::vector<OpCase> make_cases() {
             ->check_cosine = true;
     }
 
+    // Absorbed-MLA decode shapes of the CUDA tensor-core path: k = [576, 1, T] and v = [512, 1, T]
+    // views of the same rows of a [576, T] bf16 or e4m3 cache; T over several key tiles and splits;
+    // q_pos = T-1 and earlier; key_ids of 2048 entries with -1 padding (and ids beyond q_pos).
+    struct Mla { int64_t H, S, T; glm_type type; int last_pos; int n_valid_ids; };
+    for (Mla g : {Mla{16, 1, 1000, GLM_TYPE_BF16, 999, 0}, Mla{16, 1, 100, GLM_TYPE_BF16, 77, 0},
+                  Mla{64, 2, 1000, GLM_TYPE_BF16, 999, 0}, Mla{16, 1, 5000, GLM_TYPE_BF16, 4999, 0},
+                  Mla{16, 2, 5000, GLM_TYPE_BF16, 4999, 1900}, Mla{16, 1, 5000, GLM_TYPE_F8_E4M3, 3000, 0},
+                  Mla{32, 2, 1000, GLM_TYPE_F8_E4M3, 999, 700}}) {
+        const int64_t Dk = 576, Dv = 512;
+        add(fmt::format("attn MLA decode Dk={} Dv={} H={} S={} T={} {} cache q_pos<={}{}", Dk, Dv, g.H, g.S, g.T,
+                        glm_type_name(g.type), g.last_pos, g.n_valid_ids ? " + key_ids[2048]" : ""),
+            [g, Dk, Dv](OpBuild& b) {
+                glm_tensor* q = b.rand(GLM_TYPE_F32, {Dk, g.H, g.S});
+                glm_tensor* cache = b.rand(g.type, {Dk, g.T});
+                glm_tensor* k = glm_view_3d(b.ctx, cache, Dk, 1, g.T, cache->nb[1], cache->nb[1], 0);
+                glm_tensor* v = glm_view_3d(b.ctx, cache, Dv, 1, g.T, cache->nb[1], cache->nb[1], 0);
+                std::vector<int32_t> pos;
+                for (int64_t s = 0; s < g.S; ++s) pos.push_back(int32_t(g.last_pos - (g.S - 1 - s) * 250));
+                glm_tensor* qp = b.i32({g.S}, pos);
+                glm_tensor* kid = nullptr;
+                if (g.n_valid_ids) {
+                    const int64_t n_sel = 2048;
+                    std::vector<int32_t> ids;
+                    for (int64_t s = 0; s < g.S; ++s) {
+                        std::vector<int32_t> sel = b.rng.distinct(g.T, g.n_valid_ids);
+                        while (int64_t(sel.size()) < n_sel) sel.insert(sel.begin() + b.rng.randint(0, int64_t(sel.size()) + 1), -1);
+                        ids.insert(ids.end(), sel.begin(), sel.end());
+                    }
+                    kid = b.i32({n_sel, g.S}, ids);
+                }
+                b.in = {q, k, v, qp, kid};
+                return glm_attn(b.ctx, q, k, v, qp, kid, float(1.0 / std::sqrt(double(Dk))));
+            },
+            attn_ref, TOL_ATTN_TC);
+    }
+
     // ---- indexer -----------------------------------------------------------------------------
-    struct Idx { int64_t D, Hi, S, T; int ktype; };  // ktype: 0 f32, 1 bf16, 2 bf16 slice of a wider row
-    for (Idx g : {Idx{16, 3, 4, 9, 0}, Idx{16, 3, 4, 9, 1}, Idx{24, 5, 1, 13, 2}, Idx{7, 1, 3, 3, 0}}) {
-        add(fmt::format("indexer D={} Hi={} S={} T={} k={}", g.D, g.Hi, g.S, g.T, g.ktype == 0 ? "f32" : g.ktype == 1 ? "bf16" : "bf16 slice"),
+    // ktype: 0 f32, 1 bf16, 2 bf16 slice of a wider row, 3 f8_e4m3. D in {64, 128} with Hi in
+    // {16, 32, 64} and bf16 / f8 keys take the CUDA tensor-core path (TOL_INDEXER_TC).
+    struct Idx { int64_t D, Hi, S, T; int ktype; };
+    for (Idx g : {Idx{16, 3, 4, 9, 0}, Idx{16, 3, 4, 9, 1}, Idx{24, 5, 1, 13, 2}, Idx{7, 1, 3, 3, 0},
+                  Idx{128, 32, 1, 20000, 1}, Idx{64, 16, 1, 70000, 1}, Idx{128, 32, 3, 5000, 1}, Idx{128, 32, 2, 5000, 3},
+                  Idx{64, 16, 3, 1000, 3}, Idx{128, 64, 2, 700, 1}, Idx{128, 32, 2, 600, 2}}) {
+        const bool tc = (g.D == 64 || g.D == 128) && (g.ktype == 1 || g.ktype == 3);
+        add(fmt::format("indexer D={} Hi={} S={} T={} k={}", g.D, g.Hi, g.S, g.T,
+                        g.ktype == 0 ? "f32" : g.ktype == 1 ? "bf16" : g.ktype == 2 ? "bf16 slice" : "f8"),
             [g](OpBuild& b) {
                 glm_tensor* q = b.rand(GLM_TYPE_F32, {g.D, g.Hi, g.S});
                 glm_tensor* k;
@@ -734,7 +806,7 @@ std::vector<OpCase> make_cases() {
                     glm_tensor* cache = b.rand(GLM_TYPE_BF16, {g.D + 9, g.T});
                     k = glm_view_2d(b.ctx, cache, g.D, g.T, cache->nb[1], 4 * 2);
                 } else {
-                    k = b.rand(g.ktype == 0 ? GLM_TYPE_F32 : GLM_TYPE_BF16, {g.D, g.T});
+                    k = b.rand(g.ktype == 0 ? GLM_TYPE_F32 : g.ktype == 1 ? GLM_TYPE_BF16 : GLM_TYPE_F8_E4M3, {g.D, g.T});
                 }
                 glm_tensor* w = b.rand(GLM_TYPE_F32, {g.Hi, g.S});
                 std::vector<int32_t> pos;
@@ -756,7 +828,7 @@ std::vector<OpCase> make_cases() {
                     return total;
                 });
             },
-            TOL_ATTN);
+            tc ? TOL_INDEXER_TC : TOL_ATTN);
     }
 
     // ---- top_k / argmax (exact; inputs without ties) -------------------------------------------
@@ -782,14 +854,19 @@ std::vector<OpCase> make_cases() {
     }
     // Long columns as the indexer produces them (decode over many keys): the radix-select path of
     // a GPU top-k. Ties (small integers) and a masked tail of -inf, as the causal mask leaves.
-    struct TopKBig { int64_t n, cols; int k; int mode; };  // mode 0 distinct, 1 ties, 2 -inf tail
+    // mode 0 distinct, 1 ties, 2 -inf tail, 3 a few ties per value (ties at the threshold that the
+    // multi-block CUDA path resolves without its single-block fallback)
+    struct TopKBig { int64_t n, cols; int k; int mode; };
     for (TopKBig g : {TopKBig{10000, 2, 2048, 0}, TopKBig{10000, 2, 2048, 1}, TopKBig{5000, 2, 2048, 2},
+                      TopKBig{131072, 2, 2048, 0}, TopKBig{131072, 1, 2048, 1}, TopKBig{131072, 1, 2048, 2},
+                      TopKBig{131072, 3, 2048, 3}, TopKBig{202753, 1, 2048, 0},
                       TopKBig{70000, 1, 2048, 0}}) {
         add(fmt::format("top_k long n={} cols={} k={} {}", g.n, g.cols, g.k,
-                        g.mode == 0 ? "distinct" : g.mode == 1 ? "ties" : "-inf tail"),
+                        g.mode == 0 ? "distinct" : g.mode == 1 ? "ties" : g.mode == 2 ? "-inf tail" : "few ties"),
             [g](OpBuild& b) {
                 std::function<double(int64_t)> gen = distinct_values(b.rng, g.n * g.cols);
                 if (g.mode == 1) gen = [&b](int64_t) { return double(b.rng.randint(-50, 50)); };
+                if (g.mode == 3) gen = [&b](int64_t) { return double(b.rng.randint(-5000, 5000)); };
                 if (g.mode == 2) {
                     auto base = distinct_values(b.rng, g.n * g.cols);
                     const int64_t n = g.n;
