@@ -18,13 +18,8 @@ struct Engine::Impl {
     EngineParams params;
     ModelInfo info;
     std::unique_ptr<glm::Tokenizer> tokenizer;
-    Checkpoint checkpoint;
-    ModelWeights records;
-    ModelHparams hp;
     std::unique_ptr<glm_backend> backend;
-    glm_context weight_ctx;
-    ModelTensors tensors;
-    glm_buffer* weight_buffer = nullptr;
+    LoadedModel model;
     std::unique_ptr<Session> session;
 };
 
@@ -113,10 +108,8 @@ Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
     impl->params = params;
     const std::string& dir = params.model_dir;
     GLM_TRY(load_tokenizer(dir, impl->tokenizer));
-    GLM_TRY(Checkpoint::open(dir, impl->checkpoint));
-    GLM_TRY(impl->checkpoint.bind(impl->records));
-    const ModelConfig& config = impl->checkpoint.config();
-    GLM_TRY(make_hparams(config, params.index_pattern, impl->hp));
+    GLM_TRY(open_model(dir, params.index_pattern, impl->model));
+    const ModelConfig& config = impl->model.checkpoint.config();
 
     if (params.session.n_ctx < 1) return Status::usage("-c must be at least 1 (got {})", params.session.n_ctx);
     if (params.session.n_ubatch < 1) return Status::usage("--ubatch must be at least 1 (got {})", params.session.n_ubatch);
@@ -140,13 +133,12 @@ Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
         if (pages > 0 && page > 0) plan_params.device_capacity = uint64_t(pages) * uint64_t(page);
         plan_params.reserve = 256ull << 20;
     }
-    const MemoryPlan plan = plan_memory(config, weight_buffer_bytes(config, impl->records), plan_params);
+    const MemoryPlan plan = plan_memory(config, weight_buffer_bytes(config, impl->model.records), plan_params);
     log_info("memory plan ({}):\n{}", impl->backend->name(), plan.table());
     GLM_TRY(check_memory_plan(plan));
-    GLM_TRY(upload_weights(config, impl->records, impl->backend.get(), impl->weight_ctx, impl->tensors,
-                           &impl->weight_buffer, params.show_progress));
+    GLM_TRY(upload_model(impl->backend.get(), params.show_progress, impl->model));
 
-    impl->session = std::make_unique<Session>(impl->backend.get(), impl->hp, impl->tensors, params.session);
+    impl->session = std::make_unique<Session>(impl->backend.get(), impl->model.hp, impl->model.tensors, params.session);
     GLM_TRY(impl->session->init());
     impl->backend->freeze_allocations();
 
@@ -158,10 +150,10 @@ Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
     info.n_vocab = config.vocab_size;
     info.n_layer = config.num_hidden_layers;
     info.n_ctx_train = config.max_position_embeddings;
-    info.has_mtp = impl->tensors.has_mtp;
+    info.has_mtp = impl->model.tensors.has_mtp;
     info.eos_ids = config.eos_token_ids;
     info.default_sampling = read_sampling_defaults(dir);
-    info.weight_bytes = impl->weight_buffer->size;
+    info.weight_bytes = impl->model.weights->size;
     log_info("model: {} ({}), backend {}, weights {:.1f} MiB, KV {:.1f} MiB, arena {:.1f} MiB", info.name,
              config.summary(), info.backend, double(info.weight_bytes) / 1048576.0,
              double(impl->session->kv_bytes()) / 1048576.0, double(impl->session->arena_bytes()) / 1048576.0);

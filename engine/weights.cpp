@@ -292,3 +292,19 @@ Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_b
     GLM_ASSERT(placer.used() == bytes);
     return {};
 }
+
+Status open_model(const std::string& dir, const std::string& index_pattern, LoadedModel& out) {
+    GLM_TRY(Checkpoint::open(dir, out.checkpoint));
+    GLM_TRY(out.checkpoint.bind(out.records));
+    return make_hparams(out.checkpoint.config(), index_pattern, out.hp);
+}
+
+Status upload_model(glm_backend* backend, bool show_progress, LoadedModel& model) {
+    return upload_weights(model.checkpoint.config(), model.records, backend, model.ctx, model.tensors, &model.weights,
+                          show_progress);
+}
+
+Status load_model(const std::string& dir, const std::string& index_pattern, glm_backend* backend, LoadedModel& out) {
+    GLM_TRY(open_model(dir, index_pattern, out));
+    return upload_model(backend, /*show_progress=*/false, out);
+}

@@ -20,3 +20,18 @@ size_t weight_buffer_bytes(const ModelConfig& config, const ModelWeights& ckpt);
 // global scale per expert.
 Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_backend* backend,
                       glm_context& ctx, ModelTensors& out, glm_buffer** buffer, bool show_progress = false);
+
+// A checkpoint opened, bound and mapped into runtime tensors on one backend: what the engine and the
+// tests share. open_model reads and checks (no device memory yet, so a memory plan can come
+// between); upload_model places the weights; load_model does both.
+struct LoadedModel {
+    Checkpoint checkpoint;
+    ModelWeights records;
+    ModelHparams hp;
+    glm_context ctx;
+    ModelTensors tensors;
+    glm_buffer* weights = nullptr;
+};
+Status open_model(const std::string& dir, const std::string& index_pattern, LoadedModel& out);
+Status upload_model(glm_backend* backend, bool show_progress, LoadedModel& model);
+Status load_model(const std::string& dir, const std::string& index_pattern, glm_backend* backend, LoadedModel& out);

@@ -38,6 +38,19 @@ void ModelFixture::load(const std::string& name, const std::string& index_patter
     load_on(name, glm_backend_cpu_create(2), index_pattern);
 }
 
+void TestModel::load_dir(const std::string& dir, std::unique_ptr<glm_backend> on, const std::string& index_pattern) {
+    backend = on ? std::move(on) : glm_backend_cpu_create(2);
+    const Status st = load_model(dir, index_pattern, backend.get(), *this);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+}
+
+std::unique_ptr<Session> TestModel::session(SessionParams params) const {
+    auto s = std::make_unique<Session>(backend.get(), hp, tensors, params);
+    const Status st = s->init();
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    return s;
+}
+
 void ModelFixture::load_on(const std::string& name, std::unique_ptr<glm_backend> on, const std::string& index_pattern) {
     dir = std::string(GLMRUN_SOURCE_DIR) + "/tests/fixtures/" + name;
     std::ifstream in(dir + "/reference.json");
@@ -47,22 +60,7 @@ void ModelFixture::load_on(const std::string& name, std::unique_ptr<glm_backend>
     REQUIRE_MESSAGE(st.ok(), st.message());
     st = npy_read(dir + "/reference_decode_logits.npy", decode_logits);
     REQUIRE_MESSAGE(st.ok(), st.message());
-    st = Checkpoint::open(dir, checkpoint);
-    REQUIRE_MESSAGE(st.ok(), st.message());
-    st = checkpoint.bind(records);
-    REQUIRE_MESSAGE(st.ok(), st.message());
-    st = make_hparams(checkpoint.config(), index_pattern, hp);
-    REQUIRE_MESSAGE(st.ok(), st.message());
-    backend = std::move(on);
-    st = upload_weights(checkpoint.config(), records, backend.get(), ctx, tensors, &weights);
-    REQUIRE_MESSAGE(st.ok(), st.message());
-}
-
-std::unique_ptr<Session> ModelFixture::session(SessionParams params) const {
-    auto s = std::make_unique<Session>(backend.get(), hp, tensors, params);
-    const Status st = s->init();
-    REQUIRE_MESSAGE(st.ok(), st.message());
-    return s;
+    load_dir(dir, std::move(on), index_pattern);
 }
 
 std::vector<int32_t> ModelFixture::prompt(size_t i) const { return ref["prompts"][i].get<std::vector<int32_t>>(); }

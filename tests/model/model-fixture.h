@@ -13,24 +13,25 @@
 #include "engine/session.h"
 #include "engine/weights.h"
 
-struct ModelFixture {
+// A model directory loaded on a backend (checkpoint, hparams, tensors: LoadedModel), with a
+// helper to make sessions. The bundled model's tests use it directly.
+struct TestModel : LoadedModel {
+    std::unique_ptr<glm_backend> backend;
+    // Load the model in dir on the backend (the CPU reference when on is null).
+    void load_dir(const std::string& dir, std::unique_ptr<glm_backend> on = nullptr, const std::string& index_pattern = "");
+    std::unique_ptr<Session> session(SessionParams params) const;
+};
+
+struct ModelFixture : TestModel {
     std::string dir;
     nlohmann::json ref;
     NpyArray logits;         // [sum of prompt lengths, vocab]
     NpyArray decode_logits;  // [prompts * steps, vocab]
-    Checkpoint checkpoint;
-    ModelWeights records;
-    ModelHparams hp;
-    std::unique_ptr<glm_backend> backend;
-    glm_context ctx;
-    ModelTensors tensors;
-    glm_buffer* weights = nullptr;
 
     // Load fixture `name`; index_pattern overrides the config's F/S pattern when not empty.
     void load(const std::string& name, const std::string& index_pattern = "");
     // The same on a given backend (the CUDA tests pass theirs).
     void load_on(const std::string& name, std::unique_ptr<glm_backend> on, const std::string& index_pattern = "");
-    std::unique_ptr<Session> session(SessionParams params) const;
     std::vector<int32_t> prompt(size_t i) const;
 };
 

@@ -32,34 +32,13 @@ namespace {
 const std::string k_tiny_dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-tiny";
 
 // The bundled model on the CPU backend (the fixture loader needs reference .npy files it lacks).
-struct Tiny {
-    Checkpoint checkpoint;
-    ModelWeights records;
-    ModelHparams hp;
-    std::unique_ptr<glm_backend> backend;
-    glm_context ctx;
-    ModelTensors tensors;
-    glm_buffer* weights = nullptr;
+struct Tiny : TestModel {
     std::unique_ptr<glm::Tokenizer> tok;
 
     explicit Tiny(int threads = 2) {
-        Status st = Checkpoint::open(k_tiny_dir, checkpoint);
+        load_dir(k_tiny_dir, glm_backend_cpu_create(threads));
+        const Status st = load_tokenizer(k_tiny_dir, tok);
         REQUIRE_MESSAGE(st.ok(), st.message());
-        st = checkpoint.bind(records);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        st = make_hparams(checkpoint.config(), "", hp);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        backend = glm_backend_cpu_create(threads);
-        st = upload_weights(checkpoint.config(), records, backend.get(), ctx, tensors, &weights);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        st = load_tokenizer(k_tiny_dir, tok);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-    }
-    std::unique_ptr<Session> session(SessionParams p) const {
-        auto s = std::make_unique<Session>(backend.get(), hp, tensors, p);
-        const Status st = s->init();
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        return s;
     }
     std::vector<int32_t> heldout(size_t n) const {
         std::ifstream in(std::string(GLMRUN_SOURCE_DIR) + "/tests/tiny/heldout.txt");

@@ -16,9 +16,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/checkpoint.h"
-#include "engine/session.h"
-#include "engine/weights.h"
+#include "../model/model-fixture.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -33,27 +31,12 @@ std::string read_file(const std::string& path) {
     return ss.str();
 }
 
-struct TinyModel {
+struct TinyModel : TestModel {
     nlohmann::json ref;
-    Checkpoint checkpoint;
-    ModelWeights records;
-    ModelHparams hp;
-    std::unique_ptr<glm_backend> backend;
-    glm_context ctx;
-    ModelTensors tensors;
-    glm_buffer* weights = nullptr;
 
     TinyModel() {
         ref = nlohmann::json::parse(read_file(k_dir + "/reference.json"));
-        Status st = Checkpoint::open(k_dir, checkpoint);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        st = checkpoint.bind(records);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        st = make_hparams(checkpoint.config(), "", hp);
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        backend = glm_backend_cpu_create(2);
-        st = upload_weights(checkpoint.config(), records, backend.get(), ctx, tensors, &weights);
-        REQUIRE_MESSAGE(st.ok(), st.message());
+        load_dir(k_dir);
     }
 
     std::unique_ptr<Session> session(int64_t n_ctx, bool logits_all) const {
@@ -61,10 +44,7 @@ struct TinyModel {
         p.n_ctx = n_ctx;
         p.n_ubatch = n_ctx;
         p.logits_all = logits_all;
-        auto s = std::make_unique<Session>(backend.get(), hp, tensors, p);
-        const Status st = s->init();
-        REQUIRE_MESSAGE(st.ok(), st.message());
-        return s;
+        return TestModel::session(p);
     }
 };
 
