@@ -94,6 +94,27 @@ __device__ __forceinline__ int list_key(const AttnParams& p, const int* ids_s, i
     return t;
 }
 
+// Column s of key_ids into shared memory, padded with INT_MAX to ids_pow2 and sorted ascending by a
+// block-wide bitonic sort, so duplicates become neighbours and list_key can skip them.
+__device__ void sort_key_ids(const AttnParams& p, int s, int tid, int* ids_s) {
+    for (int i = tid; i < p.ids_pow2; i += kThreads) ids_s[i] = i < p.n_sel ? load_i32(p.key_ids, i, s) : INT_MAX;
+    __syncthreads();
+    for (int size = 2; size <= p.ids_pow2; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int i = tid; i < p.ids_pow2; i += kThreads) {
+                const int l = i ^ stride;
+                if (l > i) {
+                    const int a = ids_s[i], c = ids_s[l];
+                    if (((i & size) == 0) == (a > c)) {
+                        ids_s[i] = c;
+                        ids_s[l] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+}
+
 template <int G>
 __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
     extern __shared__ float smem[];
@@ -123,25 +144,7 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
         m_s[tid] = neg_inf();
         l_s[tid] = 0.0f;
     }
-    if (p.ids_pow2) {
-        for (int i = tid; i < p.ids_pow2; i += kThreads) ids_s[i] = i < p.n_sel ? load_i32(p.key_ids, i, s) : INT_MAX;
-        __syncthreads();
-        // bitonic sort, ascending (duplicates become neighbours)
-        for (int size = 2; size <= p.ids_pow2; size <<= 1)
-            for (int stride = size >> 1; stride > 0; stride >>= 1) {
-                for (int i = tid; i < p.ids_pow2; i += kThreads) {
-                    const int l = i ^ stride;
-                    if (l > i) {
-                        const int a = ids_s[i], c = ids_s[l];
-                        if (((i & size) == 0) == (a > c)) {
-                            ids_s[i] = c;
-                            ids_s[l] = a;
-                        }
-                    }
-                }
-                __syncthreads();
-            }
-    }
+    if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);
     __syncthreads();
 
     const int n_list = p.n_sel ? p.n_sel : max(0, min(pos + 1, p.T));
@@ -255,30 +258,6 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
     }
 }
 
-// One block per (h, s): out = sum_sp e^(m_sp - M) acc_sp / sum_sp e^(m_sp - M) l_sp.
-__global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
-    __shared__ float w_s[kMaxSplit];
-    const int h = int(blockIdx.x % p.H), s = int(blockIdx.x / p.H);
-    const int64_t base = (int64_t(s) * p.H + h) * p.n_split;
-    float M = neg_inf();
-    for (int sp = 0; sp < p.n_split; ++sp) M = fmaxf(M, p.part_ml[2 * (base + sp)]);
-    for (int sp = threadIdx.x; sp < p.n_split; sp += blockDim.x) {
-        const float m = p.part_ml[2 * (base + sp)];
-        w_s[sp] = (M == neg_inf() || m == neg_inf()) ? 0.0f : expf(m - M);
-    }
-    __syncthreads();
-    float L = 0.0f;
-    for (int sp = 0; sp < p.n_split; ++sp) L += w_s[sp] * p.part_ml[2 * (base + sp) + 1];
-    for (int d = threadIdx.x; d < p.Dv; d += blockDim.x) {
-        float a = 0.0f;
-        for (int sp = 0; sp < p.n_split; ++sp) {
-            const float w = w_s[sp];
-            if (w != 0.0f) a = fmaf(w, p.part_acc[(base + sp) * p.Dv + d], a);
-        }
-        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) = L > 0.0f ? a / L : 0.0f;
-    }
-}
-
 // ---- Tensor-core MQA decode path (absorbed MLA: Hk == 1, Dk = 576, Dv = 512, V = first Dv dims of
 // the K rows) -----------------------------------------------------------------------------------
 // One block of 256 threads = (16 heads, one query s, one split of the key list). q is rounded to
@@ -288,7 +267,7 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
 //   softmax     warp w: heads 2w, 2w+1 (f32 running max / sum; P rounded to bf16, and the sum
 //               is taken over the rounded P so the weights stay normalised);
 //   O += P V    warp w: output dims [64w, 64w+64) x 16 heads (V fragments by ldmatrix.trans).
-// Partials go to the same scratch layout as attn_kernel; attn_combine_fast merges them.
+// Partials go to the same scratch layout as attn_kernel; attn_combine_kernel merges them.
 constexpr int kFHeads = 16;
 constexpr int kFKeys = 64;
 constexpr int kFDk = 576;
@@ -373,24 +352,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
         const int g = i / kFDk, c = i - g * kFDk;
         q_s[g * kFKs + c] = __float2bfloat16_rn(load_at(p.q, c, h0 + g, s));
     }
-    if (p.ids_pow2) {
-        for (int i = tid; i < p.ids_pow2; i += kThreads) ids_s[i] = i < p.n_sel ? load_i32(p.key_ids, i, s) : INT_MAX;
-        __syncthreads();
-        for (int size = 2; size <= p.ids_pow2; size <<= 1)
-            for (int stride = size >> 1; stride > 0; stride >>= 1) {
-                for (int i = tid; i < p.ids_pow2; i += kThreads) {
-                    const int l = i ^ stride;
-                    if (l > i) {
-                        const int a = ids_s[i], c = ids_s[l];
-                        if (((i & size) == 0) == (a > c)) {
-                            ids_s[i] = c;
-                            ids_s[l] = a;
-                        }
-                    }
-                }
-                __syncthreads();
-            }
-    }
+    if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);
     __syncthreads();
 
     const int n_list = p.n_sel ? p.n_sel : max(0, min(pos + 1, p.T));
@@ -578,8 +540,9 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
     }
 }
 
-// Split merge for the fast path: block (h, s) x 32 output dims; warps stride over the splits.
-__global__ void __launch_bounds__(kThreads) attn_combine_fast(AttnParams p) {
+// Split merge for both paths: out = sum_sp e^(m_sp - M) acc_sp / sum_sp e^(m_sp - M) l_sp.
+// Block (h, s) x 32 output dims; warps stride over the splits.
+__global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     __shared__ float w_s[kMaxSplit];
     __shared__ float red_s[kWarps][32];
     __shared__ float L_s;
@@ -644,7 +607,7 @@ void launch_attn(CudaContext& ctx, const AttnParams& p, size_t smem) {
     attn_kernel<G><<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
     CUDA_CHECK_LAUNCH();
     if (p.n_split > 1) {
-        attn_combine_kernel<<<unsigned(int64_t(p.H) * p.S), kThreads, 0, ctx.stream>>>(p);
+        attn_combine_kernel<<<dim3(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32))), kThreads, 0, ctx.stream>>>(p);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -694,7 +657,7 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     kernel<<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
     CUDA_CHECK_LAUNCH();
     if (p.n_split > 1) {
-        attn_combine_fast<<<dim3(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32))), kThreads, 0, ctx.stream>>>(p);
+        attn_combine_kernel<<<dim3(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32))), kThreads, 0, ctx.stream>>>(p);
         CUDA_CHECK_LAUNCH();
     }
     return true;
