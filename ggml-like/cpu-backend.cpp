@@ -87,18 +87,19 @@ double dot_f64(const float* a, const float* b, int64_t n) {
 }
 
 // ---- threading --------------------------------------------------------------------------------
+// fn(begin, end) on contiguous ranges of [0, n), one per worker, so each worker sets up its row
+// scratch once rather than once per row.
 template <typename F>
 void parallel_for(int n_threads, int64_t n, F&& fn) {
-    if (n_threads <= 1 || n < 2) {
-        for (int64_t i = 0; i < n; ++i) fn(i);
+    const int workers = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, n)));
+    if (workers == 1) {
+        if (n > 0) fn(int64_t(0), n);
         return;
     }
-    const int workers = int(std::min<int64_t>(n_threads, n));
+    const int64_t chunk = (n + workers - 1) / workers;
+    auto run = [&](int w) { fn(w * chunk, std::min(n, (w + 1) * chunk)); };
     std::vector<std::thread> threads;
     threads.reserve(size_t(workers - 1));
-    auto run = [&](int w) {
-        for (int64_t i = w; i < n; i += workers) fn(i);
-    };
     for (int w = 1; w < workers; ++w) threads.emplace_back(run, w);
     run(0);
     for (std::thread& t : threads) t.join();
@@ -300,10 +301,12 @@ void op_mul_mat(glm_tensor* dst, int n_threads) {
         for (int64_t b2 = 0; b2 < x->ne[2]; ++b2) {
             std::vector<float> xs(static_cast<size_t>(N * K));
             for (int64_t n = 0; n < N; ++n) load_row(x, n, b2, b3, xs.data() + n * K);
-            parallel_for(n_threads, M, [&](int64_t m) {
+            parallel_for(n_threads, M, [&](int64_t m0, int64_t m1) {
                 std::vector<float> wrow(static_cast<size_t>(K));
-                load_row(w, m, b2 / r2, b3 / r3, wrow.data());
-                for (int64_t n = 0; n < N; ++n) *f32_ptr(dst, m, n, b2, b3) = dot(wrow.data(), xs.data() + n * K, K);
+                for (int64_t m = m0; m < m1; ++m) {
+                    load_row(w, m, b2 / r2, b3 / r3, wrow.data());
+                    for (int64_t n = 0; n < N; ++n) *f32_ptr(dst, m, n, b2, b3) = dot(wrow.data(), xs.data() + n * K, K);
+                }
             });
         }
 }
@@ -312,19 +315,22 @@ void op_mul_mat_id(glm_tensor* dst, int n_threads) {
     const glm_tensor* experts = dst->src[0];
     const glm_tensor* x = dst->src[1];
     const glm_tensor* ids = dst->src[2];
-    const int64_t K = experts->ne[0], M = experts->ne[1];
-    for (int64_t t = 0; t < ids->ne[1]; ++t)
-        for (int64_t j = 0; j < ids->ne[0]; ++j) {
-            const int32_t e = load_i32(ids, j, t);
-            GLM_ASSERT(e >= 0 && e < experts->ne[2]);
-            std::vector<float> xs(static_cast<size_t>(K));
-            load_row(x, x->ne[1] == 1 ? 0 : j, t, 0, xs.data());
-            parallel_for(n_threads, M, [&](int64_t m) {
-                std::vector<float> wrow(static_cast<size_t>(K));
-                load_row(experts, m, e, 0, wrow.data());
-                *f32_ptr(dst, m, j, t) = dot(wrow.data(), xs.data(), K);
-            });
+    const int64_t K = experts->ne[0], M = experts->ne[1], n_used = ids->ne[0];
+    const int64_t pairs = n_used * ids->ne[1];  // (slot, token) pairs, slot fastest
+    std::vector<float> xs(static_cast<size_t>(pairs * K));
+    for (int64_t pr = 0; pr < pairs; ++pr) {
+        const int64_t j = pr % n_used, t = pr / n_used;
+        GLM_ASSERT(load_i32(ids, j, t) >= 0 && load_i32(ids, j, t) < experts->ne[2]);
+        load_row(x, x->ne[1] == 1 ? 0 : j, t, 0, xs.data() + pr * K);
+    }
+    parallel_for(n_threads, pairs * M, [&](int64_t i0, int64_t i1) {
+        std::vector<float> wrow(static_cast<size_t>(K));
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t pr = i / M, m = i % M, j = pr % n_used, t = pr / n_used;
+            load_row(experts, m, load_i32(ids, j, t), 0, wrow.data());
+            *f32_ptr(dst, m, j, t) = dot(wrow.data(), xs.data() + pr * K, K);
         }
+    });
 }
 
 void op_attn(glm_tensor* dst, int n_threads) {
@@ -335,43 +341,45 @@ void op_attn(glm_tensor* dst, int n_threads) {
     const glm_tensor* key_ids = dst->src[4];
     const float scale = dst->params[0].f;
     const int64_t Dk = q->ne[0], Dv = v->ne[0], H = q->ne[1], S = q->ne[2], T = k->ne[2];
-    parallel_for(n_threads, S * H, [&](int64_t job) {
-        const int64_t s = job / H, h = job % H;
-        const int64_t kh = k->ne[1] == 1 ? 0 : h;
-        const int32_t pos = load_i32(q_pos, s);
-        std::vector<int64_t> keys;
-        if (key_ids) {
-            for (int64_t j = 0; j < key_ids->ne[0]; ++j) {
-                const int32_t t = load_i32(key_ids, j, s);
-                if (t >= 0 && t <= pos && t < T) keys.push_back(t);
-            }
-            std::sort(keys.begin(), keys.end());
-            keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-        } else {
-            for (int64_t t = 0; t <= std::min<int64_t>(pos, T - 1); ++t) keys.push_back(t);
-        }
+    parallel_for(n_threads, S * H, [&](int64_t job0, int64_t job1) {
         std::vector<float> qrow(static_cast<size_t>(Dk)), krow(static_cast<size_t>(Dk)), vrow(static_cast<size_t>(Dv));
-        load_row(q, h, s, 0, qrow.data());
-        std::vector<double> score(keys.size());
-        double mx = -std::numeric_limits<double>::infinity();
-        for (size_t i = 0; i < keys.size(); ++i) {
-            load_row(k, kh, keys[i], 0, krow.data());
-            score[i] = double(float(dot_f64(qrow.data(), krow.data(), Dk)) * scale);
-            mx = std::max(mx, score[i]);
+        for (int64_t job = job0; job < job1; ++job) {
+            const int64_t s = job / H, h = job % H;
+            const int64_t kh = k->ne[1] == 1 ? 0 : h;
+            const int32_t pos = load_i32(q_pos, s);
+            std::vector<int64_t> keys;
+            if (key_ids) {
+                for (int64_t j = 0; j < key_ids->ne[0]; ++j) {
+                    const int32_t t = load_i32(key_ids, j, s);
+                    if (t >= 0 && t <= pos && t < T) keys.push_back(t);
+                }
+                std::sort(keys.begin(), keys.end());
+                keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+            } else {
+                for (int64_t t = 0; t <= std::min<int64_t>(pos, T - 1); ++t) keys.push_back(t);
+            }
+            load_row(q, h, s, 0, qrow.data());
+            std::vector<double> score(keys.size());
+            double mx = -std::numeric_limits<double>::infinity();
+            for (size_t i = 0; i < keys.size(); ++i) {
+                load_row(k, kh, keys[i], 0, krow.data());
+                score[i] = double(float(dot_f64(qrow.data(), krow.data(), Dk)) * scale);
+                mx = std::max(mx, score[i]);
+            }
+            double sum = 0;
+            for (double& sc : score) {
+                sc = std::exp(sc - mx);
+                sum += sc;
+            }
+            std::vector<double> acc(static_cast<size_t>(Dv), 0.0);
+            for (size_t i = 0; i < keys.size(); ++i) {
+                load_row(v, kh, keys[i], 0, vrow.data());
+                const double p = score[i] / sum;
+                for (int64_t d = 0; d < Dv; ++d) acc[size_t(d)] += p * vrow[size_t(d)];
+            }
+            float* out = f32_ptr(dst, 0, h, s);
+            for (int64_t d = 0; d < Dv; ++d) out[d] = float(acc[size_t(d)]);
         }
-        double sum = 0;
-        for (double& sc : score) {
-            sc = std::exp(sc - mx);
-            sum += sc;
-        }
-        std::vector<double> acc(static_cast<size_t>(Dv), 0.0);
-        for (size_t i = 0; i < keys.size(); ++i) {
-            load_row(v, kh, keys[i], 0, vrow.data());
-            const double p = score[i] / sum;
-            for (int64_t d = 0; d < Dv; ++d) acc[size_t(d)] += p * vrow[size_t(d)];
-        }
-        float* out = f32_ptr(dst, 0, h, s);
-        for (int64_t d = 0; d < Dv; ++d) out[d] = float(acc[size_t(d)]);
     });
 }
 
@@ -385,21 +393,23 @@ void op_indexer(glm_tensor* dst, int n_threads) {
     std::vector<float> qs(static_cast<size_t>(D * Hi * S));
     for (int64_t s = 0; s < S; ++s)
         for (int64_t h = 0; h < Hi; ++h) load_row(q, h, s, 0, qs.data() + (s * Hi + h) * D);
-    parallel_for(n_threads, T, [&](int64_t t) {
+    parallel_for(n_threads, T, [&](int64_t t0, int64_t t1) {
         std::vector<float> krow(static_cast<size_t>(D));
-        load_row(k, t, 0, 0, krow.data());
-        for (int64_t s = 0; s < S; ++s) {
-            float* out = f32_ptr(dst, t, s);
-            if (t > load_i32(q_pos, s)) {
-                *out = -std::numeric_limits<float>::infinity();
-                continue;
+        for (int64_t t = t0; t < t1; ++t) {
+            load_row(k, t, 0, 0, krow.data());
+            for (int64_t s = 0; s < S; ++s) {
+                float* out = f32_ptr(dst, t, s);
+                if (t > load_i32(q_pos, s)) {
+                    *out = -std::numeric_limits<float>::infinity();
+                    continue;
+                }
+                double total = 0;
+                for (int64_t h = 0; h < Hi; ++h) {
+                    const float logit = float(dot_f64(qs.data() + (s * Hi + h) * D, krow.data(), D)) * scale;
+                    total += double(load(w, h, s)) * double(std::max(logit, 0.0f));
+                }
+                *out = float(total);
             }
-            double total = 0;
-            for (int64_t h = 0; h < Hi; ++h) {
-                const float logit = float(dot_f64(qs.data() + (s * Hi + h) * D, krow.data(), D)) * scale;
-                total += double(load(w, h, s)) * double(std::max(logit, 0.0f));
-            }
-            *out = float(total);
         }
     });
 }
