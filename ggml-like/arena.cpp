@@ -90,28 +90,22 @@ glm_arena_plan glm_arena_measure(const glm_graph& graph) {
     glm_arena_plan plan;
     FreeList free_list;
     std::unordered_map<const glm_tensor*, size_t> slot_of;
+    std::vector<std::vector<size_t>> release_after(static_cast<size_t>(n_nodes));  // slots whose last reader is node i
     auto allocate = [&](glm_tensor* t, int first) {
         if (!needs_arena(t) || slot_of.count(t)) return;
         const size_t size = align_up(std::max<size_t>(glm_nbytes(t), 1));
         const int last = (t->flags & GLM_FLAG_OUTPUT) ? n_nodes : std::max(last_use[t], first);
         slot_of[t] = plan.slots.size();
+        if (last < n_nodes) release_after[size_t(last)].push_back(plan.slots.size());
         plan.slots.push_back({t, free_list.alloc(size), size, first, last});
     };
     for (glm_tensor* leaf : graph.leafs) allocate(leaf, -1);
-    // Leaves that nothing reads are never freed; that is fine (they are inputs the host writes).
     for (int i = 0; i < n_nodes; ++i) {
         allocate(graph.nodes[size_t(i)], i);
-        // Free everything whose last reader was this node (after the output was placed: ops are not
-        // in-place, so an output must never share bytes with its own inputs).
-        for (glm_arena_slot& slot : plan.slots) {
-            if (slot.last_node == i && slot.size != 0) {
-                free_list.release(slot.offset, slot.size);
-                slot.last_node = -2 - i;  // mark released, remember when
-            }
-        }
+        // Free what this node was the last to read, after its output was placed: ops are not in-place,
+        // so an output must never share bytes with its own inputs.
+        for (size_t slot : release_after[size_t(i)]) free_list.release(plan.slots[slot].offset, plan.slots[slot].size);
     }
-    for (glm_arena_slot& slot : plan.slots)
-        if (slot.last_node <= -2) slot.last_node = -2 - slot.last_node;
     plan.size = free_list.peak();
     return plan;
 }
