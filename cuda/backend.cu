@@ -81,9 +81,10 @@ public:
 
     void tensor_set(glm_tensor* t, const void* data, size_t offset, size_t size) override {
         GLM_ASSERT(t->data && offset + size <= glm_nbytes(t));
+        // From pageable host memory (all glmrun passes) the call returns once the bytes are staged, so
+        // the caller may reuse its buffer at once: no stream sync on the per-token input path.
         CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(t->data) + offset, data, size, cudaMemcpyHostToDevice,
                                    ctx_.stream));
-        CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));  // the host buffer may be reused at once
     }
 
     void tensor_get(const glm_tensor* t, void* data, size_t offset, size_t size) override {

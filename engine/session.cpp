@@ -117,25 +117,10 @@ Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>*
         for (glm_tensor* t : fg.graph.nodes)
             if (wanted.count(t->name)) t->flags |= GLM_FLAG_OUTPUT;
     }
-    glm_arena_allocate(fg.graph, arena_);
-
-    std::vector<int32_t> pos(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(n_past_ + i);
-    backend_->tensor_set(fg.tokens, tokens, 0, size_t(n) * 4);
-    backend_->tensor_set(fg.positions, pos.data(), 0, size_t(n) * 4);
-    GLM_TRY(backend_->graph_compute(fg.graph));
-    backend_->synchronize();
-
-    if (logits) {
-        logits->resize(size_t(glm_nelements(fg.logits)));
-        backend_->tensor_get(fg.logits, logits->data(), 0, logits->size() * 4);
-    }
-    if (hidden) {
-        // fg.hidden is always a graph output (the MTP draft consumes it): reading it costs one copy.
-        const size_t at = hidden->size();
-        hidden->resize(at + size_t(glm_nelements(fg.hidden)));
-        backend_->tensor_get(fg.hidden, hidden->data() + at, 0, size_t(glm_nelements(fg.hidden)) * 4);
-    }
+    GLM_TRY(run(fg, tokens, n, n_past_, nullptr));
+    if (logits) read_f32(fg.logits, *logits, /*append=*/false);
+    // fg.hidden is always a graph output (the MTP draft consumes it): reading it costs one copy.
+    if (hidden) read_f32(fg.hidden, *hidden, /*append=*/true);
     if (capture) {
         auto read_i32 = [&](glm_tensor* t) {
             std::vector<std::vector<int32_t>> rows;
@@ -163,13 +148,10 @@ Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>*
             }
             capture->topk.push_back(std::move(topk));
             capture->experts.push_back(read_i32(fg.layer_experts[size_t(il)]));
-            std::vector<float> out(static_cast<size_t>(glm_nelements(fg.layer_out[size_t(il)])));
-            backend_->tensor_get(fg.layer_out[size_t(il)], out.data(), 0, out.size() * 4);
-            capture->layer_out.push_back(std::move(out));
+            capture->layer_out.emplace_back();
+            read_f32(fg.layer_out[size_t(il)], capture->layer_out.back(), /*append=*/false);
         }
-        std::vector<float> hidden(static_cast<size_t>(glm_nelements(fg.hidden)));
-        backend_->tensor_get(fg.hidden, hidden.data(), 0, hidden.size() * 4);
-        capture->hidden.insert(capture->hidden.end(), hidden.begin(), hidden.end());
+        read_f32(fg.hidden, capture->hidden, /*append=*/true);
     }
     if (!params_.dump_names.empty()) GLM_TRY(dump(ctx));
     n_past_ += n;
@@ -181,8 +163,8 @@ Status Session::dump(const glm_context& ctx) {
         if (!(t.flags & GLM_FLAG_OUTPUT) || t.type != GLM_TYPE_F32 || !t.data) continue;
         if (std::find(params_.dump_names.begin(), params_.dump_names.end(), t.name) == params_.dump_names.end())
             continue;
-        std::vector<float> data(static_cast<size_t>(glm_nelements(&t)));
-        backend_->tensor_get(&t, data.data(), 0, data.size() * 4);
+        std::vector<float> data;
+        read_f32(&t, data, /*append=*/false);
         std::vector<int64_t> shape;
         for (int i = 3; i >= 0; --i)
             if (t.ne[i] > 1 || !shape.empty() || i == 0) shape.push_back(t.ne[i]);
@@ -201,21 +183,26 @@ Status Session::eval_draft(const int32_t* tokens, const float* prev_hidden, int6
     ForwardOptions opt;
     opt.attn = params_.attn;
     ForwardGraph fg = build_mtp(ctx, hp_, weights_, kv_, n, pos, opt);
+    GLM_TRY(run(fg, tokens, n, pos, prev_hidden));
+    if (logits) read_f32(fg.logits, *logits, /*append=*/false);
+    if (hidden) read_f32(fg.hidden, *hidden, /*append=*/false);
+    return {};
+}
+
+Status Session::run(const ForwardGraph& fg, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden) {
     glm_arena_allocate(fg.graph, arena_);
     std::vector<int32_t> positions(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(pos + i);
     backend_->tensor_set(fg.tokens, tokens, 0, size_t(n) * 4);
     backend_->tensor_set(fg.positions, positions.data(), 0, size_t(n) * 4);
-    backend_->tensor_set(fg.prev_hidden, prev_hidden, 0, size_t(n * hp_.n_embd) * 4);
+    if (fg.prev_hidden) backend_->tensor_set(fg.prev_hidden, prev_hidden, 0, size_t(n * hp_.n_embd) * 4);
     GLM_TRY(backend_->graph_compute(fg.graph));
     backend_->synchronize();
-    if (logits) {
-        logits->resize(size_t(glm_nelements(fg.logits)));
-        backend_->tensor_get(fg.logits, logits->data(), 0, logits->size() * 4);
-    }
-    if (hidden) {
-        hidden->resize(size_t(glm_nelements(fg.hidden)));
-        backend_->tensor_get(fg.hidden, hidden->data(), 0, hidden->size() * 4);
-    }
     return {};
+}
+
+void Session::read_f32(const glm_tensor* t, std::vector<float>& out, bool append) const {
+    const size_t at = append ? out.size() : 0, n = size_t(glm_nelements(t));
+    out.resize(at + n);
+    backend_->tensor_get(t, out.data() + at, 0, n * sizeof(float));
 }

@@ -65,6 +65,9 @@ private:
     Status check_tokens(const int32_t* tokens, int64_t n) const;
     Status eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
                       std::vector<float>* hidden, bool all_logits);
+    // Place fg in the arena, write its inputs (positions pos..pos+n-1), compute and wait.
+    Status run(const ForwardGraph& fg, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden);
+    void read_f32(const glm_tensor* t, std::vector<float>& out, bool append) const;
     Status dump(const glm_context& ctx);
 
     glm_backend* backend_;
