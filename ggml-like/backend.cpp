@@ -24,10 +24,3 @@ void glm_graph_resolve_views(const glm_graph& graph) {
         for (glm_tensor* s : t->src) resolve(s);
     }
 }
-
-size_t glm_weight_bytes(const glm_tensor* t) {
-    size_t bytes = glm_nbytes(t);
-    if (t->block_scale) bytes += glm_nbytes(t->block_scale);
-    if (t->global_scale) bytes += glm_nbytes(t->global_scale);
-    return bytes;
-}

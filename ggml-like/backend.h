@@ -49,5 +49,3 @@ std::unique_ptr<glm_backend> glm_backend_cpu_create(int n_threads);
 void glm_place(glm_tensor* t, glm_buffer* buffer, size_t offset);
 // Give every view in the graph the address of its root (call after placing the roots).
 void glm_graph_resolve_views(const glm_graph& graph);
-// Place a tensor's NVFP4 companions right after it in the same buffer; returns total bytes used.
-size_t glm_weight_bytes(const glm_tensor* t);

@@ -38,8 +38,6 @@ bool glm_is_contiguous(const glm_tensor* t) {
     return true;
 }
 
-bool glm_is_view(const glm_tensor* t) { return t->view_src != nullptr; }
-
 bool glm_same_shape(const glm_tensor* a, const glm_tensor* b) {
     for (int i = 0; i < GLM_MAX_DIMS; ++i)
         if (a->ne[i] != b->ne[i]) return false;

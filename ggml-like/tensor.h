@@ -113,7 +113,6 @@ int64_t glm_nelements(const glm_tensor* t);
 int64_t glm_nrows(const glm_tensor* t);  // ne1 * ne2 * ne3
 size_t glm_nbytes(const glm_tensor* t);  // bytes spanned (for views: from first to last element)
 bool glm_is_contiguous(const glm_tensor* t);
-bool glm_is_view(const glm_tensor* t);   // shares another tensor's bytes
 bool glm_same_shape(const glm_tensor* a, const glm_tensor* b);
 std::string glm_shape_string(const glm_tensor* t);  // "[4096, 7, 1, 1] bf16"
 

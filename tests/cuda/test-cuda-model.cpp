@@ -70,17 +70,7 @@ TEST_CASE("bundled tiny model on CUDA: held-out NLL equals transformers within 1
     const ModelHparams& hp = tiny.hp;
     std::vector<float> logits;
     REQUIRE(session->eval(ids.data(), int64_t(ids.size()), &logits).ok());
-    double total = 0;
-    const int64_t V = hp.n_vocab;
-    for (size_t i = 0; i + 1 < ids.size(); ++i) {
-        const float* row = logits.data() + i * size_t(V);
-        double mx = row[0];
-        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
-        double sum = 0;
-        for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
-        total += -(double(row[ids[i + 1]]) - mx - std::log(sum));
-    }
-    const double nll = total / double(ids.size() - 1), expected = ref["nll"].get<double>();
+    const double nll = mean_next_token_nll(logits, ids, hp.n_vocab), expected = ref["nll"].get<double>();
     MESSAGE("tiny model held-out NLL on CUDA ", nll, " vs transformers ", expected);
     CHECK(std::fabs(nll - expected) / expected <= 1e-2);
 }

@@ -25,6 +25,21 @@ std::vector<std::string> fixture_names() {
     return names;
 }
 
+double mean_next_token_nll(const std::vector<float>& logits, const std::vector<int32_t>& ids, int64_t n_vocab) {
+    REQUIRE(ids.size() >= 2);
+    REQUIRE(logits.size() >= (ids.size() - 1) * size_t(n_vocab));
+    double total = 0;
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+        const float* row = logits.data() + i * size_t(n_vocab);
+        double mx = row[0];
+        for (int64_t v = 1; v < n_vocab; ++v) mx = std::max(mx, double(row[v]));
+        double sum = 0;
+        for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(double(row[v]) - mx);
+        total += -(double(row[ids[i + 1]]) - mx - std::log(sum));
+    }
+    return total / double(ids.size() - 1);
+}
+
 double rel_error(const float* a, const float* b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {

@@ -36,5 +36,8 @@ struct ModelFixture : TestModel {
 };
 
 std::vector<std::string> fixture_names();  // every model fixture under tests/fixtures
+// Mean of -log softmax(logits[i])[ids[i + 1]] over the n - 1 next-token predictions of a sequence
+// of n ids (logits: n rows of n_vocab), in double.
+double mean_next_token_nll(const std::vector<float>& logits, const std::vector<int32_t>& ids, int64_t n_vocab);
 // ||a - b|| / ||b|| over n values
 double rel_error(const float* a, const float* b, size_t n);

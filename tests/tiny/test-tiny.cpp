@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../model/model-fixture.h"
+#include "engine/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -48,22 +49,6 @@ struct TinyModel : TestModel {
     }
 };
 
-// -log softmax(logits)[target], in double
-double nll_at(const float* logits, int64_t n_vocab, int32_t target) {
-    double mx = logits[0];
-    for (int64_t v = 1; v < n_vocab; ++v) mx = std::max(mx, double(logits[v]));
-    double sum = 0;
-    for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(double(logits[v]) - mx);
-    return -(double(logits[target]) - mx - std::log(sum));
-}
-
-int32_t argmax(const float* logits, int64_t n_vocab) {
-    int32_t best = 0;
-    for (int64_t v = 1; v < n_vocab; ++v)
-        if (logits[v] > logits[best]) best = int32_t(v);
-    return best;
-}
-
 }  // namespace
 
 TEST_CASE("tiny model: tokenizer reproduces the reference ids") {
@@ -94,9 +79,7 @@ TEST_CASE("tiny model: held-out NLL equals transformers (CPU, 1e-3 relative)") {
     REQUIRE_MESSAGE(st.ok(), st.message());
     const int64_t V = m.hp.n_vocab;
     REQUIRE(logits.size() == ids.size() * size_t(V));
-    double sum = 0;
-    for (size_t t = 0; t + 1 < ids.size(); ++t) sum += nll_at(logits.data() + t * size_t(V), V, ids[t + 1]);
-    const double nll = sum / double(ids.size() - 1);
+    const double nll = mean_next_token_nll(logits, ids, V);
     const double want = m.ref["nll"].get<double>();
     MESSAGE("held-out NLL: glmrun ", std::to_string(nll), ", transformers ", std::to_string(want), " (relative difference ",
             std::abs(nll - want) / want, ") over ", ids.size() - 1, " predictions");
