@@ -37,6 +37,7 @@ Status run(int argc, char** argv) {
     const std::string model_dir = resolve_model_dir(opts);
     if (opts.verify || opts.write_manifest) return run_verify(opts, model_dir);
     if (opts.tokenize) return run_tokenize(opts, model_dir);
+    if (opts.plan_only) return run_plan(opts, model_dir);
     term_install_sigint(opts.interactive);
     if (opts.bench) return run_bench(opts, model_dir);
     if (opts.interactive) return run_repl(opts, model_dir);

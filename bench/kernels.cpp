@@ -2,7 +2,12 @@
 // GLM-5.1 shapes of one TP4 rank, run as a ggml-like graph on the CUDA backend, against a
 // device-to-device copy measured in the same run.
 //
-//   glmrun-bench-kernels [--json FILE] [--reps N] [--torch FILE] [--budget SECONDS]
+//   glmrun-bench-kernels [--json FILE] [--reps N] [--torch FILE] [--budget SECONDS] [--only GROUPS]
+//                        [--mma bf16|bf16x2]
+//
+// The prefill group (bench_prefill) times the tensor-core GEMMs (cuda/gemm-mma.cu) at prompt sizes
+// and reports TFLOP/s next to cuBLAS bf16 GEMMs of the same shapes measured in the same run (what
+// torch.matmul calls; grouped for the routed experts).
 //
 // Timing: the backend's stream is private (no accessor), so each benchmark builds one graph of R
 // independent copies of the op ("reps", rotating over weight copies / expert groups so the 50 MB L2
@@ -28,7 +33,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/cublas-ref.h"
 #include "cuda/backend.h"
+#include "cuda/gemm-mma.cuh"
 #include "ggml-like/arena.h"
 #include "ggml-like/backend.h"
 
@@ -274,6 +281,8 @@ struct Result {
     std::optional<bool> met;          // evaluated target
     std::optional<double> torch_us;
     std::string sanity;               // "" = ok
+    double flops = 0;                 // prefill GEMMs: 2 * M * N * K (0: a bandwidth benchmark)
+    std::optional<double> cublas_us;  // prefill GEMMs: cuBLAS bf16 at the same shape, same run
 };
 
 struct Config {
@@ -584,6 +593,117 @@ Status bench_indexer(const Config& cfg, std::vector<Result>& out) {
     return {};
 }
 
+// ---- prefill GEMMs (tensor cores) against cuBLAS ----------------------------------------------
+constexpr int64_t kVocabRank = 38720;            // vocab 154,880 / TP4
+constexpr int64_t kKvbRows = 16 * (192 + 256);   // kv_b per rank: 16 heads x (qk_nope 192 + v 256)
+constexpr int64_t kAttnRank = 16 * 256;          // o_proj input per rank: 16 heads x v_head 256
+constexpr int64_t kQbRows = 16 * (192 + 64);     // q_b per rank: 16 heads x (qk_nope 192 + rope 64)
+constexpr int64_t kQLora = 2048, kKvLora = 512;
+constexpr int64_t kPrefillTokens = 2048;         // routed-expert prefill: 2048 tokens x 8 slots
+
+// Reps so that one graph runs ~20 ms at ~300 TFLOP/s, 3..30.
+int prefill_reps(double flops) {
+    const double est_us = flops / 300e6 + 5.0;
+    return int(std::clamp(20000.0 / est_us, 3.0, 30.0));
+}
+
+void print_tflops(const Result& r) {
+    const double t = r.flops / (r.us * 1e6);
+    fmt::print(stderr, "  {:<28} {:>9.1f} TFLOP/s{}\n", "", t,
+               r.cublas_us ? fmt::format("   cuBLAS bf16 {:.2f} us = {:.1f} TFLOP/s", *r.cublas_us,
+                                         r.flops / (*r.cublas_us * 1e6))
+                           : std::string());
+}
+
+Status bench_prefill(const Config& cfg, std::vector<Result>& out) {
+    CublasRef cublas;
+    const Status cublas_ok = cublas.init();
+    if (!cublas_ok) fmt::print(stderr, "  (no cuBLAS reference: {})\n", cublas_ok.message());
+    auto reference = [&](Result& r, const std::function<Status(double*)>& fn) {
+        double us = 0;
+        if (!cublas_ok) return;
+        if (Status st = fn(&us); st) r.cublas_us = us;
+        else fmt::print(stderr, "  (cuBLAS reference failed: {})\n", st.message());
+    };
+
+    // Routed experts: each token picks 8 distinct experts of 160 uniformly at random (fixed seed).
+    std::vector<int32_t> ids;
+    std::vector<int> counts(static_cast<size_t>(kExperts), 0);
+    Rng rng(11);
+    for (int64_t t = 0; t < kPrefillTokens; ++t) {
+        std::vector<int32_t> all(static_cast<size_t>(kExperts));
+        std::iota(all.begin(), all.end(), 0);
+        for (int64_t j = 0; j < kUsed; ++j) {
+            std::swap(all[size_t(j)], all[size_t(j + int64_t(rng.next() % uint64_t(kExperts - j)))]);
+            ids.push_back(all[size_t(j)]);
+            ++counts[size_t(all[size_t(j)])];
+        }
+    }
+    struct Moe {
+        const char* id;
+        const char* kernel;
+        int64_t K, M;
+        bool down;
+    };
+    const Moe moes[] = {
+        {"prefill_moe_gate_up", "NVFP4 experts gate+up fused (mul_mat_id, grouped MMA)", kEmbd, 2 * kFfRank, false},
+        {"prefill_moe_down", "NVFP4 experts down (mul_mat_id, grouped MMA)", kFfRank, kEmbd, true},
+    };
+    for (const Moe& g : moes) {
+        Result r;
+        r.id = g.id;
+        r.kernel = g.kernel;
+        r.shape = fmt::format("K={} M={}, {} tokens x 8 of {} experts", g.K, g.M, kPrefillTokens, kExperts);
+        r.flops = 2.0 * double(g.K) * double(g.M) * double(kPrefillTokens * kUsed);
+        r.bytes = nvfp4_bytes(g.K, g.M, kExperts) + double(g.K) * 4 * double(kPrefillTokens * (g.down ? kUsed : 1)) +
+                  double(g.M) * 4 * double(kPrefillTokens * kUsed);
+        r.target = "-";
+        GLM_TRY(run_bench(cfg, r, prefill_reps(r.flops), 1, [&](Bench& b, int R) {
+            glm_tensor* w = b.nvfp4(g.K, g.M, kExperts);
+            glm_tensor* x = b.leaf(b.ctx().new_tensor_3d(GLM_TYPE_F32, g.K, g.down ? kUsed : 1, kPrefillTokens), Fill::F32);
+            glm_tensor* id = b.leaf_i32(b.ctx().new_tensor_2d(GLM_TYPE_I32, kUsed, kPrefillTokens), ids);
+            for (int i = 0; i < R; ++i) b.add_rep(glm_mul_mat_id(b.ctx(), w, x, id));
+        }, 0, out));
+        reference(out.back(), [&](double* us) { return cublas.grouped(g.M, g.K, counts, us); });
+        print_tflops(out.back());
+    }
+
+    struct Dense {
+        const char* id;
+        const char* name;
+        int64_t M, K;
+    };
+    const Dense dense[] = {
+        {"prefill_o_proj", "o_proj", kEmbd, kAttnRank},
+        {"prefill_q_b", "q_b", kQbRows, kQLora},
+        {"prefill_kv_b", "kv_b (expanded K/V)", kKvbRows, kKvLora},
+        {"prefill_lm_head", "lm_head slice", kVocabRank, kEmbd},
+    };
+    for (const Dense& g : dense) {
+        for (int64_t N : {int64_t(512), int64_t(2048)}) {
+            Result r;
+            r.id = fmt::format("{}_N{}", g.id, N);
+            r.kernel = fmt::format("BF16 GEMM {} (mul_mat, MMA)", g.name);
+            r.shape = fmt::format("{}x{} (M={} K={}), N={}", g.M, g.K, g.M, g.K, N);
+            r.flops = 2.0 * double(g.M) * double(g.K) * double(N);
+            const size_t wbytes = size_t(g.M * g.K * 2);
+            r.bytes = double(wbytes) + double(g.K * N) * 4 + double(g.M * N) * 4;
+            r.target = "-";
+            const int reps = prefill_reps(r.flops);
+            const int copies = choose_copies(wbytes, reps);
+            GLM_TRY(run_bench(cfg, r, reps, copies, [&](Bench& b, int R) {
+                std::vector<glm_tensor*> w;
+                for (int c = 0; c < copies; ++c) w.push_back(b.leaf(b.ctx().new_tensor_2d(GLM_TYPE_BF16, g.K, g.M), Fill::BF16));
+                glm_tensor* x = b.leaf(b.ctx().new_tensor_2d(GLM_TYPE_F32, g.K, N), Fill::F32);
+                for (int i = 0; i < R; ++i) b.add_rep(glm_mul_mat(b.ctx(), w[size_t(i % copies)], x));
+            }, 0, out));
+            reference(out.back(), [&](double* us) { return cublas.dense(g.M, N, g.K, copies, us); });
+            print_tflops(out.back());
+        }
+    }
+    return {};
+}
+
 void evaluate(std::vector<Result>& rs) {
     for (Result& r : rs) {
         if (r.met) continue;
@@ -611,18 +731,20 @@ Status read_torch(const std::string& path, std::vector<Result>& rs) {
 }
 
 int usage(const char* argv0) {
-    fmt::print(stderr, "usage: {} [--json FILE] [--reps N] [--torch FILE] [--budget SECONDS]\n"
+    fmt::print(stderr, "usage: {} [--json FILE] [--reps N] [--torch FILE] [--budget SECONDS] [--only GROUPS] [--mma MODE]\n"
                        "  --json FILE     also write the results as JSON\n"
                        "  --reps N        timing samples per kernel (default: adaptive, ~{}s per kernel)\n"
                        "  --torch FILE    fill the torch column from scripts/bench-torch.py --json FILE\n"
-                       "  --budget S      seconds of timing per kernel when --reps is not given\n",
+                       "  --budget S      seconds of timing per kernel when --reps is not given\n"
+                       "  --only GROUPS   comma-separated subset of: experts, bf16, mla, indexer, prefill\n"
+                       "  --mma MODE      activations of the prefill tensor-core GEMMs: bf16 (default) or bf16x2\n",
                argv0, Config{}.budget_s);
     return 1;
 }
 
 int real_main(int argc, char** argv) {
     Config cfg;
-    std::string json_path, torch_path;
+    std::string json_path, torch_path, only;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto val = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -642,6 +764,14 @@ int real_main(int argc, char** argv) {
             const char* v = val();
             if (!v || !(std::atof(v) > 0)) return usage(argv[0]);
             cfg.budget_s = std::atof(v);
+        } else if (a == "--only") {
+            const char* v = val();
+            if (!v) return usage(argv[0]);
+            only = std::string(",") + v + ",";
+        } else if (a == "--mma") {
+            const char* v = val();
+            if (!v || (std::strcmp(v, "bf16") != 0 && std::strcmp(v, "bf16x2") != 0)) return usage(argv[0]);
+            cuda_mma_set_activations(std::strcmp(v, "bf16x2") == 0 ? MmaActivations::bf16x2 : MmaActivations::bf16);
         } else {
             return usage(argv[0]);
         }
@@ -678,10 +808,19 @@ int real_main(int argc, char** argv) {
                copy_us, cfg.copy_gbps);
 
     std::vector<Result> rs;
-    const std::pair<const char*, std::function<Status(const Config&, std::vector<Result>&)>> groups[] = {
-        {"NVFP4 experts", bench_experts}, {"BF16 GEMV", bench_bf16}, {"MLA decode", bench_mla}, {"indexer", bench_indexer}};
+    struct Group {
+        const char* key;
+        const char* name;
+        std::function<Status(const Config&, std::vector<Result>&)> fn;
+    };
+    const Group groups[] = {{"experts", "NVFP4 experts", bench_experts},
+                            {"bf16", "BF16 GEMV", bench_bf16},
+                            {"mla", "MLA decode", bench_mla},
+                            {"indexer", "indexer", bench_indexer},
+                            {"prefill", "Prefill GEMMs (tensor cores) vs cuBLAS bf16", bench_prefill}};
     int rc = 0;
-    for (const auto& [name, fn] : groups) {
+    for (const auto& [key, name, fn] : groups) {
+        if (!only.empty() && only.find(std::string(",") + key + ",") == std::string::npos) continue;
         fmt::print(stderr, "{}:\n", name);
         if (Status st = fn(cfg, rs); !st) {
             rc = fail(st);  // keep what was measured; report the failure
@@ -700,6 +839,7 @@ int real_main(int argc, char** argv) {
     fmt::print("| kernel | shape | median us | bytes | GB/s | % of copy | target | met | torch us |\n");
     fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|\n");
     for (const Result& r : rs) {
+        if (r.flops > 0) continue;  // prefill GEMMs: their own table below
         const std::string met = r.met ? (*r.met ? "yes" : "**no**") : "-";
         const std::string torch = r.torch_us ? fmt::format("{:.2f}", *r.torch_us) : "-";
         fmt::print("| {}{} | {} | {:.2f} | {} | {:.0f} | {:.1f}% | {} | {} | {} |\n", r.kernel,
@@ -712,6 +852,28 @@ int real_main(int argc, char** argv) {
     for (const Result& r : rs)
         if (r.id == "moe_gate" || r.id == "moe_up" || r.id == "moe_down") sum_layer += r.us, ++found;
     if (found == 3) fmt::print("\nSum of separately timed gate + up + down: {:.2f} us.\n", sum_layer);
+    // Prefill GEMMs: compute-bound, so TFLOP/s against cuBLAS bf16 at the same shapes.
+    bool any_prefill = false;
+    for (const Result& r : rs) any_prefill |= r.flops > 0;
+    if (any_prefill) {
+        fmt::print("\n### Prefill GEMMs (tensor cores, activations {})\n\n",
+                   cuda_mma_activations() == MmaActivations::bf16x2 ? "bf16 hi + lo" : "bf16");
+        fmt::print("| kernel | shape | median us | TFLOP/s | cuBLAS bf16 us | cuBLAS TFLOP/s | glmrun / cuBLAS time | torch us |\n");
+        fmt::print("|---|---|---:|---:|---:|---:|---:|---:|\n");
+        for (const Result& r : rs) {
+            if (r.flops <= 0) continue;
+            const std::string cb = r.cublas_us ? fmt::format("{:.2f}", *r.cublas_us) : "-";
+            const std::string cbt = r.cublas_us ? fmt::format("{:.1f}", r.flops / (*r.cublas_us * 1e6)) : "-";
+            const std::string ratio = r.cublas_us ? fmt::format("{:.2f}x", r.us / *r.cublas_us) : "-";
+            const std::string torch = r.torch_us ? fmt::format("{:.2f}", *r.torch_us) : "-";
+            fmt::print("| {}{} | {} | {:.2f} | {:.1f} | {} | {} | {} | {} |\n", r.kernel,
+                       r.sanity.empty() ? "" : " (SANITY: " + r.sanity + ")", r.shape, r.us, r.flops / (r.us * 1e6), cb,
+                       cbt, ratio, torch);
+        }
+        fmt::print("\ncuBLAS: cublasGemmEx / cublasGemmGroupedBatchedEx, bf16 in and out, f32 compute, events around "
+                   "each call (median of 15), activations already bf16 and gathered per expert; the experts' cuBLAS "
+                   "weights are bf16 (3.6x the NVFP4 bytes).\n");
+    }
     fmt::print("\nmedian us = per-op slope (T(R) - T(1)) / (R - 1) of std::chrono around graph_compute + synchronize; "
                "bytes = weights/cache read once + activations in + outputs out; NVFP4 = 9/16 byte per weight "
                "(codes + E4M3 scale per 16). Total wall time {:.1f} s.\n",
@@ -724,6 +886,7 @@ int real_main(int argc, char** argv) {
                        {"driver", driver}, {"runtime", runtime}};
         j["copy"] = {{"bytes_each_way", copy_n}, {"us", copy_us}, {"gbps", cfg.copy_gbps}};
         j["timing"] = "std::chrono around graph_compute + synchronize; per-op = (median T(R) - median T(1)) / (R - 1)";
+        j["mma_activations"] = cuda_mma_activations() == MmaActivations::bf16x2 ? "bf16x2" : "bf16";
         nlohmann::json arr = nlohmann::json::array();
         for (const Result& r : rs) {
             nlohmann::json e = {{"id", r.id}, {"kernel", r.kernel}, {"shape", r.shape}, {"us", r.us},
@@ -732,6 +895,11 @@ int real_main(int argc, char** argv) {
                                 {"pct_of_copy", r.pct}, {"target", r.target}, {"sanity", r.sanity.empty() ? "ok" : r.sanity}};
             e["met"] = r.met ? nlohmann::json(*r.met) : nlohmann::json(nullptr);
             e["torch_us"] = r.torch_us ? nlohmann::json(*r.torch_us) : nlohmann::json(nullptr);
+            if (r.flops > 0) {
+                e["flops"] = r.flops;
+                e["tflops"] = r.flops / (r.us * 1e6);
+                e["cublas_us"] = r.cublas_us ? nlohmann::json(*r.cublas_us) : nlohmann::json(nullptr);
+            }
             arr.push_back(std::move(e));
         }
         j["results"] = std::move(arr);

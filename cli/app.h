@@ -23,6 +23,12 @@ Status make_speculative(const CliOptions& opts, Engine& engine, std::unique_ptr<
 std::string git_revision();
 
 Status run_oneshot(const CliOptions& opts, const std::string& model_dir);
+// --plan-only: the per-rank memory plan (weights, caches, activations) for the asked ranks and
+// context, and whether it fits common cards; allocates nothing.
+Status run_plan(const CliOptions& opts, const std::string& model_dir);
+// The engine settings the flags ask for (shared by every mode that loads a model).
+Status make_engine_params(const CliOptions& opts, const std::string& model_dir, int64_t n_ctx_override,
+                          EngineParams& out);
 Status run_verify(const CliOptions& opts, const std::string& model_dir);
 Status run_tokenize(const CliOptions& opts, const std::string& model_dir);
 Status run_repl(const CliOptions& opts, const std::string& model_dir);

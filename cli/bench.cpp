@@ -2,6 +2,9 @@
 // context is filled with random valid ids (fixed seed) up to L - (warm-up + decode) tokens; the cold
 // prefill of that prompt gives prefill tok/s and TTFT, then several repetitions decode warm-up + N
 // tokens (N >= 64) ending at depth L; decode tok/s is the median over the repetitions.
+// Beside it: the bytes one decoded token reads per rank (engine/roofline.h), the bound they give at
+// the device's measured copy bandwidth and the fraction of it reached, and a profiled decode pass
+// per length that shows where a step's time goes by kernel class (the rest is gaps between them).
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,9 +19,16 @@
 #include "cli/generate.h"
 #include "cli/term.h"
 #include "engine/config.h"
+#include "engine/roofline.h"
+#ifdef GLMRUN_HAVE_CUDA
+#include "cuda/backend.h"
+#include "cuda/copy-bench.h"
+#endif
 
 namespace {
 constexpr int64_t k_warmup = 4;
+constexpr int64_t k_profile_steps = 4;  // profiled decode steps per length (timers cost a wait per node)
+constexpr int k_classes = int(KernelClass::count);
 
 double now_s() {
     using namespace std::chrono;
@@ -45,20 +55,182 @@ std::string cpu_model() {
 
 std::string label(int64_t n) { return n % 1024 == 0 && n >= 1024 ? std::to_string(n / 1024) + "k" : std::to_string(n); }
 
+// Device time of the profiled steps, per decoded token.
+struct StepProfile {
+    bool have = false;                  // false: the backends have no timers
+    std::vector<KernelTimes> per_rank;  // us per token, each rank
+    double class_us[k_classes] = {};    // us per token, mean over the ranks
+    double kernel_us = 0;               // sum of the classes
+};
+
 struct BenchRow {
     int64_t ctx = 0, n_prompt = 0;
     double prefill_s = 0, ttft_s = 0;
     std::vector<double> rep_decode_tok_s;
     std::vector<std::vector<double>> token_s;  // per repetition, per decoded token (after warm-up)
     double decode_tok_s = 0;
+    DecodeBytes bytes;                  // read per decoded token, per rank, at depth ctx
+    StepProfile profile;
 };
+
+// The measured (unprofiled) time of one decode step.
+double step_us(const BenchRow& r) { return r.decode_tok_s > 0 ? 1e6 / r.decode_tok_s : 0.0; }
+
+// What the run is measured on, probed before the engine loads: the copy benchmark allocates its
+// own buffers, which the backends forbid once they are frozen (and a full-size model leaves no room).
+struct Machine {
+    std::vector<std::string> devices;  // GPU names, or the CPU model
+    bool gpu = false;
+    std::vector<double> copy_bytes_per_s;  // per GPU, read + written
+    double copy_bw = 0;                    // the slowest GPU's: ranks step together (0: unknown)
+    std::string copy_note;                 // why there is no figure
+};
+
+Machine probe_machine(const CliOptions& o) {
+    Machine m;
+#ifdef GLMRUN_HAVE_CUDA
+    if (!o.cpu && glm_cuda_device_count() > 0) {
+        m.gpu = true;
+        const std::vector<int> ids = o.gpus.empty() ? std::vector<int>{0} : o.gpus;
+        for (int id : ids) {
+            CudaDeviceInfo dev;
+            m.devices.push_back(glm_cuda_device_info(id, dev).ok() ? dev.name : fmt::format("cuda:{} (unknown)", id));
+            double bw = 0;
+            const Status st = glm_cuda_copy_bandwidth(id, bw);
+            if (st.ok()) m.copy_bytes_per_s.push_back(bw);
+            else m.copy_note = st.message();
+        }
+        if (m.copy_bytes_per_s.size() == ids.size())
+            m.copy_bw = *std::min_element(m.copy_bytes_per_s.begin(), m.copy_bytes_per_s.end());
+        return m;
+    }
+#endif
+    (void)o;
+    m.devices.push_back(cpu_model());
+    m.copy_note = "n/a on the CPU backend";
+    return m;
+}
+
+// "4x NVIDIA H100 80GB HBM3", or the names one by one when they differ.
+std::string describe_devices(const std::vector<std::string>& names) {
+    if (names.empty()) return "unknown";
+    if (std::all_of(names.begin(), names.end(), [&](const std::string& n) { return n == names[0]; }))
+        return names.size() == 1 ? names[0] : fmt::format("{}x {}", names.size(), names[0]);
+    std::string out;
+    for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+    return out;
+}
+
+// "all F (78 indexers)" or the F/S string with its count.
+std::string describe_index_pattern(const ModelHparams& hp) {
+    std::string pattern;
+    int64_t full = 0;
+    for (bool shared : hp.indexer_shared) {
+        pattern += shared ? 'S' : 'F';
+        full += !shared;
+    }
+    if (full == int64_t(pattern.size())) return fmt::format("all F ({} indexers)", full);
+    return fmt::format("{} ({} F of {})", pattern, full, pattern.size());
+}
+
+// A few decode steps at depth n_prompt with every rank's timers on.
+Status profile_decode(Engine& engine, Session& session, int64_t n_prompt, int32_t first, StepProfile& out) {
+    const std::vector<glm_backend*> ranks = engine.backends();
+    for (glm_backend* b : ranks) {
+        b->take_profile();  // drop anything left from before
+        b->set_profiling(true);
+    }
+    session.truncate(n_prompt);
+    const int64_t n_vocab = engine.info().n_vocab;
+    int32_t tok = first;
+    std::vector<float> logits;
+    Status st;
+    for (int64_t i = 0; i < k_profile_steps && st.ok(); ++i) {
+        st = session.eval(&tok, 1, &logits);
+        if (st.ok()) tok = argmax(logits.data(), n_vocab);
+    }
+    for (glm_backend* b : ranks) b->set_profiling(false);
+    GLM_TRY(st);
+    for (glm_backend* b : ranks) {
+        const std::vector<glm_node_time> nodes = b->take_profile();
+        if (nodes.empty()) continue;
+        KernelTimes t = sum_profile(nodes);
+        for (double& us : t.us) us /= double(k_profile_steps);
+        out.per_rank.push_back(t);
+    }
+    out.have = !out.per_rank.empty();
+    for (const KernelTimes& t : out.per_rank)
+        for (int c = 0; c < k_classes; ++c) out.class_us[c] += t.us[c] / double(out.per_rank.size());
+    for (double us : out.class_us) out.kernel_us += us;
+    return {};
+}
+
+std::string gb_per_s(double bytes_per_s) { return fmt::format("{:.0f} GB/s", bytes_per_s / 1e9); }
+
+// Megabytes readable at both ends: the full-size model reads GB per token, the fixtures a few KB.
+std::string mb(double bytes) {
+    const double v = bytes / 1e6;
+    return v >= 10 || v == 0 ? fmt::format("{:.1f}", v) : fmt::format("{:.4f}", v);
+}
+
+// The roofline and profile tables (Markdown), one column or row per context length.
+std::string roofline_tables(const std::vector<BenchRow>& rows, const Machine& machine, int n_ranks) {
+    std::string out = fmt::format("\n### Bytes read per decoded token, per rank of {} (MB)\n\n| class |", n_ranks);
+    std::string rule = "|---|";
+    for (const BenchRow& r : rows) {
+        out += fmt::format(" {} |", label(r.ctx));
+        rule += "---:|";
+    }
+    out += "\n" + rule + "\n";
+    if (!rows.empty()) {
+        const auto first = rows[0].bytes.rows();
+        for (size_t k = 0; k < first.size(); ++k) {
+            out += "| " + first[k].first + " |";
+            for (const BenchRow& r : rows) out += " " + mb(r.bytes.rows()[k].second) + " |";
+            out += "\n";
+        }
+        out += "| **total** |";
+        for (const BenchRow& r : rows) out += " **" + mb(r.bytes.total()) + "** |";
+        out += "\n";
+    }
+
+    out += fmt::format("\n### Roofline (copy bandwidth {})\n\n", machine.copy_bw > 0 ? gb_per_s(machine.copy_bw)
+                                                                                        : machine.copy_note);
+    out += "| context | MB / token / rank | roofline tok/s | decode tok/s | achieved |\n"
+           "|--------:|------------------:|---------------:|-------------:|---------:|\n";
+    for (const BenchRow& r : rows) {
+        const double bound = roofline_tok_s(r.bytes, machine.copy_bw);
+        out += fmt::format("| {} | {} | {} | {:.2f} | {} |\n", label(r.ctx), mb(r.bytes.total()),
+                           bound > 0 ? fmt::format("{:.1f}", bound) : "n/a", r.decode_tok_s,
+                           bound > 0 ? fmt::format("{:.1f}%", 100.0 * r.decode_tok_s / bound) : "n/a");
+    }
+
+    const bool any = std::any_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.profile.have; });
+    out += fmt::format("\n### Decode step profile (us per token, mean over ranks, {} profiled steps)\n\n",
+                       k_profile_steps);
+    if (!any) return out + "n/a: this backend has no kernel timers\n";
+    out += "| class |";
+    for (const BenchRow& r : rows) out += fmt::format(" {} |", label(r.ctx));
+    out += "\n" + rule + "\n";
+    auto line = [&](const std::string& name, auto value) {
+        out += "| " + name + " |";
+        for (const BenchRow& r : rows) out += r.profile.have ? fmt::format(" {:.1f} |", value(r)) : " n/a |";
+        out += "\n";
+    };
+    for (int c = 0; c < k_classes; ++c)
+        line(kernel_class_name(KernelClass(c)), [c](const BenchRow& r) { return r.profile.class_us[c]; });
+    line("**kernels**", [](const BenchRow& r) { return r.profile.kernel_us; });
+    line("gaps (step - kernels)", [](const BenchRow& r) { return step_us(r) - r.profile.kernel_us; });
+    line("**step (measured)**", [](const BenchRow& r) { return step_us(r); });
+    return out;
+}
 }  // namespace
 
 Status run_bench(const CliOptions& o, const std::string& dir) {
     const int64_t n_gen = std::max<int64_t>(64, o.n_predict);
     const int64_t budget = k_warmup + n_gen;
     std::vector<int64_t> lengths = o.bench_ctx;
-    if (lengths.empty()) lengths = {256, 4096, 16384, 32768, 65536, 131072};
+    if (lengths.empty()) lengths = {256, 4096, 16384, 32768, 65536, 131072, 200000};
     int64_t cap = o.n_ctx;
     if (cap <= 0) {
         ModelConfig cfg;
@@ -67,25 +239,41 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         cap = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 131072;
     }
     std::vector<int64_t> run;
+    std::vector<std::string> skipped;
     for (int64_t l : lengths) {
         if (l > cap) {
-            if (!o.quiet) err_write(fmt::format("bench: skipping context {} (over the cap {})\n", label(l), cap));
+            skipped.push_back(fmt::format("{} (over the cap {}, from {})", label(l), cap,
+                                          o.n_ctx > 0 ? "-c" : "the model's max_position_embeddings"));
         } else if (l <= budget) {
-            if (!o.quiet) err_write(fmt::format("bench: skipping context {} (needs more than {} tokens)\n", label(l), budget));
+            skipped.push_back(fmt::format("{} (needs more than {} tokens)", label(l), budget));
         } else {
             run.push_back(l);
         }
     }
+    if (!o.quiet)
+        for (const std::string& why : skipped) err_write(fmt::format("bench: skipping context {}\n", why));
     if (run.empty())
         return Status::usage("--bench: no context length fits (lengths must be in ({}, {}]; see --bench-ctx and -c)",
                              budget, cap);
     std::sort(run.begin(), run.end());
     run.erase(std::unique(run.begin(), run.end()), run.end());
 
+    Machine machine = probe_machine(o);  // before the engine: it allocates buffers of its own
     std::unique_ptr<Engine> engine;
     GLM_TRY(load_engine(o, dir, run.back(), engine));
     Session& session = engine->session();
     const int64_t n_vocab = engine->info().n_vocab;
+    const ModelHparams& hp = engine->hparams();
+    const int n_ranks = engine->n_ranks();
+    if (machine.gpu && engine->info().backend.rfind("cuda", 0) != 0) {
+        machine = Machine();  // the engine chose the CPU after all
+        machine.devices.push_back(cpu_model());
+        machine.copy_note = "n/a on the CPU backend";
+    }
+    RooflineParams roof;
+    roof.n_ranks = n_ranks;
+    roof.kv_type = session.params().kv_type;
+    roof.attn = session.params().attn;
 
     std::vector<BenchRow> rows;
     bool interrupted = false;
@@ -131,6 +319,9 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         }
         if (row.rep_decode_tok_s.empty()) break;
         row.decode_tok_s = median(row.rep_decode_tok_s);
+        roof.n_ctx = L;  // the decoded tokens end at depth L (they start budget tokens before)
+        row.bytes = decode_bytes_per_rank(hp, roof);
+        if (!interrupted) GLM_TRY(profile_decode(*engine, session, row.n_prompt, first, row.profile));
         if (!o.quiet)
             err_write(fmt::format("bench: context {}: prefill {:.1f} tok/s, TTFT {:.1f} ms, decode {:.2f} tok/s\n",
                                   label(L), row.prefill_s > 0 ? row.n_prompt / row.prefill_s : 0.0,
@@ -139,17 +330,29 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     }
 
     const ModelInfo& info = engine->info();
-    std::string table = fmt::format("| context | prompt tokens | prefill tok/s (cold) | TTFT (ms) | decode tok/s |\n"
+    const std::string kv_name = glm_type_name(session.params().kv_type);
+    const char* attn_name = session.params().attn == AttnMode::dense ? "dense" : "dsa";
+    std::string header = fmt::format("## glmrun --bench: {}\n\n", info.name);
+    header += fmt::format("- machine: {} ({} rank{} on {})\n", describe_devices(machine.devices), n_ranks,
+                          n_ranks == 1 ? "" : "s", info.backend);
+    header += fmt::format("- copy bandwidth: {}\n",
+                          machine.copy_bw > 0 ? gb_per_s(machine.copy_bw) + " per device (read + written, median of "
+                                                                            "9 device-to-device copies)"
+                                              : machine.copy_note);
+    header += fmt::format("- attention: {}, index pattern {}; kv {}\n", attn_name, describe_index_pattern(hp), kv_name);
+    header += fmt::format("- weights: {}\n", info.synthetic ? fmt::format("synthetic (seed {})", o.synthetic_seed)
+                                                             : std::string("from the checkpoint"));
+    for (const std::string& why : skipped) header += "- skipped: " + why + "\n";
+    std::string table = header + "\n" + fmt::format("| context | prompt tokens | prefill tok/s (cold) | TTFT (ms) | decode tok/s |\n"
                                     "|--------:|--------------:|---------------------:|----------:|-------------:|\n");
     for (const BenchRow& r : rows)
         table += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.2f} |\n", label(r.ctx), r.n_prompt,
                              r.prefill_s > 0 ? r.n_prompt / r.prefill_s : 0.0, r.ttft_s * 1e3, r.decode_tok_s);
-    out_write(table);
+    out_write(table + roofline_tables(rows, machine, n_ranks));
     if (!o.quiet)
         err_write(term_dim(fmt::format("model {} on {}; decode: median of {} repetitions of {} tokens after {} "
                                        "warm-up tokens; kv {}, attn {}\n",
-                                       info.name, info.backend, o.bench_reps, n_gen, k_warmup,
-                                       o.kv_type.empty() ? "default" : o.kv_type, o.attn)));
+                                       info.name, info.backend, o.bench_reps, n_gen, k_warmup, kv_name, o.attn)));
 
     if (!o.bench_json.empty()) {
         nlohmann::json j;
@@ -162,19 +365,46 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         j["git_revision"] = git_revision();
         j["date"] = when;
         j["machine"] = {{"hostname", host}, {"cpu", cpu_model()}, {"n_cpu", sysconf(_SC_NPROCESSORS_ONLN)},
-                        {"backend", info.backend}, {"gpus", o.gpus}};
+                        {"backend", info.backend}, {"gpus", o.gpus}, {"devices", machine.devices},
+                        {"copy_bytes_per_s_per_device", machine.copy_bytes_per_s},
+                        {"copy_bytes_per_s", machine.copy_bw > 0 ? nlohmann::json(machine.copy_bw) : nlohmann::json()}};
         j["model"] = {{"dir", dir}, {"name", info.name}, {"n_layer", info.n_layer}, {"n_vocab", info.n_vocab},
                       {"n_ctx_train", info.n_ctx_train}, {"weight_bytes", info.weight_bytes}};
         j["flags"] = o.argv;
-        j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", o.ubatch}, {"kv_type", o.kv_type.empty() ? "default" : o.kv_type},
+        j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", o.ubatch}, {"kv_type", kv_name},
                          {"attn", o.attn}, {"warmup_tokens", k_warmup}, {"decode_tokens", n_gen},
-                         {"repetitions", o.bench_reps}, {"threads", o.threads}};
+                         {"repetitions", o.bench_reps}, {"threads", o.threads}, {"n_ranks", n_ranks},
+                         {"index_pattern", describe_index_pattern(hp)}, {"synthetic", info.synthetic},
+                         {"synthetic_seed", info.synthetic ? nlohmann::json(o.synthetic_seed) : nlohmann::json()},
+                         {"profile_steps", k_profile_steps}, {"skipped", skipped}};
         nlohmann::json results = nlohmann::json::array();
-        for (const BenchRow& r : rows)
+        for (const BenchRow& r : rows) {
+            nlohmann::json bytes = nlohmann::json::object();
+            for (const auto& [name, b] : r.bytes.rows()) bytes[name] = b;
+            const double bound = roofline_tok_s(r.bytes, machine.copy_bw);
+            nlohmann::json roofline = {{"bytes_per_token_per_rank", bytes},
+                                       {"total_bytes_per_token_per_rank", r.bytes.total()},
+                                       {"roofline_tok_s", bound > 0 ? nlohmann::json(bound) : nlohmann::json()},
+                                       {"achieved", bound > 0 ? nlohmann::json(r.decode_tok_s / bound) : nlohmann::json()}};
+            nlohmann::json profile;  // null when the backends have no timers
+            if (r.profile.have) {
+                auto classes = [](const double* us) {
+                    nlohmann::json c = nlohmann::json::object();
+                    for (int k = 0; k < k_classes; ++k) c[kernel_class_name(KernelClass(k))] = us[k];
+                    return c;
+                };
+                nlohmann::json per_rank = nlohmann::json::array();
+                for (const KernelTimes& t : r.profile.per_rank) per_rank.push_back(classes(t.us));
+                profile = {{"kernel_us_per_token", classes(r.profile.class_us)}, {"per_rank", per_rank},
+                           {"kernels_us", r.profile.kernel_us}, {"step_us", step_us(r)},
+                           {"gaps_us", step_us(r) - r.profile.kernel_us}};
+            }
             results.push_back({{"ctx", r.ctx}, {"prompt_tokens", r.n_prompt}, {"prefill_s", r.prefill_s},
                                {"prefill_tok_s", r.prefill_s > 0 ? r.n_prompt / r.prefill_s : 0.0},
                                {"ttft_s", r.ttft_s}, {"decode_tok_s", r.decode_tok_s},
-                               {"decode_tok_s_per_rep", r.rep_decode_tok_s}, {"decode_token_s", r.token_s}});
+                               {"decode_tok_s_per_rep", r.rep_decode_tok_s}, {"decode_token_s", r.token_s},
+                               {"roofline", roofline}, {"profile", profile}});
+        }
         j["results"] = results;
         j["interrupted"] = interrupted;
         std::ofstream out(o.bench_json, std::ios::binary);

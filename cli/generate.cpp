@@ -1,5 +1,7 @@
 #include "cli/generate.h"
 
+#include <optional>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -81,8 +83,9 @@ Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatc
 
 Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, const GenOptions& opt, GenResult& out) {
     Session& session = engine.session();
-    const glm::Tokenizer& tok = engine.tokenizer();
-    glm::StreamDecoder decoder(tok);
+    // Without a tokenizer (a synthetic model) only ids are printed: run_oneshot checks --print-ids.
+    std::optional<glm::StreamDecoder> decoder;
+    if (engine.has_tokenizer()) decoder.emplace(engine.tokenizer());
     ReasoningSplitter splitter(opt.chat && opt.think);
     TextRouter router{opt, out};
     const int64_t n_vocab = engine.info().n_vocab;
@@ -95,6 +98,9 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
     // one by one through the same checks as sampled ones.
     std::vector<int32_t> ready;
     size_t ready_at = 0;
+    // Plain greedy decoding: the device picks the next id (only 8 bytes per rank come back).
+    const bool device_greedy = sampler.is_plain_greedy() && !opt.spec && !opt.keep_logits;
+    int32_t device_next = -1;
     for (;;) {
         if (term_interrupted()) {
             out.interrupted = true;
@@ -104,6 +110,9 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
         int32_t id;
         if (ready_at < ready.size()) {
             id = ready[ready_at++];
+        } else if (device_next >= 0) {
+            id = device_next;
+            sampler.accept(id);
         } else {
             if (int64_t(logits.size()) < n_vocab)
                 return Status::device("the engine returned {} logits, expected {}", logits.size(), n_vocab);
@@ -123,7 +132,7 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
         }
         if (!opt.print_ids) {
             std::string reasoning, content;
-            const std::string text = decoder.push(id);
+            const std::string text = decoder ? decoder->push(id) : std::string();
             if (opt.chat) splitter.push(text, reasoning, content);
             else content = text;
             router.reasoning(reasoning);
@@ -143,6 +152,8 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
             const int64_t max_new = opt.n_predict >= 0 ? opt.n_predict - int64_t(out.ids.size()) : INT64_MAX;
             GLM_TRY(opt.spec->step(id, sampler, max_new, [&](int32_t t) { return engine.is_eos(t); }, ready));
             ready_at = 0;
+        } else if (device_greedy) {
+            GLM_TRY(session.eval_greedy(&id, 1, &device_next));
         } else {
             GLM_TRY(session.eval(&id, 1, &logits));
         }
@@ -152,7 +163,7 @@ Status generate(Engine& engine, Sampler& sampler, std::vector<float> logits, con
     if (ready_at < ready.size()) session.truncate(n_start + int64_t(out.evaluated.size()));
     if (!opt.print_ids) {
         std::string reasoning, content;
-        const std::string tail = decoder.flush();
+        const std::string tail = decoder ? decoder->flush() : std::string();
         if (opt.chat) {
             splitter.push(tail, reasoning, content);
             splitter.flush(reasoning, content);

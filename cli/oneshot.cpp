@@ -99,12 +99,10 @@ std::string resolve_model_dir(const CliOptions& o) {
     return fixture;
 }
 
-Status load_engine(const CliOptions& o, const std::string& dir, int64_t n_ctx_override, std::unique_ptr<Engine>& out) {
+Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n_ctx_override, EngineParams& p) {
     if (!is_dir(dir)) return Status::bad_input("model directory '{}' not found", dir);
-    EngineParams p;
     p.model_dir = dir;
-    p.use_cpu = o.cpu;
-    p.gpus = o.gpus;
+    apply_engine_flags(o, p);  // --cpu / -tp / --gpus / --no-p2p / --synthetic
     p.n_threads = o.threads;
     p.index_pattern = o.index_pattern;
     p.show_progress = !o.quiet;
@@ -126,6 +124,13 @@ Status load_engine(const CliOptions& o, const std::string& dir, int64_t n_ctx_ov
         n_ctx = cfg.max_position_embeddings > 0 ? std::min<int64_t>(4096, cfg.max_position_embeddings) : 4096;
     }
     p.session.n_ctx = n_ctx;
+    return {};
+}
+
+Status load_engine(const CliOptions& o, const std::string& dir, int64_t n_ctx_override, std::unique_ptr<Engine>& out) {
+    EngineParams p;
+    GLM_TRY(make_engine_params(o, dir, n_ctx_override, p));
+    const int64_t n_ctx = p.session.n_ctx;
     Status st = Engine::load(p, out);
     if (!st) return st;
     log_info("model {} on {}: {} layers, vocab {}, context {}", out->info().name, out->info().backend,
@@ -229,7 +234,11 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
     Session& session = engine->session();
 
     std::vector<int32_t> ids;
-    GLM_TRY(prompt_tokens(o, text, engine->tokenizer(), ids));
+    if (!engine->has_tokenizer() && (o.prompt_ids.empty() || !o.print_ids))
+        return Status::usage("{} has no tokenizer.json: give token ids (--raw --prompt-ids ... --print-ids) or use --bench",
+                             dir);
+    if (engine->has_tokenizer()) GLM_TRY(prompt_tokens(o, text, engine->tokenizer(), ids));
+    else ids = o.prompt_ids;
     log_debug("prompt: {} tokens: {}", ids.size(), join_ids(ids));
     if (int64_t(ids.size()) > session.n_ctx())
         return Status::bad_input("the prompt is {} tokens, longer than the context size {} (raise -c)", ids.size(),
@@ -282,4 +291,20 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
         err_write(fmt::format("note: the context is full ({} tokens); raise -c for longer answers\n", session.n_ctx()));
     if (r.interrupted) return Status::error(ErrorKind::interrupted, "interrupted");
     return {};
+}
+
+Status run_plan(const CliOptions& o, const std::string& dir) {
+    EngineParams p;
+    int64_t n_ctx = o.n_ctx;
+    if (n_ctx <= 0) {  // the plan's question is the whole window unless -c says otherwise
+        ModelConfig cfg;
+        Status st = load_config(dir, cfg);
+        if (!st) return Status::bad_input("{}", st.message());
+        n_ctx = cfg.max_position_embeddings;
+    }
+    GLM_TRY(make_engine_params(o, dir, n_ctx, p));
+    std::string report;
+    const Status st = Engine::plan(p, report);
+    out_write(report);
+    return st;
 }

@@ -1,6 +1,8 @@
 #include "cli/options.h"
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <CLI/CLI.hpp>
 
 namespace {
@@ -50,9 +52,12 @@ Generation:
       --draft N           tokens the MTP layer drafts per step (default 3)
 
 Backend:
-      --cpu               run on the CPU reference backend
+      --cpu               run on the CPU reference backend (with -tp N: N
+                          CPU ranks, for tests)
       --gpus LIST         GPUs to use, e.g. 0,1,2,3 (tensor parallel)
   -tp N                   tensor parallel over GPUs 0..N-1
+      --no-p2p            all-reduce through NCCL only (no peer-to-peer
+                          path)
   -t, --threads N         CPU threads (default: all cores)
       --kv-type T         KV cache type: f32 | bf16 | f16 | fp8
       --attn dsa|dense    sparse (DSA, default) or dense attention
@@ -65,12 +70,20 @@ Checks and benchmark:
       --verify            check every tensor of the checkpoint (shapes, XXH3
                           against DIR/glmrun.xxh3 when present) and exit
       --write-manifest    verify, then write DIR/glmrun.xxh3 and exit
-      --bench             context sweep: prefill tok/s, TTFT, decode tok/s
-                          (-n: decoded tokens per repetition, at least 64)
-      --bench-ctx LIST    lengths (default 256,4k,16k,32k,64k,128k, capped
-                          by -c)
+      --bench             context sweep: prefill tok/s, TTFT, decode tok/s,
+                          bytes per token against the bandwidth roofline,
+                          and a profile by kernel class (-n: decoded tokens
+                          per repetition, at least 64)
+      --bench-ctx LIST    lengths (default 256,4k,16k,32k,64k,128k,200000,
+                          capped by -c and the model's maximum)
       --bench-reps N      decode repetitions per length (default 3)
       --bench-json FILE   also write the raw figures as JSON
+      --synthetic         seeded random weights of the config's shapes, made
+                          on the device: only config.json is read (speed
+                          runs; the text is noise)
+      --synthetic-seed N  seed of the --synthetic weights (default 1)
+      --plan-only         print the memory plan for the devices (-tp, --gpus)
+                          and exit without allocating
 
 Output:
   -v, --verbose           more detail on stderr
@@ -97,6 +110,15 @@ bool parse_float(const std::string& text, float& out) {
 }  // namespace
 
 std::string cli_help_text() { return k_help; }
+
+void apply_engine_flags(const CliOptions& o, EngineParams& p) {
+    p.use_cpu = o.cpu;
+    p.gpus = o.gpus;
+    p.n_cpu_ranks = o.cpu && o.tp > 0 ? o.tp : 1;
+    p.p2p = o.p2p;
+    p.synthetic = o.synthetic;
+    p.synthetic_seed = o.synthetic_seed;
+}
 
 bool parse_id_list(const std::string& text, std::vector<int32_t>& out) {
     out.clear();
@@ -191,6 +213,8 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     app.add_option("--draft", o.n_draft);
 
     app.add_flag("--cpu", o.cpu);
+    bool no_p2p = false;
+    app.add_flag("--no-p2p", no_p2p);
     auto* opt_gpus = app.add_option("--gpus", gpus);
     auto* opt_tp = app.add_option("--tensor-parallel", tp);
     app.add_option("-t,--threads", o.threads);
@@ -207,6 +231,10 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     auto* opt_bench_ctx = app.add_option("--bench-ctx", bench_ctx);
     app.add_option("--bench-json", o.bench_json);
     app.add_option("--bench-reps", o.bench_reps);
+    app.add_flag("--synthetic", o.synthetic);
+    std::string synthetic_seed;
+    auto* opt_synthetic_seed = app.add_option("--synthetic-seed", synthetic_seed);
+    app.add_flag("--plan-only", o.plan_only);
 
     app.add_flag("-v,--verbose", o.verbose);
     app.add_flag("-q,--quiet", o.quiet);
@@ -279,10 +307,28 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
         o.gpus.assign(ids.begin(), ids.end());
     }
     if (*opt_tp) {
-        if (tp < 1 || tp > 64) return Status::usage("-tp expects a GPU count >= 1 (got {})", tp);
-        for (int i = 0; i < tp; ++i) o.gpus.push_back(i);
+        if (tp < 1 || tp > 64) return Status::usage("-tp expects a rank count in 1..64 (got {})", tp);
+        o.tp = tp;
+        // With --cpu the ranks are CPU ranks (tests of the tensor-parallel graph without a GPU).
+        if (!o.cpu)
+            for (int i = 0; i < tp; ++i) o.gpus.push_back(i);
     }
-    if (o.cpu && !o.gpus.empty()) return Status::usage("--cpu and --gpus/-tp exclude each other");
+    if (o.cpu && !o.gpus.empty())
+        return Status::usage("--cpu and --gpus exclude each other (use --cpu -tp N for N CPU ranks)");
+    o.p2p = !no_p2p;
+    if (*opt_synthetic_seed) {
+        if (!o.synthetic) return Status::usage("--synthetic-seed needs --synthetic");
+        bool digits = !synthetic_seed.empty() && synthetic_seed.size() <= 20;
+        for (char c : synthetic_seed) digits = digits && std::isdigit(static_cast<unsigned char>(c));
+        errno = 0;
+        const unsigned long long v = digits ? std::strtoull(synthetic_seed.c_str(), nullptr, 10) : 0;
+        // 0 is reserved: the engine keeps "seed 0" to mean weights read from the shards.
+        if (!digits || errno == ERANGE || v == 0)
+            return Status::usage("--synthetic-seed expects an integer in 1..2^64-1 (got '{}')", synthetic_seed);
+        o.synthetic_seed = uint64_t(v);
+    }
+    if (o.synthetic && (o.verify || o.write_manifest))
+        return Status::usage("--synthetic has no shards to check: drop --verify / --write-manifest, or --synthetic");
     if (*opt_bench_ctx) {
         if (!parse_size_list(bench_ctx, o.bench_ctx))
             return Status::usage("--bench-ctx expects lengths like 256,4k,16k (got '{}')", bench_ctx);
@@ -313,8 +359,10 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     if (o.bench_reps < 1) return Status::usage("--bench-reps must be >= 1 (got {})", o.bench_reps);
     if (o.verbose && o.quiet) return Status::usage("-v and -q exclude each other");
 
-    int modes = int(o.interactive) + int(o.bench) + int(o.tokenize) + int(o.verify || o.write_manifest);
-    if (modes > 1) return Status::usage("-i, --bench, --tokenize, --verify and --write-manifest exclude each other");
+    int modes = int(o.interactive) + int(o.bench) + int(o.tokenize) + int(o.verify || o.write_manifest) +
+                int(o.plan_only);
+    if (modes > 1)
+        return Status::usage("-i, --bench, --tokenize, --verify, --write-manifest and --plan-only exclude each other");
     if (o.interactive && (o.print_ids || !o.logits_out.empty() || !o.prompt_ids.empty()))
         return Status::usage("-i does not combine with --prompt-ids, --print-ids or --logits-out");
     if (o.print_ids && o.show_think) return Status::usage("--print-ids and --show-think exclude each other");

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "ggml-like/common.h"
 
 struct CliOptions {
@@ -37,7 +38,9 @@ struct CliOptions {
 
     // backend
     bool cpu = false;                 // --cpu
-    std::vector<int> gpus;            // --gpus / -tp
+    std::vector<int> gpus;            // --gpus / -tp (GPU ids; empty with --cpu)
+    int tp = 0;                       // -tp N as given (0: absent); with --cpu, N CPU ranks
+    bool p2p = true;                  // --no-p2p: NCCL for every all-reduce
     int threads = 0;                  // -t
     std::string kv_type;              // --kv-type
     std::string attn = "dsa";         // --attn
@@ -53,6 +56,9 @@ struct CliOptions {
     std::vector<int64_t> bench_ctx;   // --bench-ctx
     std::string bench_json;           // --bench-json FILE
     int bench_reps = 3;               // --bench-reps
+    bool synthetic = false;           // --synthetic: random weights of the config's shapes, no shards
+    uint64_t synthetic_seed = 1;      // --synthetic-seed
+    bool plan_only = false;           // --plan-only: print the memory plan and exit, allocating nothing
 
     // output
     bool verbose = false, quiet = false;
@@ -69,6 +75,9 @@ constexpr int k_max_draft = 15;
 Status parse_cli(int argc, char** argv, CliOptions& opts);
 // The grouped help text (fits 80 columns).
 std::string cli_help_text();
+// The backend and weight choices of the command line in EngineParams: --cpu (with -tp N: N CPU
+// ranks), the GPU list, --no-p2p, --synthetic and its seed. The rest of EngineParams is untouched.
+void apply_engine_flags(const CliOptions& opts, EngineParams& params);
 
 // "1,2, 3" / "[1, 2, 3]" -> ids. false on anything that is not a non-negative integer list.
 bool parse_id_list(const std::string& text, std::vector<int32_t>& out);

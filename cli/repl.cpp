@@ -344,6 +344,8 @@ Status run_repl(const CliOptions& o, const std::string& dir) {
     if (o.simple_io) term_disable_line_editing();
     std::unique_ptr<Engine> engine;
     GLM_TRY(load_engine(o, dir, 0, engine));
+    if (!engine->has_tokenizer())
+        return Status::usage("{} has no tokenizer.json: the chat needs one (a synthetic model runs --bench)", dir);
     std::unique_ptr<SpeculativeDecoder> spec;
     GLM_TRY(make_speculative(o, *engine, spec));
     Repl repl(o, *engine, spec.get());

@@ -1,10 +1,15 @@
 // GLM_OP_ATTN: causal attention with an optional key subset, flash-decoding style.
 //
 // One block of kThreads handles (a group of G heads, one query s, one split of the key list).
-// The key list of query s is the causal range [0, min(q_pos[s], T-1)] or, with key_ids, the
-// column key_ids[:, s] (sorted and de-duplicated in shared memory; entries < 0, > q_pos[s] or
-// >= T skipped). The list is cut into n_split equal ranges of positions; each block walks its range
-// in tiles of kTile keys with an online softmax per head (f32, max subtraction):
+// The key list of query s is the causal range [0, T_eff) with T_eff = min(q_pos[s] + 1, T) or, with
+// key_ids, the column key_ids[:, s] (sorted and de-duplicated in shared memory; entries < 0,
+// > q_pos[s] or >= T skipped). The work is bounded at run time: the host fixes only the number of
+// splits (from T and the SM count, so a graph built once for the whole context can be replayed at
+// every position), and each block reads q_pos[s] on the device and cuts the live part of the list
+// -- [0, T_eff), or the sorted ids in [0, q_pos[s]] -- into n_split equal ranges, so a short
+// context still spreads over every split and no row at or past T_eff is read. A split left without
+// keys writes an empty partial (max -inf, sum 0). Each block walks its range in tiles of kTile keys
+// with an online softmax per head (f32, max subtraction):
 //   1. scores: each warp takes tile keys, its lanes stride over Dk (K read once per group) and
 //      the G dot products with q (kept in shared memory) are warp-reduced;
 //   2. softmax update: one warp per head rescales the running (max, sum);
@@ -14,9 +19,10 @@
 // writes a partial (max, sum, acc[Dv]) and attn_combine_kernel merges the splits by log-sum-exp.
 //
 // Scratch: the partials live in a static __device__ array (kScratchFloats floats, 8 MiB, made
-// when the module loads, never at run time). n_split is capped so that S * H * n_split * (Dv + 2)
-// fits: e.g. H = 64, Dv = 512, S = 1 allows 63 splits, S = 16 allows 3; big prefill batches get
-// n_split = 1 (no partials at all). Limits: Dv <= 512; key_ids columns of more than kSortIds
+// when the module loads, never at run time), addressed by the kernels directly (no host symbol
+// lookup: launches stay legal inside stream capture). n_split is capped so that
+// S * H * n_split * (Dv + 2) fits: e.g. H = 64, Dv = 512, S = 1 allows 63 splits, S = 16 allows 3;
+// big prefill batches get n_split = 1 (no partials at all). Limits: Dv <= 512; key_ids columns of more than kSortIds
 // entries fall back to an O(n_sel) duplicate scan per key (correct, slow).
 //
 // Absorbed-MLA decode (Hk == 1, Dk 576, Dv 512, H % 16 == 0, bf16 or e4m3 cache rows shared by k and
@@ -68,12 +74,52 @@ struct AttnParams {
     int Dk, Dv, H, S, T, n_sel;
     int k_shared;        // Hk == 1
     int n_groups;        // ceil(H / G)
-    int n_split, split_len;  // list positions per split
+    int n_split;         // splits per (head group, query): fixed by the host from T / n_sel
+    int split_len;       // unsorted key_ids only: list positions per split (the rest size it on device)
     int ids_pow2;        // sorted key_ids path: padded length of the smem id array (0: not sorted)
     float scale;
-    float* part_ml;      // [(s * H + h) * n_split + sp] x (max, sum)
-    float* part_acc;     // same index x Dv
 };
+
+// Partials of split sp of (h, s): (max, sum) at part_ml[2 * i], acc[Dv] at part_acc[i * Dv] with
+// i = (s * H + h) * n_split + sp.
+__device__ __forceinline__ float* part_ml(const AttnParams&) { return g_attn_partials; }
+__device__ __forceinline__ float* part_acc(const AttnParams& p) {
+    return g_attn_partials + 2 * int64_t(p.H) * p.S * p.n_split;
+}
+
+// First index of the ascending a[0, n) holding a value > x (n if none).
+__device__ __forceinline__ int upper_bound_sorted(const int* a, int n, int x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (a[mid] <= x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// The list positions [x, y) that split sp of query s walks (block-uniform; call after the sorted
+// ids are in shared memory). The live list is [0, T_eff) (dense), the ids in [0, pos]
+// (sorted key_ids: after sorting they sit together, after the negative ones), or all n_sel entries
+// (unsorted key_ids: the host's split_len). Live ranges are cut into n_split pieces of a multiple of
+// `granule` positions and at least min_len, so a short live list uses fewer, fuller splits.
+__device__ __forceinline__ int2 split_range(const AttnParams& p, const int* ids_s, int pos, int sp, int granule,
+                                            int min_len) {
+    // int arithmetic: n_split * (a range) <= list length + n_split * granule < INT_MAX (host check)
+    if (p.n_sel && !p.ids_pow2) {
+        const int b = sp * p.split_len;
+        return make_int2(min(b, p.n_sel), min(b + p.split_len, p.n_sel));
+    }
+    int lo = 0, hi = pos < 0 ? 0 : pos >= p.T ? p.T : pos + 1;  // dense: T_eff of this query
+    if (p.n_sel) {
+        lo = upper_bound_sorted(ids_s, p.n_sel, -1);
+        hi = upper_bound_sorted(ids_s, p.n_sel, pos);
+    }
+    int per = (hi - lo + p.n_split - 1) / p.n_split;
+    per = max((per + granule - 1) / granule * granule, min_len);
+    const int b = lo + sp * per;
+    return make_int2(min(b, hi), min(b + per, hi));
+}
 
 __device__ __forceinline__ int32_t load_i32(const TensorView& t, int64_t i0, int64_t i1 = 0) {
     return *reinterpret_cast<const int32_t*>(elem_ptr(t, i0, i1, 0, 0));
@@ -81,7 +127,7 @@ __device__ __forceinline__ int32_t load_i32(const TensorView& t, int64_t i0, int
 
 // Slot of list position j of query s, or -1 if the entry is skipped.
 __device__ __forceinline__ int list_key(const AttnParams& p, const int* ids_s, int j, int s, int pos) {
-    if (p.n_sel == 0) return j;  // dense: j < min(pos + 1, T) by the caller's range
+    if (p.n_sel == 0) return j;  // dense: j < T_eff by split_range
     if (p.ids_pow2) {
         const int t = ids_s[j];
         if (t < 0 || t > pos || t >= p.T) return -1;
@@ -146,10 +192,11 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
     }
     if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);
     __syncthreads();
-
-    const int n_list = p.n_sel ? p.n_sel : max(0, min(pos + 1, p.T));
-    const int j_begin = sp * p.split_len;
-    const int j_end = min(n_list, j_begin + p.split_len);
+    // One thread finds the range and shares it: computed by every thread it costs G = 1 a spill.
+    __shared__ int2 range_s;
+    if (tid == 0) range_s = split_range(p, ids_s, pos, sp, 1, kMinKeysPerSplit);
+    __syncthreads();
+    const int j_begin = range_s.x, j_end = range_s.y;
 
     float acc[G][kDPerThread];
 #pragma unroll
@@ -246,13 +293,14 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
         } else {
             const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
             if (tid == 0) {
-                p.part_ml[2 * pi] = m_s[g];
-                p.part_ml[2 * pi + 1] = l;
+                part_ml(p)[2 * pi] = m_s[g];
+                part_ml(p)[2 * pi + 1] = l;
             }
+            float* pa = part_acc(p) + pi * p.Dv;
 #pragma unroll
             for (int i = 0; i < kDPerThread; ++i) {
                 const int d = tid + i * kThreads;
-                if (d < p.Dv) p.part_acc[pi * p.Dv + d] = acc[g][i];
+                if (d < p.Dv) pa[d] = acc[g][i];
             }
         }
     }
@@ -270,6 +318,7 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
 // Partials go to the same scratch layout as attn_kernel; attn_combine_kernel merges them.
 constexpr int kFHeads = 16;
 constexpr int kFKeys = 64;
+constexpr int kFMinTiles = 2;  // key tiles per split at least (a split also pays for staging q)
 constexpr int kFDk = 576;
 constexpr int kFDv = 512;
 constexpr int kFKs = kFDk + 8;  // smem row stride (bf16): 1168 B, ldmatrix conflict-free
@@ -355,9 +404,8 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
     if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);
     __syncthreads();
 
-    const int n_list = p.n_sel ? p.n_sel : max(0, min(pos + 1, p.T));
-    const int j_begin = sp * p.split_len;
-    const int j_end = min(n_list, j_begin + p.split_len);
+    const int2 range = split_range(p, ids_s, pos, sp, kFKeys, kFMinTiles * kFKeys);  // whole key tiles
+    const int j_begin = range.x, j_end = range.y;
     const int n_tiles = j_end > j_begin ? (j_end - j_begin + kFKeys - 1) / kFKeys : 0;
 
     // Issue the copies of tile `it` into stage it & 1 (rows of skipped slots are zero-filled).
@@ -528,20 +576,22 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
         } else {
             const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
             if (warp == 0 && tig == 0) {
-                p.part_ml[2 * pi] = m_s[row];
-                p.part_ml[2 * pi + 1] = l;
+                part_ml(p)[2 * pi] = m_s[row];
+                part_ml(p)[2 * pi + 1] = l;
             }
+            float* pa = part_acc(p) + pi * kFDv;
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
                 const int d = warp * 64 + j * 8 + tig * 2;
-                *reinterpret_cast<float2*>(p.part_acc + pi * kFDv + d) = make_float2(acc[j][half * 2], acc[j][half * 2 + 1]);
+                *reinterpret_cast<float2*>(pa + d) = make_float2(acc[j][half * 2], acc[j][half * 2 + 1]);
             }
         }
     }
 }
 
 // Split merge for both paths: out = sum_sp e^(m_sp - M) acc_sp / sum_sp e^(m_sp - M) l_sp.
-// Block (h, s) x 32 output dims; warps stride over the splits.
+// Block (h, s) x 32 output dims; warps stride over the splits. Empty splits (m = -inf) weigh 0 and
+// their acc is never read; a query with no visible key at all (M = -inf) gets zeros.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     __shared__ float w_s[kMaxSplit];
     __shared__ float red_s[kWarps][32];
@@ -549,16 +599,17 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int h = int(blockIdx.x % p.H), s = int(blockIdx.x / p.H);
     const int64_t base = (int64_t(s) * p.H + h) * p.n_split;
+    const float* ml = part_ml(p);
     if (warp == 0) {
         float M = neg_inf();
-        for (int sp = lane; sp < p.n_split; sp += 32) M = fmaxf(M, p.part_ml[2 * (base + sp)]);
+        for (int sp = lane; sp < p.n_split; sp += 32) M = fmaxf(M, ml[2 * (base + sp)]);
         M = warp_max(M);
         float L = 0.0f;
         for (int sp = lane; sp < p.n_split; sp += 32) {
-            const float m = p.part_ml[2 * (base + sp)];
+            const float m = ml[2 * (base + sp)];
             const float w = (M == neg_inf() || m == neg_inf()) ? 0.0f : expf(m - M);
             w_s[sp] = w;
-            L += w * p.part_ml[2 * (base + sp) + 1];
+            L += w * ml[2 * (base + sp) + 1];
         }
         L = warp_sum(L);
         if (lane == 0) L_s = L;
@@ -569,7 +620,7 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     if (d < p.Dv)
         for (int sp = warp; sp < p.n_split; sp += kWarps) {
             const float w = w_s[sp];
-            if (w != 0.0f) a = fmaf(w, p.part_acc[(base + sp) * p.Dv + d], a);
+            if (w != 0.0f) a = fmaf(w, part_acc(p)[(base + sp) * p.Dv + d], a);
         }
     red_s[warp][lane] = a;
     __syncthreads();
@@ -583,17 +634,6 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
 }
 
 constexpr int kMaxDevices = 64;
-
-float* partials_ptr(int device) {
-    static float* cached[kMaxDevices] = {};
-    GLM_ASSERT(device >= 0 && device < kMaxDevices);
-    if (!cached[device]) {
-        void* ptr = nullptr;
-        CUDA_CHECK(cudaGetSymbolAddress(&ptr, g_attn_partials));
-        cached[device] = static_cast<float*>(ptr);
-    }
-    return cached[device];
-}
 
 template <int G>
 void launch_attn(CudaContext& ctx, const AttnParams& p, size_t smem) {
@@ -631,23 +671,21 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
         CUDA_CHECK(cudaDeviceGetAttribute(&max_optin[ctx.device], cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
     if (smem > size_t(max_optin[ctx.device])) return false;
 
-    // One block per SM (~175 KB of smem): about n_sm blocks in all, each split a whole number of
-    // key tiles and at least 2 of them, partials within the scratch.
+    // One block per SM (~175 KB of smem): about n_sm blocks in all, as many splits as the longest
+    // list (T or n_sel: the graph's shape, not the run-time length) fills with kFMinTiles key tiles
+    // each, partials within the scratch. Bounded by kMaxSplit whatever T is; split_range sizes the
+    // ranges from q_pos on the device.
     p.n_groups = p.H / kFHeads;
     const int64_t n_list = std::max<int64_t>(has_ids ? p.n_sel : p.T, 1);
     const int64_t base_blocks = int64_t(p.n_groups) * p.S;
     int64_t n_split = std::max<int64_t>(std::max(ctx.n_sm, 1) / base_blocks, 1);
-    n_split = std::min(n_split, ceil_div(n_list, 2 * kFKeys));
+    n_split = std::min(n_split, ceil_div(n_list, kFMinTiles * kFKeys));
     n_split = std::min<int64_t>(n_split, kMaxSplit);
     n_split = std::min<int64_t>(n_split, kScratchFloats / (int64_t(p.H) * p.S * (p.Dv + 2)));
-    n_split = std::max<int64_t>(n_split, 1);
-    p.split_len = int(ceil_div(ceil_div(n_list, n_split), kFKeys) * kFKeys);
-    p.n_split = int(ceil_div(n_list, p.split_len));
+    p.n_split = int(std::max<int64_t>(n_split, 1));
+    p.split_len = 0;  // sorted ids or dense: sized on the device
     const int64_t blocks = int64_t(p.n_split) * base_blocks;
     if (blocks >= int64_t(INT_MAX)) return false;
-    float* scratch = partials_ptr(ctx.device);
-    p.part_ml = scratch;
-    p.part_acc = scratch + 2 * int64_t(p.H) * p.S * p.n_split;
 
     auto kernel = f8 ? attn_fast_kernel<true> : attn_fast_kernel<false>;
     if (int(smem) > opted_in[f8][ctx.device]) {
@@ -675,9 +713,11 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
     GLM_ASSERT(k->ne[0] == Dk && v->ne[1] == Hk && v->ne[2] == T && (Hk == 1 || Hk == H));
     GLM_ASSERT(dst->ne[0] == Dv && dst->ne[1] == H && dst->ne[2] == S && q_pos->ne[0] >= S);
     if (Dv > kMaxDv) GLM_ABORT("cuda attn: Dv = {} > {} is not supported", Dv, kMaxDv);
-    GLM_ASSERT(T < INT_MAX && S < INT_MAX && H * S < INT_MAX && Dk > 0 && Dv > 0);
+    // split_range works in int: list lengths leave room for n_split rounded-up ranges
+    GLM_ASSERT(T < INT_MAX - (1 << 20) && S < INT_MAX && H * S < INT_MAX && Dk > 0 && Dv > 0);
     const int64_t n_sel = key_ids ? key_ids->ne[0] : 0;
-    if (key_ids) GLM_ASSERT(key_ids->type == GLM_TYPE_I32 && key_ids->ne[1] == S && n_sel > 0 && n_sel < INT_MAX);
+    if (key_ids)
+        GLM_ASSERT(key_ids->type == GLM_TYPE_I32 && key_ids->ne[1] == S && n_sel > 0 && n_sel < INT_MAX - (1 << 20));
     if (H == 0 || S == 0 || Dv == 0) return;
 
     AttnParams p;
@@ -712,21 +752,21 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
                         kTile * sizeof(int) + size_t(p.ids_pow2) * sizeof(int);
     if (smem > 96 * 1024) GLM_ABORT("cuda attn: Dk = {} needs {} B of shared memory (limit 96 KiB)", Dk, smem);
 
-    // Splits: enough blocks to fill the GPU twice over, at least kMinKeysPerSplit keys each,
-    // and partials that fit the static scratch.
-    const int64_t n_list = key_ids ? n_sel : T;
+    // Splits: enough blocks to fill the GPU twice over, as many as the longest list (T or n_sel, the
+    // graph's shape) fills with kMinKeysPerSplit keys each, partials that fit the static scratch;
+    // bounded by kMaxSplit whatever T is. The ranges are sized on the device (split_range) except
+    // for unsorted key_ids columns, whose list is cut here.
+    const int64_t n_list = std::max<int64_t>(key_ids ? n_sel : T, 1);
     const int64_t base_blocks = int64_t(p.n_groups) * S;
     int64_t n_split = ceil_div(2 * int64_t(std::max(ctx.n_sm, 1)), base_blocks);
-    n_split = std::min(n_split, ceil_div(std::max<int64_t>(n_list, 1), kMinKeysPerSplit));
+    n_split = std::min(n_split, ceil_div(n_list, kMinKeysPerSplit));
     n_split = std::min<int64_t>(n_split, kMaxSplit);
     n_split = std::min<int64_t>(n_split, kScratchFloats / (H * S * (Dv + 2)));
     n_split = std::max<int64_t>(n_split, 1);
-    p.split_len = int(ceil_div(std::max<int64_t>(n_list, 1), n_split));
-    p.n_split = int(ceil_div(std::max<int64_t>(n_list, 1), p.split_len));
+    p.split_len = int(ceil_div(n_list, n_split));
+    p.n_split = int(ceil_div(n_list, p.split_len));
     GLM_ASSERT(int64_t(p.n_split) * p.n_groups * S < int64_t(UINT_MAX));
-    float* scratch = partials_ptr(ctx.device);
-    p.part_ml = scratch;
-    p.part_acc = scratch + 2 * H * S * p.n_split;
+    GLM_ASSERT(int64_t(p.n_split) * H * S * (Dv + 2) <= kScratchFloats);
 
     switch (G) {
         case 1: launch_attn<1>(ctx, p, smem); break;

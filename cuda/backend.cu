@@ -40,6 +40,7 @@ public:
     explicit CudaBackend(int device) { ctx_.device = device; }
     ~CudaBackend() override {
         cudaSetDevice(ctx_.device);
+        destroy_recordings();
         for (glm_buffer* b : buffers_) {
             cudaFree(b->base);
             delete b;
@@ -101,15 +102,141 @@ public:
 
     bool supports_op(const glm_tensor* t) const override { return t->op >= 0 && t->op < GLM_OP_COUNT; }
 
-    Status graph_compute(const glm_graph& graph) override {
+    Status graph_compute_range(const glm_graph& graph, size_t begin, size_t end) override {
+        GLM_ASSERT(begin <= end && end <= graph.nodes.size());
         CUDA_CHECK(cudaSetDevice(ctx_.device));
-        for (glm_tensor* node : graph.nodes) compute(node);
+        if (profiling_) return compute_profiled(graph, begin, end);
+        for (size_t i = begin; i < end; ++i) compute(graph.nodes[i]);
         return {};
+    }
+
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
+        CUDA_CHECK(cudaSetDevice(ctx_.device));
+        cuda_fill_random(ctx_, t, seed, mean, scale);
+        CUDA_CHECK_LAUNCH();
     }
 
     void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
 
+    // ---- recording (CUDA graphs) -------------------------------------------------------------
+    // Stream capture of this backend's stream. Launchers may call cudaFuncSetAttribute and other
+    // non-stream APIs while capturing; anything that synchronises or allocates breaks the capture,
+    // which capture_end then reports. Inputs are written (tensor_set) outside the capture.
+    bool supports_capture() const override { return true; }
+
+    Status capture_begin() override {
+        if (capturing_) return Status::device("{}: capture_begin while a capture is already open", name_);
+        if (profiling_)
+            return Status::device("{}: cannot capture with profiling on (per-node timing is for eager runs)", name_);
+        cudaError_t err = cudaSetDevice(ctx_.device);
+        // Thread-local mode: an unsafe call made by this thread invalidates the capture; other
+        // threads (other devices' backends) are not affected.
+        if (err == cudaSuccess) err = cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal);
+        if (err != cudaSuccess) return device_error("cudaStreamBeginCapture", err);
+        capturing_ = true;
+        return {};
+    }
+
+    Status capture_end(int* id) override {
+        if (!id) return Status::device("{}: capture_end needs somewhere to put the id", name_);
+        if (!capturing_) return Status::device("{}: capture_end without capture_begin", name_);
+        capturing_ = false;
+        cudaGraph_t graph = nullptr;
+        cudaError_t err = cudaSetDevice(ctx_.device);
+        if (err == cudaSuccess) err = cudaStreamEndCapture(ctx_.stream, &graph);
+        if (err != cudaSuccess) {
+            if (graph) cudaGraphDestroy(graph);
+            return device_error("graph capture (an operation illegal while capturing was issued, e.g. a "
+                                "synchronous copy, an allocation or a stream synchronisation)",
+                                err);
+        }
+        cudaGraphExec_t exec = nullptr;
+        err = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);  // the executable graph does not need it
+        if (err != cudaSuccess) return device_error("cudaGraphInstantiate", err);
+        // Upload now, so the first replay costs what every other one does.
+        err = cudaGraphUpload(exec, ctx_.stream);
+        if (err != cudaSuccess) {
+            cudaGraphExecDestroy(exec);
+            return device_error("cudaGraphUpload", err);
+        }
+        execs_.push_back(exec);
+        *id = int(execs_.size()) - 1;
+        return {};
+    }
+
+    Status replay(int id) override {
+        if (id < 0 || id >= int(execs_.size())) return Status::device("{}: no recorded graph with id {}", name_, id);
+        if (capturing_) return Status::device("{}: replay while a capture is open", name_);
+        cudaError_t err = cudaSetDevice(ctx_.device);
+        if (err == cudaSuccess) err = cudaGraphLaunch(execs_[size_t(id)], ctx_.stream);
+        if (err != cudaSuccess) return device_error("cudaGraphLaunch", err);
+        return {};
+    }
+
+    // ---- profiling -----------------------------------------------------------------------------
+    void set_profiling(bool on) override { profiling_ = on; }
+
+    // Per-node times of the profiled runs since the last call, in order; waits for the last of them.
+    std::vector<glm_node_time> take_profile() override {
+        std::vector<glm_node_time> out;
+        if (profile_.empty()) return out;
+        CUDA_CHECK(cudaSetDevice(ctx_.device));
+        CUDA_CHECK(cudaEventSynchronize(events_[2 * profile_.size() - 1]));
+        out.reserve(profile_.size());
+        for (size_t i = 0; i < profile_.size(); ++i) {
+            float ms = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, events_[2 * i], events_[2 * i + 1]));
+            out.push_back({profile_[i].name, profile_[i].op, double(ms) * 1000.0});
+        }
+        profile_.clear();
+        return out;
+    }
+
+    CudaContext& context() { return ctx_; }
+
 private:
+    Status device_error(const char* what, cudaError_t err) {
+        cudaGetLastError();  // clear a non-sticky error so later calls start clean
+        return Status::device("{}: {} failed: {} ({})", name_, what, cudaGetErrorString(err), int(err));
+    }
+
+    // Eager run with an event pair around every node (events are pooled across runs: made once,
+    // reused after take_profile).
+    Status compute_profiled(const glm_graph& graph, size_t begin, size_t end) {
+        if (capturing_) return Status::device("{}: profiling is on during a capture (eager runs only)", name_);
+        for (size_t i = begin; i < end; ++i) {
+            glm_tensor* node = graph.nodes[i];
+            const size_t e = 2 * profile_.size();
+            while (events_.size() < e + 2) {
+                cudaEvent_t ev = nullptr;
+                CUDA_CHECK(cudaEventCreate(&ev));
+                events_.push_back(ev);
+            }
+            CUDA_CHECK(cudaEventRecord(events_[e], ctx_.stream));
+            compute(node);
+            CUDA_CHECK(cudaEventRecord(events_[e + 1], ctx_.stream));
+            profile_.push_back({node->name, node->op, 0.0});
+        }
+        return {};
+    }
+
+    // Graphs, events and an open capture go before the stream does (destructor only).
+    void destroy_recordings() {
+        if (capturing_) {
+            cudaGraph_t graph = nullptr;
+            if (cudaStreamEndCapture(ctx_.stream, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+            capturing_ = false;
+        } else if (ctx_.stream) {
+            cudaStreamSynchronize(ctx_.stream);  // no replay may still be running
+        }
+        for (cudaGraphExec_t exec : execs_) cudaGraphExecDestroy(exec);
+        execs_.clear();
+        for (cudaEvent_t ev : events_) cudaEventDestroy(ev);
+        events_.clear();
+        cudaGetLastError();
+    }
+
     void compute(glm_tensor* t) {
         switch (t->op) {
             case GLM_OP_NONE: case GLM_OP_VIEW: return;
@@ -133,7 +260,7 @@ private:
             case GLM_OP_MOE_SELECT: cuda_op_moe_select(ctx_, t); break;
             case GLM_OP_MOE_WEIGHTS: cuda_op_moe_weights(ctx_, t); break;
             case GLM_OP_MOE_COMBINE: cuda_op_moe_combine(ctx_, t); break;
-            case GLM_OP_ARGMAX: cuda_op_argmax(ctx_, t); break;
+            case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: cuda_op_argmax(ctx_, t); break;
             default: GLM_ABORT("cuda backend: op {} not implemented", glm_op_name(t->op));
         }
         CUDA_CHECK_LAUNCH();
@@ -142,9 +269,20 @@ private:
     CudaContext ctx_;
     std::string name_;
     std::vector<glm_buffer*> buffers_;
+    bool capturing_ = false;
+    std::vector<cudaGraphExec_t> execs_;  // recorded graphs; the id is the index
+    bool profiling_ = false;
+    std::vector<cudaEvent_t> events_;     // pool: 2 per profiled node (begin, end)
+    std::vector<glm_node_time> profile_;  // profiled nodes since take_profile (us filled there)
 };
 
 }  // namespace
+
+CudaContext& cuda_backend_context(glm_backend* backend) {
+    auto* cuda = dynamic_cast<CudaBackend*>(backend);
+    if (!cuda) GLM_ABORT("cuda_backend_context: '{}' is not a CUDA backend", backend ? backend->name() : "null");
+    return cuda->context();
+}
 
 Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out) {
     auto backend = std::make_unique<CudaBackend>(device);

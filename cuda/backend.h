@@ -5,7 +5,10 @@
 #include <memory>
 #include <string>
 
+#include <vector>
+
 #include "ggml-like/backend.h"
+#include "ggml-like/tp.h"
 
 // Number of usable CUDA devices; 0 when there is no driver or GPU (never aborts).
 int glm_cuda_device_count();
@@ -19,3 +22,14 @@ struct CudaDeviceInfo {
 Status glm_cuda_device_info(int device, CudaDeviceInfo& out);
 // A backend on one device; fails with a Status when the device cannot be used.
 Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out);
+
+// The communicator of CUDA ranks (ggml-like/tp.h), one backend per device, from one host thread:
+// a one-shot peer-to-peer all-reduce (push writes into every peer's buffer, then flags) for messages
+// up to p2p_max_bytes when every pair of devices has peer access, NCCL (ncclCommInitAll, group calls)
+// otherwise. Which path is used, and why, goes to the log. Its buffers are made here, at start-up.
+struct CudaCommOptions {
+    bool allow_p2p = true;                 // false: NCCL only (tests force the fallback this way)
+    size_t p2p_max_bytes = size_t(1) << 20;
+};
+Status glm_cuda_comm_create(const std::vector<glm_backend*>& ranks, const CudaCommOptions& options,
+                            std::unique_ptr<glm_comm>& out);

@@ -29,6 +29,11 @@ struct CudaContext {
     int n_sm = 0;
 };
 
+class glm_backend;
+// The device context of a backend made by glm_backend_cuda_create (aborts on any other backend):
+// the communicator launches its kernels and NCCL calls on the backend's stream.
+CudaContext& cuda_backend_context(glm_backend* backend);
+
 // A tensor as kernels see it: element type, shape and byte strides. Plain data, passed by value.
 struct TensorView {
     const uint8_t* data;

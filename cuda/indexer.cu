@@ -6,6 +6,11 @@
 // different heads hit different banks; float4 reads when D % 4 == 0), then relu, weight and a
 // warp sum over heads. Tiles wholly after q_pos[s] only write -inf.
 //
+// Both ops bound their work at run time by q_pos, read on the device, so one graph built for the
+// whole context (T = n_ctx) costs what the filled part costs at every replay: the indexer scores
+// only keys t < T_eff = min(q_pos[s] + 1, T) and writes -inf to [T_eff, T); top_k with its optional
+// q_pos (src[1]) selects among entries 0..q_pos[c] of column c and writes -1 past them.
+//
 // top_k: one block of kTopkThreads per column. Values map to order-preserving uint32 keys (-0 ->
 // +0, NaN -> 0 below -inf's key); a (key, ~index) pair in 64 bits orders exactly as the reference
 // (descending value, ties by lower index). Columns of n <= kMaxCand are sorted whole (bitonic
@@ -13,7 +18,9 @@
 // key K*; one more pass collects every key > K* (atomics, any order) and the needed number of
 // keys == K* in index order (a block scan per chunk, skipped when all of them are needed), then
 // the k candidates are sorted. Every pass gives each thread kPer loads in flight.
-// Limit: k <= kMaxCand when n > kMaxCand (GLM-5.1 uses k = 2048).
+// With q_pos every pass stops at the column's candidate count n_c (a column with n_c <= kMaxCand is
+// sorted whole, whatever the graph's n). Limit: k <= kMaxCand when n > kMaxCand (GLM-5.1 uses
+// k = 2048).
 //
 // Fast paths (see the sections below): indexer_mma_kernel (tensor cores, D in {64, 128}, Hi in
 // {16, 32, 64}, BF16 / F8 keys in 16-byte aligned rows; D < 64 models keep the kernel above) and
@@ -31,6 +38,7 @@ namespace {
 constexpr int kMaxDevices = 64;
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -140,8 +148,10 @@ __global__ void __launch_bounds__(kIdxThreads) indexer_kernel(IndexerParams p) {
 // (dims +0..3, then +4..7); q fragments are staged in shared memory with the same permutation.
 // q is split into bf16 hi + lo (q - hi), two mmas each: q keeps ~16 mantissa bits, products of
 // bf16 keys are exact, sums are f32 (relative error ~1e-5 of |q|.|k|, vs 1e-7 on CUDA cores).
-// Warp w of a block takes 32 keys (two m16 tiles) per step, the block 256; a block owns a
-// contiguous range of keys_per_block keys of one query (blockIdx.y). Keys > q_pos are never read.
+// Warp w of a block takes 32 keys (two m16 tiles) per step, the block 256. The host fixes the grid
+// from T (gridDim.x blocks per query, blockIdx.y = the query); each block reads q_pos[s] and owns a
+// contiguous range of whole steps of [0, T_eff), so a short context still spreads over every block.
+// Keys >= T_eff are never read; all blocks of the query share the -inf writes of [T_eff, T).
 constexpr int kMmaThreads = 256;
 constexpr int kMmaWarps = kMmaThreads / 32;
 constexpr int kMmaKeysPerWarp = 32;
@@ -173,16 +183,19 @@ __device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint32_t v) {
 }
 
 template <int kNT, int kNCH, bool kF8>  // kNT = Hi / 8 head tiles, kNCH = D / 32 dim chunks
-__global__ void __launch_bounds__(kMmaThreads, kF8 ? 1 : 2) indexer_mma_kernel(IndexerParams p, int keys_per_block) {
+__global__ void __launch_bounds__(kMmaThreads, kF8 ? 1 : 2) indexer_mma_kernel(IndexerParams p) {
     extern __shared__ uint4 qf[];  // [kNCH][kNT][2: hi, lo][32 lanes]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
     const int s = int(blockIdx.y);
-    const int t_begin = int(blockIdx.x) * keys_per_block;
-    const int t_end = min(p.T, t_begin + keys_per_block);
     const int pos = *reinterpret_cast<const int32_t*>(elem_ptr(p.q_pos, s, 0, 0, 0));
-    const int t_read = pos < t_begin ? t_begin : pos >= t_end - 1 ? t_end : pos + 1;  // [t_begin, t_read): t <= pos
-    for (int t = t_read + tid; t < t_end; t += kMmaThreads)
+    const int t_eff = pos < 0 ? 0 : pos >= p.T ? p.T : pos + 1;
+    for (int64_t t = t_eff + int64_t(blockIdx.x) * kMmaThreads + tid; t < p.T; t += int64_t(gridDim.x) * kMmaThreads)
         *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, t, s, 0, 0))) = neg_inf();
+    // this block's keys [t_begin, t_read): whole steps of [0, t_eff)
+    const int per_block = (t_eff + int(gridDim.x) - 1) / int(gridDim.x);
+    const int keys_per_block = (per_block + kMmaKeysPerStep - 1) / kMmaKeysPerStep * kMmaKeysPerStep;
+    const int t_begin = int(min64(int64_t(blockIdx.x) * keys_per_block, t_eff));
+    const int t_read = int(min64(int64_t(t_begin) + keys_per_block, t_eff));
     if (t_read == t_begin) return;  // block-uniform
 
     // raw key bytes: BF16 16 B (8 dims) per row and chunk, F8 8 B (converted after arrival)
@@ -304,11 +317,20 @@ constexpr int kChunk = kTopkThreads * kPer;
 static_assert(kTopkWarps == 32 && kBins == 2 * kTopkThreads, "block scan and bin ownership");
 
 struct TopkParams {
-    TensorView a;    // F32 [n, ncols]
-    TensorView dst;  // I32 [k, ncols]
+    TensorView a;      // F32 [n, ncols]
+    TensorView dst;    // I32 [k, ncols]
+    TensorView q_pos;  // I32 [ncols] (has_qpos only)
     int n, k;
-    int pow2;        // sort length: next power of two >= (n <= kMaxCand ? n : k)
+    int has_qpos;
+    int pow2;          // sort length of k candidates: next power of two >= k
 };
+
+// The candidate count of column col: n, or min(q_pos[col] + 1, n) (0 for a negative position).
+__device__ __forceinline__ int topk_len(const TopkParams& p, int col) {
+    if (!p.has_qpos) return p.n;
+    const int pos = *reinterpret_cast<const int32_t*>(elem_ptr(p.q_pos, col, 0, 0, 0));
+    return pos < 0 ? 0 : pos >= p.n ? p.n : pos + 1;
+}
 
 // Order-preserving key: larger float -> larger key; -0 == +0; NaN -> 0 (below -inf's 0x007fffff).
 __device__ __forceinline__ uint32_t float_key(float f) {
@@ -390,6 +412,8 @@ __device__ void bitonic_sort_desc(unsigned long long* c, int len) {
 //    (the pairs order exactly as the reference, ties included) and its first k are the answer;
 //    otherwise (masses of ties, e.g. a long -inf tail) the column is redone by the single-block
 //    radix select. Exact in every case.
+// Every pass covers the column's candidates [0, n_c) only (topk_len); a column with n_c <= kMaxCand
+// skips steps 2-4 (block-uniform early return) and is sorted whole by step 5.
 constexpr int kMbMaxCols = 16;
 constexpr int kMbPerThread = 4;  // float4 loads in flight per thread and pass iteration
 
@@ -416,12 +440,12 @@ __global__ void __launch_bounds__(kTopkThreads) topk_mb_zero() {
     }
 }
 
-// Calls f(key, index, valid) for every element of column col owned by this block, in float4
-// groups; the trip count is uniform over the block (so f may use warp collectives).
+// Calls f(key, index, valid) for every element of [0, n) of column col owned by this block, in
+// float4 groups; the trip count is uniform over the block (so f may use warp collectives).
 template <typename F>
-__device__ __forceinline__ void topk_mb_for_each(const TopkParams& p, int col, F&& f) {
+__device__ __forceinline__ void topk_mb_for_each(const TopkParams& p, int col, int n, F&& f) {
     const float4* base = reinterpret_cast<const float4*>(p.a.data + int64_t(col) * p.a.nb[1]);
-    const int n4 = (p.n + 3) >> 2;
+    const int n4 = (n + 3) >> 2;
     const int stride = int(gridDim.x) * kTopkThreads;
     for (int j0 = int(blockIdx.x) * kTopkThreads; j0 < n4; j0 += stride * kMbPerThread) {
         float4 v[kMbPerThread];
@@ -429,11 +453,11 @@ __device__ __forceinline__ void topk_mb_for_each(const TopkParams& p, int col, F
         for (int u = 0; u < kMbPerThread; ++u) {
             const int j = j0 + u * stride + int(threadIdx.x);
             // the last group may run past n: read it element-wise
-            if (j < (p.n >> 2)) {
+            if (j < (n >> 2)) {
                 v[u] = __ldg(base + j);
             } else if (j < n4) {
                 const float* e = reinterpret_cast<const float*>(base + j);
-                const int left = p.n - 4 * j;
+                const int left = n - 4 * j;
                 v[u] = make_float4(e[0], left > 1 ? e[1] : 0.0f, left > 2 ? e[2] : 0.0f, 0.0f);
             } else {
                 v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -442,10 +466,10 @@ __device__ __forceinline__ void topk_mb_for_each(const TopkParams& p, int col, F
 #pragma unroll
         for (int u = 0; u < kMbPerThread; ++u) {
             const int i = 4 * (j0 + u * stride + int(threadIdx.x));
-            f(float_key(v[u].x), i, i < p.n);
-            f(float_key(v[u].y), i + 1, i + 1 < p.n);
-            f(float_key(v[u].z), i + 2, i + 2 < p.n);
-            f(float_key(v[u].w), i + 3, i + 3 < p.n);
+            f(float_key(v[u].x), i, i < n);
+            f(float_key(v[u].y), i + 1, i + 1 < n);
+            f(float_key(v[u].z), i + 2, i + 2 < n);
+            f(float_key(v[u].w), i + 3, i + 3 < n);
         }
     }
 }
@@ -457,12 +481,14 @@ __global__ void __launch_bounds__(kTopkThreads) topk_mb_hist(TopkParams p) {
     __shared__ uint32_t found[3];
     __shared__ bool last;
     const int tid = threadIdx.x, col = blockIdx.y;
+    const int n = topk_len(p, col);
+    if (n <= kMaxCand) return;  // block-uniform: top_k_kernel<true> sorts the column whole
     TopkScratch& sc = g_topk_scratch[col];
     for (int i = tid; i < kBins; i += kTopkThreads) hist[i] = 0;
     const uint32_t d1 = kPass == 0 ? 0u : sc.d1;
     __syncthreads();
     const int lane = tid & 31;
-    topk_mb_for_each(p, col, [&](uint32_t key, int, bool valid) {
+    topk_mb_for_each(p, col, n, [&](uint32_t key, int, bool valid) {
         // scores crowd into few bins: one atomic per distinct bin of the warp
         uint32_t bin = 0xffffffffu;
         if (valid && (kPass == 0 || (key >> 21) == d1)) bin = kPass == 0 ? key >> 21 : (key >> 10) & (kBins - 1);
@@ -506,10 +532,12 @@ __global__ void __launch_bounds__(kTopkThreads) topk_mb_hist(TopkParams p) {
 
 __global__ void __launch_bounds__(kTopkThreads) topk_mb_collect(TopkParams p) {
     const int col = blockIdx.y, lane = threadIdx.x & 31;
+    const int n = topk_len(p, col);
+    if (n <= kMaxCand) return;  // block-uniform, as in topk_mb_hist
     TopkScratch& sc = g_topk_scratch[col];
     const uint32_t thr = sc.thr;
     unsigned long long* out = g_topk_cand[col];
-    topk_mb_for_each(p, col, [&](uint32_t key, int i, bool valid) {
+    topk_mb_for_each(p, col, n, [&](uint32_t key, int i, bool valid) {
         const bool take = valid && (key >> 10) >= thr;
         const uint32_t mask = __ballot_sync(0xffffffffu, take);
         if (mask == 0) return;  // warp-uniform
@@ -532,19 +560,24 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
     const uint8_t* base = p.a.data + int64_t(col) * p.a.nb[1];
     const int64_t nb0 = p.a.nb[0];
     auto key_at = [&](int i) { return float_key(load_float(p.a.type, base + int64_t(i) * nb0)); };
+    const int n = topk_len(p, col);        // candidates [0, n) (block-uniform)
+    const int n_out = min(p.k, n);         // places [n_out, k) hold -1
 
-    // kMb: the candidates of topk_mb_collect, when they fit (block-uniform)
-    const uint32_t n_cand = kMb ? g_topk_scratch[col].n_cand : 0u;
-    if (kMb && n_cand <= uint32_t(kMaxCand)) {
+    // kMb: the candidates of topk_mb_collect, when they fit (block-uniform; the multi-block
+    // kernels skipped columns of n <= kMaxCand)
+    const uint32_t n_cand = kMb && n > kMaxCand ? g_topk_scratch[col].n_cand : 0u;
+    if (n <= kMaxCand) {
+        int len = 1;
+        while (len < n) len <<= 1;
+        for (int i = tid; i < len; i += kTopkThreads) cand[i] = i < n ? pair_of(key_at(i), i) : 0ull;
+        __syncthreads();
+        bitonic_sort_desc(cand, len);
+    } else if (kMb && n_cand <= uint32_t(kMaxCand)) {
         int len = 1;
         while (len < int(n_cand)) len <<= 1;
         for (int i = tid; i < len; i += kTopkThreads) cand[i] = i < int(n_cand) ? g_topk_cand[col][i] : 0ull;
         __syncthreads();
         bitonic_sort_desc(cand, len);
-    } else if (p.n <= kMaxCand) {
-        for (int i = tid; i < p.pow2; i += kTopkThreads) cand[i] = i < p.n ? pair_of(key_at(i), i) : 0ull;
-        __syncthreads();
-        bitonic_sort_desc(cand, p.pow2);
     } else {
         // Every pass reads the column in chunks of kChunk: thread tid takes the kPer consecutive
         // elements i0 + tid * kPer + u (loads first, so each thread has kPer of them in flight).
@@ -553,7 +586,7 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
 #pragma unroll
             for (int u = 0; u < kPer; ++u) {
                 const int i = i0 + tid * kPer + u;
-                keys[u] = i < p.n ? key_at(i) : 0u;
+                keys[u] = i < n ? key_at(i) : 0u;
             }
         };
         // 1. radix select of the k-th largest key K*
@@ -563,11 +596,11 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
             const int sh = shifts[pass];
             for (int i = tid; i < kBins; i += kTopkThreads) hist[i] = 0;
             __syncthreads();
-            for (int i0 = 0; i0 < p.n; i0 += kChunk) {
+            for (int i0 = 0; i0 < n; i0 += kChunk) {
                 load_batch(i0);
 #pragma unroll
                 for (int u = 0; u < kPer; ++u)
-                    if (i0 + tid * kPer + u < p.n && (keys[u] & mask) == prefix)
+                    if (i0 + tid * kPer + u < n && (keys[u] & mask) == prefix)
                         atomicAdd(&hist[(keys[u] >> sh) & (kBins - 1)], 1u);
             }
             __syncthreads();
@@ -604,13 +637,13 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
         __syncthreads();
         const bool all_ties = n_eq == remaining;  // the usual case: no index order needed
         uint32_t ties_before = 0;
-        for (int i0 = 0; i0 < p.n; i0 += kChunk) {  // block-uniform trip count
+        for (int i0 = 0; i0 < n; i0 += kChunk) {  // block-uniform trip count
             load_batch(i0);
             uint32_t my_eq = 0;
 #pragma unroll
             for (int u = 0; u < kPer; ++u) {
                 const int i = i0 + tid * kPer + u;
-                if (i >= p.n) continue;
+                if (i >= n) continue;
                 if (keys[u] > kstar) {
                     cand[atomicAdd(&found[3], 1u)] = pair_of(keys[u], i);
                 } else if (keys[u] == kstar) {
@@ -624,7 +657,7 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
 #pragma unroll
             for (int u = 0; u < kPer; ++u) {
                 const int i = i0 + tid * kPer + u;
-                if (i < p.n && keys[u] == kstar) {
+                if (i < n && keys[u] == kstar) {
                     if (offset < remaining) cand[n_greater + offset] = pair_of(keys[u], i);
                     ++offset;
                 }
@@ -637,7 +670,7 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
     }
     for (int j = tid; j < p.k; j += kTopkThreads)
         *reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(p.dst, j, col, 0, 0))) =
-            int32_t(0xffffffffu - uint32_t(cand[j] & 0xffffffffull));
+            j < n_out ? int32_t(0xffffffffu - uint32_t(cand[j] & 0xffffffffull)) : -1;
 }
 
 template <bool kVec>
@@ -653,20 +686,20 @@ void launch_indexer(CudaContext& ctx, const IndexerParams& p, size_t smem, int64
 
 
 template <int kNT, int kNCH>
-void launch_indexer_mma_t(CudaContext& ctx, const IndexerParams& p, bool f8, int keys_per_block, dim3 grid) {
+void launch_indexer_mma_t(CudaContext& ctx, const IndexerParams& p, bool f8, dim3 grid) {
     const size_t smem = size_t(kNCH) * kNT * 64 * sizeof(uint4) + size_t(kNT) * 8 * sizeof(float);
     if (f8)
-        indexer_mma_kernel<kNT, kNCH, true><<<grid, kMmaThreads, smem, ctx.stream>>>(p, keys_per_block);
+        indexer_mma_kernel<kNT, kNCH, true><<<grid, kMmaThreads, smem, ctx.stream>>>(p);
     else
-        indexer_mma_kernel<kNT, kNCH, false><<<grid, kMmaThreads, smem, ctx.stream>>>(p, keys_per_block);
+        indexer_mma_kernel<kNT, kNCH, false><<<grid, kMmaThreads, smem, ctx.stream>>>(p);
 }
 
 template <int kNCH>
-void launch_indexer_mma_d(CudaContext& ctx, const IndexerParams& p, bool f8, int keys_per_block, dim3 grid) {
+void launch_indexer_mma_d(CudaContext& ctx, const IndexerParams& p, bool f8, dim3 grid) {
     switch (p.Hi) {
-        case 16: launch_indexer_mma_t<2, kNCH>(ctx, p, f8, keys_per_block, grid); break;
-        case 32: launch_indexer_mma_t<4, kNCH>(ctx, p, f8, keys_per_block, grid); break;
-        case 64: launch_indexer_mma_t<8, kNCH>(ctx, p, f8, keys_per_block, grid); break;
+        case 16: launch_indexer_mma_t<2, kNCH>(ctx, p, f8, grid); break;
+        case 32: launch_indexer_mma_t<4, kNCH>(ctx, p, f8, grid); break;
+        case 64: launch_indexer_mma_t<8, kNCH>(ctx, p, f8, grid); break;
         default: GLM_ABORT("cuda indexer: no tensor-core kernel for Hi = {}", p.Hi);
     }
 }
@@ -684,14 +717,14 @@ bool indexer_mma_ok(const glm_tensor* q, const glm_tensor* k) {
 void launch_indexer_mma(CudaContext& ctx, const IndexerParams& p, bool f8) {
     const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
     const int64_t steps = ceil_div(p.T, kMmaKeysPerStep);
-    // ~2 blocks per SM, at most 8 steps (2048 keys) per block
+    // Blocks per query from the graph's T: ~2 blocks per SM, at most 8 steps (2048 keys) per block
+    // when every key is live; the kernel cuts the live keys [0, T_eff) into this many ranges.
     const int64_t per_block = std::min<int64_t>(8, std::max<int64_t>(1, ceil_div(steps * p.S, 2 * n_sm)));
-    const int keys_per_block = int(per_block * kMmaKeysPerStep);
-    const dim3 grid(unsigned(ceil_div(p.T, keys_per_block)), unsigned(p.S));
+    const dim3 grid(unsigned(ceil_div(steps, per_block)), unsigned(p.S));
     if (p.D == 128)
-        launch_indexer_mma_d<4>(ctx, p, f8, keys_per_block, grid);
+        launch_indexer_mma_d<4>(ctx, p, f8, grid);
     else
-        launch_indexer_mma_d<2>(ctx, p, f8, keys_per_block, grid);
+        launch_indexer_mma_d<2>(ctx, p, f8, grid);
 }
 
 }  // namespace
@@ -737,20 +770,23 @@ void cuda_op_indexer(CudaContext& ctx, glm_tensor* dst) {
 
 void cuda_op_top_k(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* a = dst->src[0];
+    const glm_tensor* q_pos = dst->src[1];  // optional: candidates 0..q_pos[c] of column c
     const int64_t n = a->ne[0], ncols = a->ne[1];
     const int k = dst->params[0].i;
     GLM_ASSERT(dst->type == GLM_TYPE_I32 && dst->ne[0] == k && dst->ne[1] == ncols);
     GLM_ASSERT(k >= 1 && k <= n && n < INT_MAX && ncols < INT_MAX);
+    GLM_ASSERT(!q_pos || (q_pos->type == GLM_TYPE_I32 && q_pos->ne[0] >= ncols));
     if (n > kMaxCand && k > kMaxCand) GLM_ABORT("cuda top_k: k = {} > {} is not supported (n = {})", k, kMaxCand, n);
     if (ncols == 0) return;
     TopkParams p;
     p.a = tensor_view(a);
     p.dst = tensor_view(dst);
+    p.q_pos = q_pos ? tensor_view(q_pos) : TensorView{};
+    p.has_qpos = q_pos ? 1 : 0;
     p.n = int(n);
     p.k = k;
-    const int len = n <= kMaxCand ? int(n) : k;
     p.pow2 = 1;
-    while (p.pow2 < len) p.pow2 <<= 1;
+    while (p.pow2 < k) p.pow2 <<= 1;
     const bool multi_block = n > kMaxCand && ncols <= kMbMaxCols && a->type == GLM_TYPE_F32 && a->nb[0] == 4 &&
                              reinterpret_cast<uintptr_t>(a->data) % 16 == 0 && (ncols == 1 || a->nb[1] % 16 == 0);
     if (!multi_block) {

@@ -1,4 +1,4 @@
-// Mixture-of-experts routing (select, weights, combine) and argmax. Decode runs one token, so these
+// Mixture-of-experts routing (select, weights, combine) and argmax / max_arg. Decode runs one token, so these
 // are latency kernels: a warp per token for the selection, a thread per token for the weights, a
 // thread per output element for the combine, a block per column for argmax.
 #include <climits>
@@ -167,7 +167,9 @@ __device__ __forceinline__ void argmax_warp(float& v, int& i) {
 
 // The CPU scan (best = 0; take i when a[i] > a[best]) never moves to a NaN and never leaves one at
 // index 0: the result is the first maximum of the non-NaN entries, or 0 when a[0] is NaN.
-__global__ void argmax_kernel(TensorView dst, TensorView a) {
+// with_value: MAX_ARG's [2, ncols] F32 output (value, index_offset + index) instead of ARGMAX's I32.
+template <bool with_value>
+__global__ void argmax_kernel(TensorView dst, TensorView a, int index_offset) {
     __shared__ float sv[32];
     __shared__ int si[32];
     const int n = int(a.ne[0]);
@@ -189,7 +191,13 @@ __global__ void argmax_kernel(TensorView dst, TensorView a) {
             argmax_warp(v, idx);
             if (lane == 0) {
                 if (idx == INT_MAX || isnan(load_at(a, 0, c))) idx = 0;
-                *reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(dst, c, 0, 0, 0))) = idx;
+                if constexpr (with_value) {
+                    float* out = reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, 0, c, 0, 0)));
+                    out[0] = load_at(a, idx, c);
+                    *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, 1, c, 0, 0))) = float(idx + index_offset);
+                } else {
+                    *reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(dst, c, 0, 0, 0))) = idx;
+                }
             }
         }
     }
@@ -241,5 +249,9 @@ void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst) {
     GLM_ASSERT(a->ne[0] >= 1 && a->ne[0] < INT_MAX && a->ne[2] == 1 && a->ne[3] == 1);
     if (a->ne[1] == 0) return;
     const int threads = int(std::min<int64_t>(kArgmaxMaxThreads, ceil_div(a->ne[0], 32) * 32));
-    argmax_kernel<<<grid_cap(a->ne[1], int64_t(1) << 30), threads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a));
+    const int grid = grid_cap(a->ne[1], int64_t(1) << 30);
+    if (dst->op == GLM_OP_MAX_ARG)
+        argmax_kernel<true><<<grid, threads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a), dst->params[0].i);
+    else
+        argmax_kernel<false><<<grid, threads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a), 0);
 }

@@ -1,6 +1,7 @@
 // Matrix products: MUL_MAT (dense or NVFP4 weights, broadcast over ne2/ne3) and MUL_MAT_ID (routed
-// experts). All arithmetic is f32 (products and sums), as in the CPU reference; NVFP4 factors the
-// per-slice global scale out of the sum (sum(e2m1 * block_scale * x) * global, exact algebra).
+// experts). All arithmetic here is f32 (products and sums), as in the CPU reference; NVFP4 factors
+// the per-slice global scale out of the sum (sum(e2m1 * block_scale * x) * global, exact algebra).
+// The prefill GEMMs of gemm-mma.cu stage activations as bf16 (or bf16 hi + lo, see MmaActivations).
 //
 // Design. Decode is batch 1 and memory-bound, so the layouts below count bytes, not FLOPs:
 //  - gemv1_kernel (N = 1: every decode mul_mat and every mul_mat_id; same layout conditions as
@@ -26,10 +27,13 @@
 //    Weight rows are read once for all NC columns. MUL_MAT_ID uses the same kernel with one
 //    (slot, token) pair per grid-y index: only the chosen experts' rows are read, and the
 //    expert's global scale is applied after the reduction.
-//  - tiled_kernel (N > 8: prefill, MTP verify beyond 8 tokens): 64x64 output tile per 256-thread
-//    block, K in steps of 16, weights dequantised to f32 tiles through the generic element loaders
-//    (any strides and types), 4x4 outputs per thread. Correct for every layout; SIMT f32, so far
-//    from tensor-core speed.
+//  - N > 8 (prefill, MTP verify beyond 8 tokens) and MUL_MAT_ID with T > 8 tokens go to the
+//    tensor-core GEMMs of gemm-mma.cu (BF16 / F16 / NVFP4 weights with rows contiguous along K;
+//    routed experts grouped by expert on the device). What they do not take comes here:
+//  - tiled_kernel (N > 8 with F32 / F8_E4M3 weights, kept f32-exact: routers, indexer weights; or
+//    transposed / permuted weight views): 64x64 output tile per 256-thread block, K in steps of 16,
+//    weights dequantised to f32 tiles through the generic element loaders (any strides and types),
+//    4x4 outputs per thread. Correct for every layout; SIMT f32.
 //  - generic_kernel (N <= 8 with odd layouts: transposed / permuted weight views as the absorbed-
 //    MLA path builds, K not a multiple of the chunk, misaligned views, x too long for shared
 //    memory): 256 threads = 32 rows (m fastest, so a transposed weight with nb1 == element size
@@ -53,13 +57,13 @@
 //     Still open: give gemv_kernel (N = 2..8, MTP verify) the same treatment; stage x once per SM
 //     for MUL_MAT_ID (persistent blocks over (row, slot)) instead of once per block; the NVFP4
 //     decode (~3 integer/convert ops per weight) is near the issue limit at full bandwidth.
-//  3. MUL_MAT_ID prefill: group (token, slot) pairs by expert on the device (counting sort into a
-//     scratch buffer) and run the tiled/MMA kernel per expert instead of one GEMV per pair.
-//  4. Prefill mul_mat: mma.sync (bf16x3 for f32 accuracy, or bf16 activations once tolerances
-//     allow) with cp.async double-buffered tiles; weight re-layout at upload for ldmatrix.
-//  5. Absorbed-MLA W_UK (transposed view): a dedicated kernel with 16-byte loads along m.
-//  6. Fuse gate/up (two weights, one x staging) and swiglu into the expert GEMV.
+//  3. (Done in gemm-mma.cu: prefill mul_mat and grouped MUL_MAT_ID on mma.sync; its own list of
+//     next steps is there.)
+//  4. Absorbed-MLA W_UK (transposed view): a dedicated kernel with 16-byte loads along m.
+//  5. Fuse gate/up (two weights, one x staging) and swiglu into the expert GEMV.
 #include "cuda/mul-mat.cuh"
+
+#include "cuda/gemm-mma.cuh"
 
 #include <cuda_fp8.h>
 
@@ -950,6 +954,7 @@ void cuda_op_mul_mat(CudaContext& ctx, glm_tensor* dst) {
         nc = gemv_layout_ok(w) ? gemv_cols_that_fit(a.K, a.N) : 0;
         if (nc > 0) path = Path::Gemv;
     } else {
+        if (cuda_mma_mul_mat(ctx, dst)) return;  // tensor cores (gemm-mma.cu) where type and layout allow
         path = Path::Tiled;
     }
     dispatch<false>(ctx, w->type, a, path, nc);
@@ -971,6 +976,8 @@ void cuda_op_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
     a.x_bcast = x->ne[1] == 1 ? 1 : 0;
     a.n_slices = ids->ne[0] * ids->ne[1];
     if (a.M == 0 || a.n_slices == 0) return;
+    // Prefill: pairs grouped by expert, one tensor-core GEMM (gemm-mma.cu) where type and layout allow.
+    if (ids->ne[1] > kMaxCols && cuda_mma_mul_mat_id(ctx, dst)) return;
 
     const bool gemv = gemv_layout_ok(w) && gemv_cols_that_fit(a.K, 1) == 1;
     dispatch<true>(ctx, w->type, a, gemv ? Path::Gemv : Path::Generic, 1);

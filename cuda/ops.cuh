@@ -33,4 +33,6 @@ void cuda_op_top_k(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_moe_select(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_moe_weights(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst);
-void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst);    // ARGMAX, MAX_ARG
+// fill.cu: seeded random contents (synthetic weights)
+void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean, float scale);

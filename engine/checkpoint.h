@@ -26,6 +26,7 @@ struct TensorRecord {
     size_t nbytes = 0;
     const std::string* file = nullptr;  // shard path
     uint64_t file_offset = 0;           // absolute byte offset of the data in that file
+    bool synthetic = false;             // no bytes anywhere (--synthetic): data == nullptr, nbytes as on disk
 
     int64_t numel() const;
     std::string shape_str() const;  // "[64, 32]"
@@ -52,8 +53,9 @@ struct LinearWeight {
     float input_scale = 0.0f;         // nvfp4 only; 0 when absent (unused by W4A16)
     const TensorRecord* weight_record = nullptr;  // for messages / file offsets
     const TensorRecord* scale_record = nullptr;
+    bool synthetic = false;  // shape and format only (--synthetic): data == nullptr, filled on the device
 
-    bool present() const { return data != nullptr; }
+    bool present() const { return data != nullptr || synthetic; }
     bool is_nvfp4() const { return format == LinearFormat::nvfp4; }
     // Dequantise / convert one row to f32 (exactly the reference formula for NVFP4).
     void row_to_f32(int64_t row, float* dst) const;

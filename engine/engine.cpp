@@ -10,6 +10,7 @@
 #include "engine/checkpoint.h"
 #include "engine/memory-plan.h"
 #include "engine/weights.h"
+#include "ggml-like/tp.h"
 #ifdef GLMRUN_HAVE_CUDA
 #include "cuda/backend.h"
 #endif
@@ -18,7 +19,8 @@ struct Engine::Impl {
     EngineParams params;
     ModelInfo info;
     std::unique_ptr<glm::Tokenizer> tokenizer;
-    std::unique_ptr<glm_backend> backend;
+    std::vector<std::unique_ptr<glm_backend>> backends;  // one per tensor-parallel rank
+    std::unique_ptr<glm_comm> comm;                      // null with one rank
     LoadedModel model;
     std::unique_ptr<Session> session;
 };
@@ -26,8 +28,19 @@ struct Engine::Impl {
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 const ModelInfo& Engine::info() const { return impl_->info; }
-const glm::Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
+bool Engine::has_tokenizer() const { return impl_->tokenizer != nullptr; }
+const glm::Tokenizer& Engine::tokenizer() const {
+    GLM_ASSERT(impl_->tokenizer);
+    return *impl_->tokenizer;
+}
 Session& Engine::session() { return *impl_->session; }
+const ModelHparams& Engine::hparams() const { return impl_->model.hp; }
+int Engine::n_ranks() const { return int(impl_->backends.size()); }
+std::vector<glm_backend*> Engine::backends() const {
+    std::vector<glm_backend*> out;
+    for (const auto& b : impl_->backends) out.push_back(b.get());
+    return out;
+}
 
 bool Engine::is_eos(int32_t token) const {
     for (int32_t e : impl_->info.eos_ids)
@@ -76,86 +89,183 @@ static SamplerParams read_sampling_defaults(const std::string& dir) {
     return p;
 }
 
-// --cpu, or the GPUs asked for, or one GPU when present, else the CPU.
-static Status create_backend(const EngineParams& params, std::unique_ptr<glm_backend>& out) {
+// --cpu (with -tp N: N CPU ranks), or the GPUs asked for (one rank each), or one GPU when present,
+// else the CPU. Several ranks get a communicator: the host one for CPU ranks, the CUDA one (peer to
+// peer or NCCL) for GPUs.
+static Status create_backends(const EngineParams& params, std::vector<std::unique_ptr<glm_backend>>& out,
+                              std::unique_ptr<glm_comm>& comm) {
     const int threads = params.n_threads > 0 ? params.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    auto cpu_ranks = [&](int n) {
+        for (int r = 0; r < n; ++r) out.push_back(glm_backend_cpu_create(std::max(1, threads / n)));
+        std::vector<glm_backend*> ranks;
+        for (auto& b : out) ranks.push_back(b.get());
+        if (n > 1) comm = glm_comm_host_create(ranks);
+    };
     if (params.use_cpu) {
-        out = glm_backend_cpu_create(threads);
+        if (params.n_cpu_ranks < 1) return Status::usage("-tp must be at least 1 (got {})", params.n_cpu_ranks);
+        cpu_ranks(params.n_cpu_ranks);
         return {};
     }
 #ifdef GLMRUN_HAVE_CUDA
     const int n_devices = glm_cuda_device_count();
-    if (params.gpus.size() > 1)
-        return Status::usage("tensor parallelism over {} GPUs is not available yet: pass one GPU (--gpus N) or --cpu",
-                             params.gpus.size());
-    if (!params.gpus.empty() || n_devices > 0) {
-        const int device = params.gpus.empty() ? 0 : params.gpus[0];
-        if (device < 0 || device >= n_devices)
-            return Status::device("GPU {} asked for, but {} CUDA device(s) found (use --gpus with ids 0..{}, or --cpu)",
-                                  device, n_devices, n_devices - 1);
-        return glm_backend_cuda_create(device, out);
+    std::vector<int> gpus = params.gpus;
+    if (gpus.empty() && n_devices > 0) gpus = {0};
+    if (!gpus.empty()) {
+        if (int(gpus.size()) > n_devices)
+            return Status::device("{} GPUs asked for, but {} CUDA device(s) found (use -tp {} or fewer, or --cpu)",
+                                  gpus.size(), n_devices, std::max(1, n_devices));
+        for (size_t i = 0; i < gpus.size(); ++i) {
+            if (gpus[i] < 0 || gpus[i] >= n_devices)
+                return Status::device("GPU {} asked for, but {} CUDA device(s) found (use --gpus with ids 0..{}, or --cpu)",
+                                      gpus[i], n_devices, n_devices - 1);
+            for (size_t j = 0; j < i; ++j)
+                if (gpus[j] == gpus[i]) return Status::usage("--gpus lists GPU {} twice: give each GPU once", gpus[i]);
+        }
+        for (int device : gpus) {
+            std::unique_ptr<glm_backend> b;
+            GLM_TRY(glm_backend_cuda_create(device, b));
+            out.push_back(std::move(b));
+        }
+        if (out.size() > 1) {
+            std::vector<glm_backend*> ranks;
+            for (auto& b : out) ranks.push_back(b.get());
+            CudaCommOptions options;
+            options.allow_p2p = params.p2p;
+            GLM_TRY(glm_cuda_comm_create(ranks, options, comm));
+        }
+        return {};
     }
 #else
     if (!params.gpus.empty())
         return Status::usage("this glmrun was built without CUDA: run with --cpu, or rebuild where nvcc is found");
 #endif
-    out = glm_backend_cpu_create(threads);
+    cpu_ranks(1);
     return {};
+}
+
+Status Engine::plan(const EngineParams& params, std::string& report) {
+    LoadedModel model;
+    if (params.synthetic) GLM_TRY(open_synthetic_model(params.model_dir, params.index_pattern, params.synthetic_seed, model));
+    else GLM_TRY(open_model(params.model_dir, params.index_pattern, model));
+    const ModelConfig& config = model.config();
+    const int n = params.use_cpu ? params.n_cpu_ranks : std::max<int>(1, int(params.gpus.size()));
+    GLM_TRY(check_tp_split(config, model.records, n));
+    MemoryPlanParams pp;
+    pp.context = params.session.n_ctx;
+    pp.kv_type = params.session.kv_type;
+    pp.ubatch = params.session.n_ubatch;
+    std::string capacity_note = "no GPU here: capacity not checked";
+#ifdef GLMRUN_HAVE_CUDA
+    const int n_devices = glm_cuda_device_count();
+    if (!params.use_cpu && n_devices >= n) {
+        for (int r = 0; r < n; ++r) {
+            CudaDeviceInfo dev;
+            const int device = params.gpus.empty() ? r : params.gpus[size_t(r)];
+            if (glm_cuda_device_info(device, dev).ok())
+                pp.device_capacity = pp.device_capacity ? std::min<uint64_t>(pp.device_capacity, dev.free_bytes) : dev.free_bytes;
+        }
+        capacity_note = fmt::format("capacity: free memory of the {} GPU(s) here", n);
+    }
+#endif
+    std::vector<uint64_t> weights;
+    for (int r = 0; r < n; ++r) weights.push_back(weight_buffer_bytes(config, model.records, TpShard{r, n}));
+    const MemoryPlan plan = plan_memory(config, weights, pp);
+    int64_t vocab_first = 0, vocab_rows = 0;
+    vocab_share(config.vocab_size, TpShard{0, n}, vocab_first, vocab_rows);
+    report = fmt::format("{}: {}{}\n{} rank(s): {} heads, routed/shared expert intermediate {} / {}, {} vocabulary rows "
+                         "(rank 0) per rank; context {}, {} cache\n{}",
+                         params.model_dir, config.summary(), params.synthetic ? " (synthetic)" : "", n,
+                         config.num_attention_heads / n, config.moe_intermediate_size / n,
+                         config.moe_intermediate_size * config.n_shared_experts / n, vocab_rows, pp.context,
+                         glm_type_name(pp.kv_type), plan.table());
+    // Whether the largest rank fits the cards users run (usable memory after the CUDA context).
+    const DeviceMemory& worst = *std::max_element(plan.devices.begin(), plan.devices.end(),
+                                                  [](const DeviceMemory& a, const DeviceMemory& b) { return a.total() < b.total(); });
+    for (auto [card, gib] : {std::pair{"H100 80 GB", 79.1}, std::pair{"RTX PRO 6000 96 GB", 94.5},
+                             std::pair{"H200 141 GB", 139.3}}) {
+        const double need = double(worst.total() + pp.reserve) / double(1ull << 30);
+        report += fmt::format("{:<20} {:>7.2f} GiB per rank needed of {:.1f}: {}\n", card, need, gib,
+                              need <= gib ? "fits" : "does not fit");
+    }
+    report += capacity_note + "\n";
+    return check_memory_plan(plan);
 }
 
 Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
     auto impl = std::make_unique<Impl>();
     impl->params = params;
     const std::string& dir = params.model_dir;
-    GLM_TRY(load_tokenizer(dir, impl->tokenizer));
-    GLM_TRY(open_model(dir, params.index_pattern, impl->model));
-    const ModelConfig& config = impl->model.checkpoint.config();
+    struct stat st;
+    const bool has_tokenizer = ::stat((dir + "/tokenizer.json").c_str(), &st) == 0;
+    if (!params.synthetic || has_tokenizer) GLM_TRY(load_tokenizer(dir, impl->tokenizer));
+    else log_info("{}: no tokenizer.json; token ids only (--bench, --raw --prompt-ids)", dir);
+    if (params.synthetic) GLM_TRY(open_synthetic_model(dir, params.index_pattern, params.synthetic_seed, impl->model));
+    else GLM_TRY(open_model(dir, params.index_pattern, impl->model));
+    const ModelConfig& config = impl->model.config();
 
     if (params.session.n_ctx < 1) return Status::usage("-c must be at least 1 (got {})", params.session.n_ctx);
     if (params.session.n_ubatch < 1) return Status::usage("--ubatch must be at least 1 (got {})", params.session.n_ubatch);
     // The memory plan comes before any allocation: a model that cannot fit fails here, with the
     // table and what to change, instead of half-way through the upload.
     MemoryPlanParams plan_params;
-    plan_params.n_devices = 1;
     plan_params.context = params.session.n_ctx;
     plan_params.kv_type = params.session.kv_type;
     plan_params.ubatch = params.session.n_ubatch;
     plan_params.device_capacity = 0;
-    GLM_TRY(create_backend(params, impl->backend));
+    GLM_TRY(create_backends(params, impl->backends, impl->comm));
+    const int n_ranks = int(impl->backends.size());
+    GLM_TRY(check_tp_split(config, impl->model.records, n_ranks));
+    const bool on_gpu = std::string(impl->backends.front()->name()).rfind("cuda:", 0) == 0;
 #ifdef GLMRUN_HAVE_CUDA
-    if (std::string(impl->backend->name()).rfind("cuda:", 0) == 0) {
-        CudaDeviceInfo dev;
-        if (glm_cuda_device_info(params.gpus.empty() ? 0 : params.gpus[0], dev).ok()) plan_params.device_capacity = dev.free_bytes;
+    if (on_gpu) {
+        // The smallest free memory of the ranks' devices bounds every rank.
+        for (size_t r = 0; r < impl->backends.size(); ++r) {
+            CudaDeviceInfo dev;
+            const int device = params.gpus.empty() ? 0 : params.gpus[r];
+            if (glm_cuda_device_info(device, dev).ok())
+                plan_params.device_capacity = plan_params.device_capacity ? std::min<uint64_t>(plan_params.device_capacity, dev.free_bytes)
+                                                                          : dev.free_bytes;
+        }
     }
 #endif
-    if (plan_params.device_capacity == 0) {
+    if (!on_gpu) {
         const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        if (pages > 0 && page > 0) plan_params.device_capacity = uint64_t(pages) * uint64_t(page);
+        if (pages > 0 && page > 0) plan_params.device_capacity = uint64_t(pages) * uint64_t(page) / uint64_t(n_ranks);
         plan_params.reserve = 256ull << 20;
     }
-    const MemoryPlan plan = plan_memory(config, weight_buffer_bytes(config, impl->model.records), plan_params);
-    log_info("memory plan ({}):\n{}", impl->backend->name(), plan.table());
+    std::vector<uint64_t> rank_weights;
+    for (int r = 0; r < n_ranks; ++r) rank_weights.push_back(weight_buffer_bytes(config, impl->model.records, TpShard{r, n_ranks}));
+    const MemoryPlan plan = plan_memory(config, rank_weights, plan_params);
+    log_info("memory plan ({} rank{} on {}{}):\n{}", n_ranks, n_ranks > 1 ? "s" : "", impl->backends.front()->name(),
+             n_ranks > 1 ? " ..." : "", plan.table());
     GLM_TRY(check_memory_plan(plan));
-    GLM_TRY(upload_model(impl->backend.get(), params.show_progress, impl->model));
+    std::vector<glm_backend*> ranks;
+    for (auto& b : impl->backends) ranks.push_back(b.get());
+    GLM_TRY(upload_model(ranks, params.show_progress, impl->model));
 
-    impl->session = std::make_unique<Session>(impl->backend.get(), impl->model.hp, impl->model.tensors, params.session);
+    std::vector<SessionRank> session_ranks;
+    for (const RankWeights& rw : impl->model.ranks) session_ranks.push_back({rw.backend, &rw.tensors});
+    impl->session = std::make_unique<Session>(std::move(session_ranks), impl->comm.get(), impl->model.hp, params.session);
     GLM_TRY(impl->session->init());
-    impl->backend->freeze_allocations();
+    for (auto& b : impl->backends) b->freeze_allocations();
 
     ModelInfo& info = impl->info;
     const size_t slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
     info.name = slash == std::string::npos ? dir : dir.substr(slash + 1);
     if (!info.name.empty() && info.name.back() == '/') info.name.pop_back();
-    info.backend = impl->backend->name();
+    info.backend = impl->backends.front()->name();
+    if (n_ranks > 1) info.backend += fmt::format(" +{} (tensor parallel, {})", n_ranks - 1, impl->comm->name());
     info.n_vocab = config.vocab_size;
     info.n_layer = config.num_hidden_layers;
     info.n_ctx_train = config.max_position_embeddings;
-    info.has_mtp = impl->model.tensors.has_mtp;
+    info.has_mtp = impl->model.tensors().has_mtp;
     info.eos_ids = config.eos_token_ids;
     info.default_sampling = read_sampling_defaults(dir);
-    info.weight_bytes = impl->model.weights->size;
-    log_info("model: {} ({}), backend {}, weights {:.1f} MiB, KV {:.1f} MiB, arena {:.1f} MiB", info.name,
-             config.summary(), info.backend, double(info.weight_bytes) / 1048576.0,
+    info.weight_bytes = impl->model.ranks.front().buffer->size;
+    info.n_ranks = n_ranks;
+    info.synthetic = impl->model.synthetic_seed != 0;
+    log_info("model: {} ({}), backend {}, weights {:.1f} MiB{}, KV {:.1f} MiB, arena {:.1f} MiB", info.name,
+             config.summary(), info.backend, double(info.weight_bytes) / 1048576.0, n_ranks > 1 ? " per rank" : "",
              double(impl->session->kv_bytes()) / 1048576.0, double(impl->session->arena_bytes()) / 1048576.0);
     out.reset(new Engine(std::move(impl)));
     return {};

@@ -18,6 +18,10 @@ struct EngineParams {
     std::string index_pattern;     // --index-pattern: one F/S per layer, overrides the config
     SessionParams session;         // -c, --ubatch, --kv-type, --attn, --dump-tensors ...
     bool show_progress = true;     // load progress bar (only drawn on a TTY)
+    int n_cpu_ranks = 1;           // --cpu with -tp N: N CPU ranks through the host communicator (tests)
+    bool synthetic = false;        // --synthetic: seeded random weights of the config's shapes, no shards
+    uint64_t synthetic_seed = 1;
+    bool p2p = true;               // --no-p2p: NCCL for every all-reduce (no custom peer-to-peer path)
 };
 
 // What a loaded model tells the command line.
@@ -30,17 +34,30 @@ struct ModelInfo {
     bool has_mtp = false;
     std::vector<int32_t> eos_ids;   // generation_config.json, else config.json
     SamplerParams default_sampling; // generation_config.json (temperature, top_p ...) over the card defaults
-    size_t weight_bytes = 0;
+    size_t weight_bytes = 0;        // on one rank
+    int n_ranks = 1;                // tensor-parallel ranks
+    bool synthetic = false;
 };
 
 class Engine {
 public:
     static Status load(const EngineParams& params, std::unique_ptr<Engine>& out);
+    // What load would place on each rank (weights share, caches, activations) for these params, as a
+    // printable report; a device error (with the report) when it does not fit the GPUs present.
+    // Allocates nothing: works for rank counts this machine does not have.
+    static Status plan(const EngineParams& params, std::string& report);
     ~Engine();
 
     const ModelInfo& info() const;
+    // A synthetic model directory may have no tokenizer.json: then only ids go in and out.
+    bool has_tokenizer() const;
     const glm::Tokenizer& tokenizer() const;
     Session& session();
+    // The graph's hyperparameters (whole model, not one rank's share) and the ranks' backends
+    // (one per tensor-parallel rank; --bench profiles them).
+    const ModelHparams& hparams() const;
+    std::vector<glm_backend*> backends() const;
+    int n_ranks() const;
     bool is_eos(int32_t token) const;
 
     struct Impl;

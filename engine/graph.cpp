@@ -86,7 +86,9 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
             glm_tensor* weights = glm_scale(ctx, glm_mul_mat(ctx, L.idx_weights, x), 1.0f / std::sqrt(float(Hi)));
             glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, weights, pos, 1.0f / std::sqrt(float(Di))),
                                        blk(il, "index_scores"));
-            topk = named(glm_top_k(ctx, scores, int(hp.index_topk)), blk(il, "index_topk"));
+            // Candidates bounded by each query's position: a decode graph built for the whole context
+            // (replayed at every length) costs what the filled part costs.
+            topk = named(glm_top_k(ctx, scores, int(hp.index_topk), pos), blk(il, "index_topk"));
         }
         state.prev_topk = topk;
     } else {
@@ -123,7 +125,9 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         o = glm_cont(ctx, glm_permute(ctx, o_h, 0, 2, 1, 3));
     }
     named(o, blk(il, "attn_heads"));
-    glm_tensor* attn_out = named(glm_mul_mat(ctx, L.o, glm_reshape_2d(ctx, o, dv * H, S)), blk(il, "attn_out"));
+    glm_tensor* attn_out = glm_mul_mat(ctx, L.o, glm_reshape_2d(ctx, o, dv * H, S));
+    if (opt.n_ranks > 1) attn_out = glm_all_reduce(ctx, attn_out);  // each rank holds its heads' share
+    named(attn_out, blk(il, "attn_out"));
     h = named(glm_add(ctx, h, attn_out), blk(il, "attn_resid"));
 
     // ---- feed-forward: dense SwiGLU, or routed experts + shared expert
@@ -146,6 +150,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         glm_tensor* routed = named(glm_moe_combine(ctx, y, weights, expert_ids), blk(il, "moe_routed"));
         ffn = glm_add(ctx, routed, swiglu_mlp(ctx, x2, L.shexp_gate, L.shexp_up, L.shexp_down));
     }
+    if (opt.n_ranks > 1) ffn = glm_all_reduce(ctx, ffn);  // each rank holds its intermediate share
     named(ffn, blk(il, "ffn_out"));
     h = named(glm_add(ctx, h, ffn), blk(il, "out"));
     if (opt.keep_intermediates) {
@@ -154,6 +159,20 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         if (expert_ids) expert_ids->flags |= GLM_FLAG_OUTPUT;
     }
     return {h, topk, expert_ids};
+}
+
+// Logits (this rank's vocabulary share), the final hidden state and, for greedy decoding, the
+// (max, id) pair of each position are what the host reads.
+void finish_outputs(glm_context& ctx, ForwardGraph& fg, const ForwardOptions& opt) {
+    fg.logits->flags |= GLM_FLAG_OUTPUT;
+    fg.hidden->flags |= GLM_FLAG_OUTPUT;
+    glm_graph_expand(fg.graph, fg.logits);
+    glm_graph_expand(fg.graph, fg.hidden);
+    if (opt.max_arg) {
+        fg.max_arg = named(glm_max_arg(ctx, fg.logits, opt.vocab_offset), "logits_max_arg");
+        fg.max_arg->flags |= GLM_FLAG_OUTPUT;
+        glm_graph_expand(fg.graph, fg.max_arg);
+    }
 }
 
 }  // namespace
@@ -186,10 +205,7 @@ ForwardGraph build_forward(glm_context& ctx, const ModelHparams& hp, const Model
     glm_tensor* head_in = fg.hidden;
     if (!opt.all_logits && S > 1) head_in = glm_view_2d(ctx, fg.hidden, hp.n_embd, 1, fg.hidden->nb[1], size_t(S - 1) * fg.hidden->nb[1]);
     fg.logits = named(glm_mul_mat(ctx, w.lm_head, head_in), "logits");
-    fg.logits->flags |= GLM_FLAG_OUTPUT;
-    fg.hidden->flags |= GLM_FLAG_OUTPUT;
-    glm_graph_expand(fg.graph, fg.logits);
-    glm_graph_expand(fg.graph, fg.hidden);
+    finish_outputs(ctx, fg, opt);
     return fg;
 }
 
@@ -219,9 +235,6 @@ ForwardGraph build_mtp(glm_context& ctx, const ModelHparams& hp, const ModelTens
     // The draft head is the target's lm_head (sglang and vLLM do the same; the checkpoint's
     // shared_head.head is a copy of it).
     fg.logits = named(glm_mul_mat(ctx, w.lm_head, fg.hidden), "mtp.logits");
-    fg.logits->flags |= GLM_FLAG_OUTPUT;
-    fg.hidden->flags |= GLM_FLAG_OUTPUT;
-    glm_graph_expand(fg.graph, fg.logits);
-    glm_graph_expand(fg.graph, fg.hidden);
+    finish_outputs(ctx, fg, opt);
     return fg;
 }

@@ -28,10 +28,10 @@ MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const Memory
     const uint64_t ctx = uint64_t(std::max<int64_t>(1, p.context));
     // Absorbed MLA caches the latent (kv_lora_rank) plus the shared rope key per token and layer.
     const uint64_t kv = layers * ctx * uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) * kv_elem_bytes(p.kv_type);
-    // Indexer keys (index_head_dim per token) on full layers, kept in f16.
+    // Indexer keys (index_head_dim per token) on full layers, in the cache's element type.
     uint64_t full_layers = uint64_t(c.num_nextn_predict_layers);
     for (auto k : c.indexer_types) full_layers += k == IndexerKind::full;
-    const uint64_t ikv = full_layers * ctx * uint64_t(c.index_head_dim) * 2;
+    const uint64_t ikv = full_layers * ctx * uint64_t(c.index_head_dim) * kv_elem_bytes(p.kv_type);
     // Activations for one ubatch: a few hidden-sized f32 buffers, the widest projection, the logits,
     // and one layer's attention / indexer scores for this device's heads.
     const uint64_t ub = uint64_t(std::max<int64_t>(1, p.ubatch));
@@ -48,6 +48,14 @@ MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const Memory
         m.activations = act;
         plan.devices.push_back(m);
     }
+    return plan;
+}
+
+MemoryPlan plan_memory(const ModelConfig& c, const std::vector<uint64_t>& device_weights, const MemoryPlanParams& p) {
+    MemoryPlanParams q = p;
+    q.n_devices = int(device_weights.size());
+    MemoryPlan plan = plan_memory(c, 0, q);
+    for (size_t d = 0; d < device_weights.size(); ++d) plan.devices[d].weights = device_weights[d];
     return plan;
 }
 

@@ -34,5 +34,9 @@ struct MemoryPlan {
 // Weights are split evenly over tensor-parallel devices; the MLA latent cache and the indexer key
 // cache are replicated on every device (each rank runs all layers on its share of the heads).
 MemoryPlan plan_memory(const ModelConfig& config, uint64_t weight_bytes, const MemoryPlanParams& params);
+// The same with each device's own weight bytes (tensor-parallel shares, engine/weights.h); the
+// device count is the vector's size.
+MemoryPlan plan_memory(const ModelConfig& config, const std::vector<uint64_t>& device_weights,
+                       const MemoryPlanParams& params);
 // ok when the plan fits; else ErrorKind::device with the table and the changes that would help.
 Status check_memory_plan(const MemoryPlan& plan);

@@ -96,6 +96,11 @@ struct ForwardOptions {
     AttnMode attn = AttnMode::dsa;
     bool all_logits = false;      // logits for every token of the batch (tests), else the last one
     bool keep_intermediates = false;  // mark per-layer tensors as outputs so the host can read them
+    // Tensor parallelism: the graph of one rank (hparams carry the rank's head count, the weights its
+    // shares); the partial sums after o_proj and after the feed-forward are all-reduced.
+    int n_ranks = 1;
+    int32_t vocab_offset = 0;     // first vocabulary row of this rank's lm_head share
+    bool max_arg = false;         // also output (max logit, its vocabulary id) per position: greedy decoding
 };
 
 // What a built forward graph exposes.
@@ -104,7 +109,8 @@ struct ForwardGraph {
     glm_tensor* tokens = nullptr;     // I32 [S] input
     glm_tensor* positions = nullptr;  // I32 [S] input
     glm_tensor* prev_hidden = nullptr;  // F32 [n_embd, S] input of the MTP graph
-    glm_tensor* logits = nullptr;     // F32 [n_vocab, S or 1]
+    glm_tensor* logits = nullptr;     // F32 [n_vocab (this rank's share), S or 1]
+    glm_tensor* max_arg = nullptr;    // F32 [2, S or 1] when ForwardOptions::max_arg
     glm_tensor* hidden = nullptr;     // F32 [n_embd, S] after the final norm
     std::vector<glm_tensor*> layer_out;    // per layer residual stream after the layer
     std::vector<glm_tensor*> layer_topk;   // per layer I32 [k, S] key slots (null when dense)

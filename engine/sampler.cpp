@@ -19,6 +19,11 @@ void Sampler::reset() {
     rng_.seed(params_.seed);
 }
 
+bool Sampler::is_plain_greedy() const {
+    return is_greedy() && params_.repeat_penalty == 1.0f && params_.frequency_penalty == 0.0f &&
+           params_.presence_penalty == 0.0f;
+}
+
 bool Sampler::is_greedy() const { return params_.temperature <= 0.0f || params_.top_k == 1; }
 
 void Sampler::accept(int32_t token) {

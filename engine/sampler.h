@@ -33,6 +33,9 @@ public:
     void accept(int32_t token);
     void reset();
     bool is_greedy() const;
+    // Greedy with no penalties: the choice is the argmax of the raw logits, which the device can make
+    // (Session::eval_greedy) without sending the logits back.
+    bool is_plain_greedy() const;
     const SamplerParams& params() const { return params_; }
 
 private:

@@ -3,11 +3,13 @@
 // plans into them.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/model.h"
+#include "ggml-like/tp.h"
 
 struct SessionParams {
     int64_t n_ctx = 4096;
@@ -16,6 +18,9 @@ struct SessionParams {
     AttnMode attn = AttnMode::dsa;
     bool logits_all = false;         // keep logits of every position (tests, --logits-out of prompts)
     int64_t n_verify = 0;            // largest eval_verify batch (speculative decoding: drafts + 1; 0 = none)
+    // Decode steps replay one recorded graph (CUDA graphs) built for the whole context, when every
+    // rank's backend can record; false: a graph is built and launched node by node for every step.
+    bool replay_decode = true;
     std::vector<std::string> dump_names;  // intermediates to write as .npy (--dump-tensors)
     std::string dump_dir = ".";
 };
@@ -32,9 +37,18 @@ struct EvalCapture {
     std::vector<float> hidden;
 };
 
+// One tensor-parallel rank of a session: its backend and its share of the weights.
+struct SessionRank {
+    glm_backend* backend = nullptr;
+    const ModelTensors* weights = nullptr;
+};
+
 class Session {
 public:
     Session(glm_backend* backend, const ModelHparams& hp, const ModelTensors& weights, const SessionParams& params);
+    // Tensor parallelism: one rank per entry (weights split as engine/weights.h describes); comm sums
+    // the partial results (may be null with one rank). hp is the whole model's.
+    Session(std::vector<SessionRank> ranks, glm_comm* comm, const ModelHparams& hp, const SessionParams& params);
     Status init();
     // Evaluate n tokens at the current position. logits receives n_vocab floats (the last position),
     // or n_vocab * n when logits_all. capture (optional) receives the discrete choices.
@@ -45,12 +59,16 @@ public:
     // Speculative verify: n <= params.n_verify tokens in one graph; logits of every position
     // ([n_vocab * n]) and the final-norm hidden state of every position ([n_embd * n]).
     Status eval_verify(const int32_t* tokens, int64_t n, std::vector<float>* logits, std::vector<float>* hidden);
+    // Greedy step: evaluate n tokens and return the id of the largest logit of the last position (first
+    // maximum wins, as argmax()). Only (max, id) pairs come back from the device, not the logits.
+    Status eval_greedy(const int32_t* tokens, int64_t n, int32_t* next);
     // MTP draft step: n tokens at positions pos.., each with the target's final-norm hidden state of
     // the position before it ([n_embd * n]); logits (n_vocab per token) and the draft's hidden state.
     // Requires a model with an MTP layer; writes the MTP layer's own caches.
     Status eval_draft(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos,
                       std::vector<float>* logits, std::vector<float>* hidden = nullptr);
-    bool has_draft() const { return weights_.has_mtp; }
+    bool has_draft() const { return ranks_.front().weights->has_mtp; }
+    int n_ranks() const { return int(ranks_.size()); }
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const { return params_.n_ctx; }
     void reset() { n_past_ = 0; }
@@ -58,26 +76,57 @@ public:
     void truncate(int64_t n) { n_past_ = std::min(n_past_, n); }
     const SessionParams& params() const { return params_; }
     const ModelHparams& hparams() const { return hp_; }
-    size_t kv_bytes() const { return kv_bytes_; }
-    size_t arena_bytes() const { return arena_ ? arena_->size : 0; }
+    size_t kv_bytes() const { return ranks_.front().kv_bytes; }  // per rank (the cache is replicated)
+    size_t arena_bytes() const { return ranks_.front().arena ? ranks_.front().arena->size : 0; }
 
 private:
+    struct Rank {
+        glm_backend* backend = nullptr;
+        const ModelTensors* weights = nullptr;
+        ModelHparams hp;             // the rank's share (heads)
+        int32_t vocab_offset = 0;    // first lm_head row of this rank
+        glm_context cache_ctx;
+        KvCache kv;
+        glm_buffer* kv_buffer = nullptr;
+        glm_buffer* arena = nullptr;
+        size_t kv_bytes = 0;
+    };
+    // One graph per rank for one evaluation.
+    struct Step {
+        std::deque<glm_context> ctx;
+        std::vector<ForwardGraph> fg;
+    };
+    enum class GraphKind { forward, draft };
+
     Status check_tokens(const int32_t* tokens, int64_t n) const;
+    ForwardOptions options(const Rank& rank, bool all_logits, bool keep, bool max_arg) const;
+    void build(Step& step, GraphKind kind, int64_t n, int64_t pos, const ForwardOptions& base);
     Status eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
-                      std::vector<float>* hidden, bool all_logits);
-    // Place fg in the arena, write its inputs (positions pos..pos+n-1), compute and wait.
-    Status run(const ForwardGraph& fg, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden);
-    void read_f32(const glm_tensor* t, std::vector<float>& out, bool append) const;
+                      std::vector<float>* hidden, bool all_logits, int32_t* greedy = nullptr);
+    // Place each rank's graph in its arena, write the inputs (positions pos..pos+n-1), compute on all
+    // ranks (meeting at the all-reduces) and wait.
+    Status run(Step& step, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden);
+    void read_f32(const Rank& rank, const glm_tensor* t, std::vector<float>& out, bool append) const;
+    // Logits of all ranks' vocabulary shares, position by position.
+    void read_logits(const Step& step, std::vector<float>& out) const;
+    int32_t read_greedy(const Step& step) const;
     Status dump(const glm_context& ctx);
 
-    glm_backend* backend_;
+    // The recorded single-token decode step: built once for T = n_ctx (kernels bound their work by
+    // the position, which lives in device memory), captured on every rank, replayed for each token.
+    struct DecodeReplay {
+        Step step;
+        std::vector<int> ids;   // one recorded graph per rank
+        bool ready = false;
+        bool failed = false;    // capture refused: decode eagerly from then on
+    };
+    bool can_replay() const;
+    Status decode_replay(int32_t token, std::vector<float>* logits, std::vector<float>* hidden, int32_t* greedy);
+
+    std::deque<Rank> ranks_;
+    glm_comm* comm_ = nullptr;
+    DecodeReplay replay_;
     ModelHparams hp_;
-    const ModelTensors& weights_;
     SessionParams params_;
-    glm_context cache_ctx_;
-    KvCache kv_;
-    glm_buffer* kv_buffer_ = nullptr;
-    glm_buffer* arena_ = nullptr;
-    size_t kv_bytes_ = 0;
     int64_t n_past_ = 0;
 };

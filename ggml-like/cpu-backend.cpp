@@ -431,12 +431,17 @@ std::vector<int32_t> top_k_indices(const std::vector<float>& v, int k) {
 
 void op_top_k(glm_tensor* dst) {
     const glm_tensor* a = dst->src[0];
+    const glm_tensor* q_pos = dst->src[1];
     const int k = dst->params[0].i;
     std::vector<float> col(static_cast<size_t>(a->ne[0]));
     for (int64_t c = 0; c < a->ne[1]; ++c) {
         load_row(a, c, 0, 0, col.data());
-        const std::vector<int32_t> best = top_k_indices(col, k);
-        for (int j = 0; j < k; ++j) store_i32(dst, best[size_t(j)], j, c);
+        // With q_pos only entries 0..q_pos[c] are candidates (clamped to the column).
+        const int64_t n = q_pos ? std::clamp<int64_t>(int64_t(load_i32(q_pos, c)) + 1, 0, a->ne[0]) : a->ne[0];
+        col.resize(size_t(n));
+        const std::vector<int32_t> best = top_k_indices(col, int(std::min<int64_t>(k, n)));
+        for (int j = 0; j < k; ++j) store_i32(dst, j < int(best.size()) ? best[size_t(j)] : -1, j, c);
+        col.resize(size_t(a->ne[0]));
     }
 }
 
@@ -520,6 +525,40 @@ void op_argmax(glm_tensor* dst) {
     }
 }
 
+void op_max_arg(glm_tensor* dst) {
+    const glm_tensor* a = dst->src[0];
+    std::vector<float> col(static_cast<size_t>(a->ne[0]));
+    for (int64_t c = 0; c < a->ne[1]; ++c) {
+        load_row(a, c, 0, 0, col.data());
+        int32_t best = 0;
+        for (int64_t i = 1; i < a->ne[0]; ++i)
+            if (col[size_t(i)] > col[size_t(best)]) best = int32_t(i);
+        store(dst, col[size_t(best)], 0, c);
+        store(dst, float(best + dst->params[0].i), 1, c);
+    }
+}
+
+void fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) {
+    GLM_ASSERT(t->data && glm_is_contiguous(t));
+    uint8_t* p = static_cast<uint8_t*>(t->data);
+    switch (t->type) {
+        case GLM_TYPE_NVFP4: case GLM_TYPE_U8: case GLM_TYPE_I32:
+            for (size_t i = 0; i < glm_nbytes(t); ++i) p[i] = uint8_t(glm_fill_bits(seed, i) >> 56);
+            return;
+        default: {
+            GLM_ASSERT(glm_type_is_float(t->type));
+            const bool positive = t->type == GLM_TYPE_F8_E4M3;
+            const int64_t n = glm_nelements(t);
+            const size_t es = glm_type_block_bytes(t->type);
+            for (int64_t i = 0; i < n; ++i) {
+                float v = mean + scale * glm_fill_uniform(glm_fill_bits(seed, uint64_t(i)));
+                if (positive) v = std::fabs(v);
+                glm_row_from_f32(t->type, &v, p + size_t(i) * es, 1);
+            }
+        }
+    }
+}
+
 class CpuBackend final : public glm_backend {
 public:
     explicit CpuBackend(int n_threads) : n_threads_(std::max(1, n_threads)) {}
@@ -551,11 +590,15 @@ public:
     }
     void buffer_clear(glm_buffer* buffer, uint8_t value) override { std::memset(buffer->base, value, buffer->size); }
     bool supports_op(const glm_tensor* t) const override { return t->op >= 0 && t->op < GLM_OP_COUNT; }
-    Status graph_compute(const glm_graph& graph) override {
-        for (glm_tensor* node : graph.nodes) compute(node);
+    Status graph_compute_range(const glm_graph& graph, size_t begin, size_t end) override {
+        GLM_ASSERT(begin <= end && end <= graph.nodes.size());
+        for (size_t i = begin; i < end; ++i) compute(graph.nodes[i]);
         return {};
     }
     void synchronize() override {}
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
+        fill_random(t, seed, mean, scale);
+    }
 
 private:
     static constexpr size_t GLM_CPU_ALIGN = 64;
@@ -586,6 +629,7 @@ private:
             case GLM_OP_MOE_WEIGHTS: op_moe_weights(t); return;
             case GLM_OP_MOE_COMBINE: op_moe_combine(t); return;
             case GLM_OP_ARGMAX: op_argmax(t); return;
+            case GLM_OP_MAX_ARG: op_max_arg(t); return;
             default: GLM_ABORT("cpu backend: op {} not implemented", glm_op_name(t->op));
         }
     }

@@ -8,7 +8,7 @@ const char* glm_op_name(glm_op op) {
     static const char* names[GLM_OP_COUNT] = {
         "none", "view", "get_rows", "add", "mul", "scale", "silu", "sigmoid", "swiglu", "rms_norm",
         "layer_norm", "soft_max", "rope", "concat", "repeat", "cpy", "cont", "set_rows", "mul_mat", "mul_mat_id",
-        "attn", "indexer", "top_k", "moe_select", "moe_weights", "moe_combine", "argmax", "all_reduce",
+        "attn", "indexer", "top_k", "moe_select", "moe_weights", "moe_combine", "argmax", "max_arg", "all_reduce",
     };
     return op >= 0 && op < GLM_OP_COUNT ? names[op] : "?";
 }
@@ -370,10 +370,11 @@ glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tens
     return t;
 }
 
-glm_tensor* glm_top_k(glm_context& ctx, glm_tensor* a, int k) {
+glm_tensor* glm_top_k(glm_context& ctx, glm_tensor* a, int k, glm_tensor* q_pos) {
     GLM_ASSERT(a->type == GLM_TYPE_F32 && k >= 1 && k <= a->ne[0] && a->ne[2] == 1 && a->ne[3] == 1);
+    GLM_ASSERT(!q_pos || (q_pos->type == GLM_TYPE_I32 && q_pos->ne[0] == a->ne[1]));
     const int64_t ne[4] = {k, a->ne[1], 1, 1};
-    glm_tensor* t = new_op(ctx, GLM_OP_TOP_K, GLM_TYPE_I32, ne, a);
+    glm_tensor* t = new_op(ctx, GLM_OP_TOP_K, GLM_TYPE_I32, ne, a, q_pos);
     t->params[0].i = k;
     return t;
 }
@@ -412,6 +413,14 @@ glm_tensor* glm_argmax(glm_context& ctx, glm_tensor* a) {
     GLM_ASSERT(a->type == GLM_TYPE_F32 && a->ne[2] == 1 && a->ne[3] == 1);
     const int64_t ne[4] = {a->ne[1], 1, 1, 1};
     return new_op(ctx, GLM_OP_ARGMAX, GLM_TYPE_I32, ne, a);
+}
+
+glm_tensor* glm_max_arg(glm_context& ctx, glm_tensor* a, int32_t index_offset) {
+    GLM_ASSERT(a->type == GLM_TYPE_F32 && a->ne[2] == 1 && a->ne[3] == 1 && index_offset >= 0);
+    const int64_t ne[4] = {2, a->ne[1], 1, 1};
+    glm_tensor* t = new_op(ctx, GLM_OP_MAX_ARG, GLM_TYPE_F32, ne, a);
+    t->params[0].i = index_offset;
+    return t;
 }
 
 glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a) {

@@ -51,6 +51,7 @@ enum glm_op : int32_t {
     GLM_OP_MOE_COMBINE,  // dst[:, t] = sum_j w[j, t] * y[:, j, t], in ascending expert id order
     // misc
     GLM_OP_ARGMAX,     // dst[i] = argmax over ne[0] of column i (first maximum wins)
+    GLM_OP_MAX_ARG,    // dst[:, i] = (max of column i, its index + p.i[0] as a float)
     GLM_OP_ALL_REDUCE, // sum over tensor-parallel ranks (identity on one device)
     GLM_OP_COUNT,
 };
@@ -194,7 +195,9 @@ glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tens
                         float scale);
 // I32 [k, ncols]: the k largest entries of each column of a [n, ncols] (k <= n), in descending order
 // of value, ties broken by the lower index. NaN ranks below every number (-inf included).
-glm_tensor* glm_top_k(glm_context& ctx, glm_tensor* a, int k);
+// With q_pos (I32 [ncols]), column c's candidates are entries 0..q_pos[c] only (a graph built for the
+// whole context then costs what the filled part costs); places past the candidates hold -1.
+glm_tensor* glm_top_k(glm_context& ctx, glm_tensor* a, int k, glm_tensor* q_pos = nullptr);
 // probs: F32 [E, T] (sigmoid scores); bias: F32 [E] or null (added for the choice only).
 // Group stage: experts split into n_group equal groups, a group's score is the sum of its two best
 // biased scores, the topk_group best groups stay eligible (the others are masked to -inf, as
@@ -208,6 +211,10 @@ glm_tensor* glm_moe_weights(glm_context& ctx, glm_tensor* probs, glm_tensor* ids
 // w*y into zero in ascending expert id order (the reference's order, for closeness).
 glm_tensor* glm_moe_combine(glm_context& ctx, glm_tensor* y, glm_tensor* w, glm_tensor* ids);
 glm_tensor* glm_argmax(glm_context& ctx, glm_tensor* a);  // I32 [ne1]
+// F32 [2, ne1]: per column of a, the largest value and index_offset + its index (first maximum wins;
+// the index is exact as a float below 2^24). Tensor-parallel greedy decoding: each rank reduces its
+// slice of the vocabulary and the host compares one pair per rank.
+glm_tensor* glm_max_arg(glm_context& ctx, glm_tensor* a, int32_t index_offset);
 glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a);
 
 // ---- graph ------------------------------------------------------------------------------------

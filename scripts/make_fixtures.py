@@ -41,7 +41,7 @@ FIXTURES = {
 }
 
 COMMON = dict(
-    vocab_size=384, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, n_shared_experts=1,
+    vocab_size=384, hidden_size=64, intermediate_size=96, moe_intermediate_size=64, n_shared_experts=1,
     num_attention_heads=4, num_key_value_heads=4, q_lora_rank=32, kv_lora_rank=32, qk_nope_head_dim=16,
     qk_rope_head_dim=8, v_head_dim=24, index_n_heads=16, index_head_dim=16, rms_norm_eps=1e-5,
     max_position_embeddings=256, initializer_range=0.08, tie_word_embeddings=False, hidden_act="silu",

@@ -77,6 +77,10 @@ TEST_CASE("exit codes per error class, one line on stderr") {
         {{"-m", k_dense, "--prompt-ids", "1,x,3"}, "", 1},
         {{"-m", k_dense, "--bench", "--bench-ctx", "zero"}, "", 1},
         {{"-m", k_dense, "-p", "hi", "-i", "--bench"}, "", 1},
+        {{"-m", k_dense, "--synthetic", "--synthetic-seed", "x", "--bench"}, "", 1},
+        {{"-m", k_dense, "--synthetic-seed", "3", "-p", "hi"}, "", 1},
+        {{"-m", k_dense, "--plan-only", "--bench"}, "", 1},
+        {{"-m", k_dense, "--no-p2p=maybe", "-p", "hi"}, "", 1},
         {{"-m", k_dense, "-n", "4"}, "", 1},  // no prompt at all (stdin empty)
         {{"-m", "/nonexistent/model", "-p", "hi"}, "", 2},
         {{"-m", FIXTURES, "-p", "hi"}, "", 2},  // a directory without a model
@@ -231,11 +235,25 @@ TEST_CASE("--bench runs on the CPU with the tiny model and writes JSON") {
     CAPTURE(r.err);
     REQUIRE(r.rc == 0);
     const std::vector<std::string> lines = split_lines(r.out);
-    REQUIRE(lines.size() == 4);  // header, separator, two rows
-    CHECK(lines[0].rfind("| context", 0) == 0);
-    CHECK(lines[2].rfind("| 96 |", 0) == 0);
-    CHECK(lines[3].rfind("| 128 |", 0) == 0);
+    // The machine header, then the sweep table (header, separator, two rows), then the roofline.
+    const auto at = std::find_if(lines.begin(), lines.end(),
+                                 [](const std::string& l) { return l.rfind("| context", 0) == 0; });
+    REQUIRE(at != lines.end());
+    const size_t i = size_t(at - lines.begin());
+    REQUIRE(lines.size() > i + 4);
+    CHECK(lines[i + 2].rfind("| 96 |", 0) == 0);
+    CHECK(lines[i + 3].rfind("| 128 |", 0) == 0);
+    CHECK(lines[i + 4].empty());
+    for (const char* says : {"- machine: ", "1 rank on cpu", "- copy bandwidth: n/a on the CPU backend",
+                             "- attention: dsa, index pattern all F", "- weights: from the checkpoint",
+                             "### Bytes read per decoded token", "| routed experts |", "### Roofline",
+                             "### Decode step profile"})
+        CHECK_MESSAGE(r.out.find(says) != std::string::npos, says);
     const nlohmann::json j = nlohmann::json::parse(read_text_file(json));
+    CHECK(j["results"][0]["roofline"]["total_bytes_per_token_per_rank"].get<double>() > 0);
+    CHECK(j["results"][0]["roofline"]["roofline_tok_s"].is_null());  // no copy bandwidth on the CPU
+    CHECK(j["settings"]["n_ranks"] == 1);
+    CHECK(j["settings"]["synthetic"] == false);
     CHECK(j["results"].size() == 2);
     CHECK(j["results"][0]["decode_token_s"].size() == 2);
     CHECK(j["results"][0]["decode_token_s"][0].size() >= 64);

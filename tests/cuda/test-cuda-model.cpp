@@ -29,7 +29,9 @@ TEST_CASE("fixtures on CUDA: prefill logits, greedy continuation, decode == CPU"
             const size_t offset = pre["logits_offset"].get<size_t>();
             const double err = rel_error(logits.data(), fx.logits.f32.data() + offset * size_t(vocab), logits.size());
             MESSAGE(name, " prompt ", i, ": logits rel. error on CUDA ", err);
-            CHECK(err <= 1e-4);  // f32 activations on the GPU too
+            // Prefill GEMMs (N > 8) round activations to bf16 on tensor cores: the issue's bound for
+            // bf16 activations; decode (N = 1) stays f32 (the greedy runs below and the replay test).
+            CHECK(err <= 2e-2);
         }
         for (size_t g = 0; g < fx.ref["greedy"].size(); ++g) {
             const auto& greedy = fx.ref["greedy"][g];
@@ -73,4 +75,51 @@ TEST_CASE("bundled tiny model on CUDA: held-out NLL equals transformers within 1
     const double nll = mean_next_token_nll(logits, ids, hp.n_vocab), expected = ref["nll"].get<double>();
     MESSAGE("tiny model held-out NLL on CUDA ", nll, " vs transformers ", expected);
     CHECK(std::fabs(nll - expected) / expected <= 1e-2);
+}
+
+TEST_CASE("fixtures on CUDA: the replayed decode graph equals eager decoding") {
+    if (glm_cuda_device_count() == 0) {
+        MESSAGE("no CUDA device: skipping");
+        return;
+    }
+    for (const std::string& name : fixture_names()) {
+        CAPTURE(name);
+        ModelFixture fx;
+        fx.load_on(name, cuda_backend_or_skip());
+        const int64_t vocab = fx.hp.n_vocab;
+        const std::vector<int32_t> prompt = fx.prompt(1);
+        // A context longer than the run: the recorded graph spans all n_ctx cache rows while only the
+        // first ones are filled, so the kernels' position bounds are what keeps the result right.
+        const int steps = 40;
+        std::vector<std::vector<int32_t>> ids(2);
+        std::vector<std::vector<float>> rows(2);
+        int32_t after[2] = {-1, -1};
+        for (int replay = 0; replay < 2; ++replay) {
+            SessionParams p;
+            p.n_ctx = fx.hp.n_ctx_train;
+            p.replay_decode = replay == 1;
+            auto session = fx.session(p);
+            std::vector<float> logits;
+            REQUIRE(session->eval(prompt.data(), int64_t(prompt.size()), &logits).ok());
+            for (int step = 0; step < steps; ++step) {
+                const int32_t next = argmax(logits.data(), vocab);
+                ids[size_t(replay)].push_back(next);
+                REQUIRE(session->eval(&next, 1, &logits).ok());
+                rows[size_t(replay)].insert(rows[size_t(replay)].end(), logits.begin(), logits.end());
+            }
+            // One more step: eager with the host's argmax, replayed with the device's (max_arg pairs).
+            const int32_t last = argmax(logits.data(), vocab);
+            if (replay == 1) {
+                REQUIRE(session->eval_greedy(&last, 1, &after[1]).ok());
+            } else {
+                REQUIRE(session->eval(&last, 1, &logits).ok());
+                after[0] = argmax(logits.data(), vocab);
+            }
+        }
+        CHECK(ids[0] == ids[1]);
+        CHECK(after[0] == after[1]);
+        const double err = rel_error(rows[1].data(), rows[0].data(), rows[0].size());
+        MESSAGE(name, ": replayed decode vs eager over ", steps, " steps, logits rel. error ", err);
+        CHECK(err <= 1e-4);
+    }
 }

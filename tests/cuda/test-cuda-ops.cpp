@@ -11,7 +11,9 @@ namespace {
 
 // GPU arithmetic differs from the CPU's in order and in fused multiply-adds: allow f32 rounding
 // noise on top of each case's own tolerance, but keep discrete outputs exact.
-Tolerance gpu_tolerance(const Tolerance& t) {
+Tolerance gpu_tolerance(const OpCase& c) {
+    if (c.gpu_tol) return *c.gpu_tol;
+    const Tolerance& t = c.tol;
     if (t.nmse == 0) return t;
     return {std::max(t.nmse, 1e-9), t.max_abs};
 }
@@ -29,13 +31,13 @@ TEST_CASE("every op on CUDA matches the CPU reference") {
         const RunResult on_gpu = run_op_case(c, *cuda);
         REQUIRE(on_gpu.ran);
         for (const std::string& problem : on_gpu.integrity) FAIL_CHECK(problem);
-        const Comparison cmp = compare_values(on_gpu.out, on_cpu.out, gpu_tolerance(c.tol), c.check_cosine);
+        const Comparison cmp = compare_values(on_gpu.out, on_cpu.out, gpu_tolerance(c), c.check_cosine);
         if (!cmp.ok) {
             ++failed;
             FAIL_CHECK(c.name << ": " << cmp.message << " (nmse " << cmp.nmse << ", max abs " << cmp.max_abs << ")");
         }
         // and against the naive double reference, like the CPU test
-        const Comparison ref = compare_values(on_gpu.out, on_gpu.expected, gpu_tolerance(c.tol), c.check_cosine);
+        const Comparison ref = compare_values(on_gpu.out, on_gpu.expected, gpu_tolerance(c), c.check_cosine);
         CHECK_MESSAGE(ref.ok, c.name << " vs reference: " << ref.message);
         ++n;
     }

@@ -60,7 +60,7 @@ void TestModel::load_dir(const std::string& dir, std::unique_ptr<glm_backend> on
 }
 
 std::unique_ptr<Session> TestModel::session(SessionParams params) const {
-    auto s = std::make_unique<Session>(backend.get(), hp, tensors, params);
+    auto s = std::make_unique<Session>(backend.get(), hp, tensors(), params);
     const Status st = s->init();
     REQUIRE_MESSAGE(st.ok(), st.message());
     return s;
@@ -79,3 +79,22 @@ void ModelFixture::load_on(const std::string& name, std::unique_ptr<glm_backend>
 }
 
 std::vector<int32_t> ModelFixture::prompt(size_t i) const { return ref["prompts"][i].get<std::vector<int32_t>>(); }
+
+Status TpTestModel::load(const std::string& dir, std::vector<std::unique_ptr<glm_backend>> ranks,
+                         std::unique_ptr<glm_comm> communicator) {
+    backends = std::move(ranks);
+    std::vector<glm_backend*> raw;
+    for (auto& b : backends) raw.push_back(b.get());
+    comm = communicator ? std::move(communicator) : glm_comm_host_create(raw);
+    GLM_TRY(open_model(dir, "", model));
+    return upload_model(raw, /*show_progress=*/false, model);
+}
+
+std::unique_ptr<Session> TpTestModel::session(SessionParams params) const {
+    std::vector<SessionRank> ranks;
+    for (const RankWeights& rw : model.ranks) ranks.push_back({rw.backend, &rw.tensors});
+    auto s = std::make_unique<Session>(std::move(ranks), comm.get(), model.hp, params);
+    const Status st = s->init();
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    return s;
+}

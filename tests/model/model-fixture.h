@@ -12,6 +12,7 @@
 #include "engine/npy.h"
 #include "engine/session.h"
 #include "engine/weights.h"
+#include "ggml-like/tp.h"
 
 // A model directory loaded on a backend (checkpoint, hparams, tensors: LoadedModel), with a
 // helper to make sessions. The bundled model's tests use it directly.
@@ -33,6 +34,18 @@ struct ModelFixture : TestModel {
     // The same on a given backend (the CUDA tests pass theirs).
     void load_on(const std::string& name, std::unique_ptr<glm_backend> on, const std::string& index_pattern = "");
     std::vector<int32_t> prompt(size_t i) const;
+};
+
+// A model directory split over n tensor-parallel ranks, one backend each (CPU ranks through the host
+// communicator unless a communicator is given).
+struct TpTestModel {
+    std::vector<std::unique_ptr<glm_backend>> backends;
+    std::unique_ptr<glm_comm> comm;
+    LoadedModel model;
+    // backends.size() ranks; comm null: the host communicator.
+    Status load(const std::string& dir, std::vector<std::unique_ptr<glm_backend>> ranks,
+                std::unique_ptr<glm_comm> communicator = nullptr);
+    std::unique_ptr<Session> session(SessionParams params) const;
 };
 
 std::vector<std::string> fixture_names();  // every model fixture under tests/fixtures

@@ -77,13 +77,16 @@ public:
     void tensor_get(const glm_tensor* t, void* d, size_t o, size_t s) override { inner_->tensor_get(t, d, o, s); }
     void buffer_clear(glm_buffer* b, uint8_t v) override { inner_->buffer_clear(b, v); }
     bool supports_op(const glm_tensor* t) const override { return inner_->supports_op(t); }
-    Status graph_compute(const glm_graph& g) override {
-        Status st = inner_->graph_compute(g);
-        glm_tensor* last = g.nodes.back();
+    Status graph_compute_range(const glm_graph& g, size_t begin, size_t end) override {
+        Status st = inner_->graph_compute_range(g, begin, end);
+        glm_tensor* last = g.nodes[end - 1];
         static_cast<uint8_t*>(last->data)[glm_nbytes(last)] ^= 0xff;  // CPU buffers are host memory
         return st;
     }
     void synchronize() override { inner_->synchronize(); }
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
+        inner_->tensor_fill_random(t, seed, mean, scale);
+    }
 
 private:
     std::unique_ptr<glm_backend> inner_;

@@ -1,0 +1,747 @@
+// Tensor-core GEMMs for prefill: MUL_MAT with N > 8 columns (BF16 / F16 / NVFP4 weights) and
+// MUL_MAT_ID with T > 8 tokens (BF16 / NVFP4 experts), on warp-level mma.sync m16n8k16 bf16 with f32
+// accumulation (portable to sm_90, sm_100 and sm_120: no wgmma, no TMA).
+//
+// Operands. dst[m, n] = sum_k W[m, k] * X[n, k]: W rows and X columns are both contiguous along K,
+// which is exactly the "row.col" operand order of mma.sync, so both tiles sit in shared memory as
+// [row][k] bf16 and are read with ldmatrix (no transposes). Shared tiles are rows of 64 bytes
+// (kBK = 32 elements = 4 chunks of 16 B) with the chunk index XOR-swizzled by (row >> 1) & 3, so the
+// 8 row addresses of an ldmatrix phase and the 16-byte stores of the staging code both hit 8
+// distinct bank quads without padding.
+//  - BF16 weights are copied as they are; F16 weights are rounded to bf16 (11 -> 8 significant
+//    bits) while staged.
+//  - NVFP4 weights are dequantised into bf16 while staged: the 3 magnitude bits of an E2M1 code go
+//    to bf16 bits 6..8 and its sign to bit 15, which is the code's value times 2^-126 (code 1 lands
+//    on the bf16 subnormal 0.5 * 2^-126, exactly); one bf16x2 multiply by block_scale * 2^(126 - 8)
+//    makes it e2m1 * block_scale * 2^-8, exact in bf16 (<= 6 significant bits, exponent in range;
+//    PTX bf16 arithmetic keeps subnormals). The 2^8 and the per-expert global scale are applied in
+//    the f32 epilogue. The bit trick pairs nibbles (i, i + 4) of a 32-bit word, so within every 8
+//    consecutive k the shared tile holds the order 0 4 1 5 2 6 3 7; the activations are staged in
+//    the same order, and a dot product does not care about the order of its terms.
+//  - Activations (F32, any strides) are rounded to bf16 when staged (MmaActivations::bf16), or split
+//    into bf16 hi + lo with a second MMA per fragment (bf16x2) for f32-grade results.
+//
+// Pipeline. 256 threads (8 warps, each a 64 x (BN / warps_n) sub-tile of m16n8 fragments), two
+// shared stages: the global loads of stage k + 1 are issued into registers before the MMAs of stage
+// k, then converted and stored to the other stage, one __syncthreads per stage. Register staging
+// (rather than cp.async) because every operand but BF16 weights needs a conversion on the way.
+// Rows past M read row M - 1 and columns past N read zeros; neither is stored. K past the end reads
+// zeros on both sides (a NaN weight times a zero x would still poison the sum).
+//
+// Tile shapes. Per 32-wide K step a 128 x 128 tile reads 8 KB of bf16 weights + 16 KB of f32 x for
+// 1 MFLOP (43 FLOP/B from L2); NVFP4 weights are 4x smaller, so NVFP4 uses 256 x 64 (4.5 + 8 KB per
+// MFLOP, 80 FLOP/B). Dense BF16/F16: 128 x 128 for N > 64, 128 x 64 otherwise. Routed experts
+// (NVFP4): 256 x 64, or 256 x 32 when the average expert gets <= 40 (token, slot) pairs.
+//
+// MUL_MAT_ID grouping (group_kernel, one block of 1024 threads): count the pairs per expert
+// (warp-aggregated shared atomics: one hot expert does not serialise), exclusive prefix sums of the
+// counts and of the token tiles per expert, the tile table {expert, first pair, pair count} and the
+// pairs scattered into expert order, all in static __device__ scratch (kMmaMaxPairs pairs, no
+// allocation after start-up). The grouped GEMM's grid has an upper bound of tiles
+// (ceil(P / BN) + min(E, P)); blocks past the real count exit at once. Within an expert the pair
+// order depends on atomics, but every output column is an independent dot product computed in the
+// same k order wherever it sits in a tile, so results are bitwise reproducible.
+//
+// Next steps for speed: bf16 copy of x made once per op (halves the f32 L2 traffic, lets x use
+// cp.async), a third stage / cp.async for BF16 weights, block rasterisation for L2 reuse of the
+// weight panels, fused gate+up (one x staging, two weight tiles) with swiglu in the epilogue, and
+// grouping the ids once per layer instead of once per expert projection.
+#include "cuda/gemm-mma.cuh"
+
+#include "cuda/common.cuh"
+
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <atomic>
+#include <type_traits>
+
+namespace {
+
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kBK = 32;        // K per stage: 64 B of bf16 per tile row = 4 chunks of 16 B
+constexpr int kMinBN = 32;
+constexpr int kMaxTiles = kMmaMaxPairs / kMinBN + kMmaMaxExperts;
+constexpr int kGroupThreads = 1024;
+constexpr int kFp4Shift = 8;  // NVFP4 tiles hold e2m1 * block_scale * 2^-kFp4Shift
+static_assert(kMmaMaxExperts <= kGroupThreads, "group_kernel scans one expert per thread");
+
+std::atomic<int> g_activation_mode{int(MmaActivations::bf16)};
+
+// ---- device scratch for MUL_MAT_ID grouping (one copy per device) ---------------------------------
+__device__ int g_pairs[kMmaMaxPairs];  // pair indices s = j + t * n_used, in expert order
+__device__ int4 g_tiles[kMaxTiles];    // {expert, first index into g_pairs, pairs (<= BN), 0}
+__device__ int g_n_tiles;              // tiles written by the last group_kernel
+
+// ---- kernel parameters (validated by the launchers; kernels trust them) --------------------------
+struct MmaParams {
+    // Weight element (k, m) of slice (i2, i3): w + k * 2 + m * w_nb1 + i2 * w_nb2 + i3 * w_nb3 for
+    // BF16/F16 with a_vec (w_nb0 == 2 otherwise any); NVFP4: codes byte k / 2 of the row, block
+    // scale at ws + (k / 16) * s_nb0 + m * s_nb1 + i2 * s_nb2 + i3 * s_nb3, global[i2 + i3 * w_ne2].
+    const uint8_t* w;
+    int64_t w_nb0, w_nb1, w_nb2, w_nb3;
+    const uint8_t* ws;
+    int64_t s_nb0, s_nb1, s_nb2, s_nb3;
+    const float* global;
+    int64_t w_ne2;
+    const uint8_t* x;  // F32 [K, N, ...]: element (k, n, b2, b3) at x + k*x_nb0 + n*x_nb1 + ...
+    int64_t x_nb0, x_nb1, x_nb2, x_nb3;
+    uint8_t* dst;  // F32, nb0 == 4
+    int64_t d_nb1, d_nb2, d_nb3;
+    int64_t K, M, N;
+    // MUL_MAT: slice s = b2 + b3 * ne2 uses weight slice (b2 / r2, b3 / r3)
+    int64_t n_slices, ne2, r2, r3;
+    // MUL_MAT_ID: pair s = j + t * n_used reads x column (x_bcast ? 0 : j) of token t
+    int n_used, x_bcast;
+    int a_vec;  // BF16/F16: 16-byte aligned rows, K % 8 == 0 -> uint4 loads
+    int x_vec;  // x_nb0 == 4, 16-byte aligned columns, K % 4 == 0 -> float4 loads
+};
+
+template <int BM, int BN, int XS>
+struct TileCfg {
+    static constexpr int kWarpsM = BM / 64, kWarpsN = 8 / kWarpsM;
+    static constexpr int kWN = BN / kWarpsN, kNI = kWN / 8;  // warp tile 64 x kWN, kNI n8 fragments
+    static constexpr int kAUnits = BM * 4, kBUnits = BN * 4;  // 16-byte units per stage
+    static constexpr size_t kSmem = size_t(2 * kAUnits + 2 * XS * kBUnits) * 16 + size_t(BN) * 2 * sizeof(void*);
+    static_assert(BM % 128 == 0 && kWarpsM * kWarpsN == 8 && kNI % 2 == 0 && kNI >= 2, "tile shape");
+};
+
+// 16-byte unit of (row, chunk) in a stage: the chunk is XOR-swizzled so that the rows 0..7 of an
+// ldmatrix phase (row stride 64 B) land on 8 distinct bank quads.
+__device__ __forceinline__ int swz(int row, int chunk) { return row * 4 + (chunk ^ ((row >> 1) & 3)); }
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p))
+                 : "memory");
+}
+
+// Not volatile: a pure function of its registers, free for the scheduler to interleave.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi) {
+    const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &b, 4);
+    return u;
+}
+
+// ---- weight staging --------------------------------------------------------------------------------
+// BF16 / F16: a thread owns BM / 64 chunks of 8 elements (chunk id = tid + r * 256: row = id / 4,
+// chunk = id % 4, so 4 neighbouring lanes read one row's 64 contiguous bytes).
+template <int WT, int BM>
+struct DenseA {
+    static constexpr int R = BM * 4 / kThreads;
+    uint4 v[R];
+
+    __device__ __forceinline__ void load(const MmaParams& p, const uint8_t* w, const uint8_t*, int64_t m0, int64_t k0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int id = int(threadIdx.x) + r * kThreads, row = id >> 2, c = id & 3;
+            const int64_t m = min(m0 + row, p.M - 1), k = k0 + c * 8;
+            const uint8_t* rp = w + m * p.w_nb1;
+            if (p.a_vec) {
+                v[r] = k < p.K ? __ldg(reinterpret_cast<const uint4*>(rp + k * 2)) : make_uint4(0, 0, 0, 0);
+            } else {
+                uint32_t h[8];
+#pragma unroll
+                for (int i = 0; i < 8; ++i)
+                    h[i] = k + i < p.K ? uint32_t(*reinterpret_cast<const uint16_t*>(rp + (k + i) * p.w_nb0)) : 0u;
+                v[r] = make_uint4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16));
+            }
+        }
+    }
+
+    __device__ __forceinline__ void store(uint4* stage) const {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int id = int(threadIdx.x) + r * kThreads;
+            uint4 u = v[r];
+            if constexpr (WT == GLM_TYPE_F16) {
+                uint32_t* words = reinterpret_cast<uint32_t*>(&u);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    __half2 h;
+                    memcpy(&h, &words[i], 4);
+                    const float2 f = __half22float2(h);
+                    words[i] = bf16x2_bits(f.x, f.y);
+                }
+            }
+            stage[swz(id >> 2, id & 3)] = u;
+        }
+    }
+};
+
+// NVFP4: a thread owns BM / 128 blocks of 16 codes (8 bytes) and their E4M3 scale (block id =
+// tid + r * 256: row = id / 2, block = id % 2 of the 32-wide stage).
+template <int BM>
+struct Nvfp4A {
+    static constexpr int R = BM * 2 / kThreads;
+    uint2 v[R];
+    uint32_t sc[R];
+
+    __device__ __forceinline__ void load(const MmaParams& p, const uint8_t* w, const uint8_t* ws, int64_t m0, int64_t k0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int id = int(threadIdx.x) + r * kThreads, row = id >> 1, b = id & 1;
+            const int64_t m = min(m0 + row, p.M - 1), k = k0 + b * 16;
+            if (k < p.K) {  // K % 16 == 0: a block is all in or all out
+                v[r] = __ldg(reinterpret_cast<const uint2*>(w + m * p.w_nb1 + k / 2));
+                sc[r] = __ldg(ws + m * p.s_nb1 + (k / 16) * p.s_nb0);
+            } else {
+                v[r] = make_uint2(0, 0);
+                sc[r] = 0;  // code 0 times scale 0: a zero weight
+            }
+        }
+    }
+
+    // 8 codes of one 32-bit word -> 8 bf16 in the order 0 4 1 5 2 6 3 7, times the scale factor.
+    static __device__ __forceinline__ uint4 decode8(uint32_t u, __nv_bfloat162 f) {
+        constexpr uint32_t kMag = 0x01C001C0u, kSign = 0x80008000u;
+        const uint32_t w[4] = {((u << 6) & kMag) | ((u << 12) & kSign), ((u << 2) & kMag) | ((u << 8) & kSign),
+                               ((u >> 2) & kMag) | ((u << 4) & kSign), ((u >> 6) & kMag) | (u & kSign)};
+        uint32_t o[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            __nv_bfloat162 b;
+            memcpy(&b, &w[i], 4);
+            b = __hmul2_rn(b, f);  // exact product (see the file comment)
+            memcpy(&o[i], &b, 4);
+        }
+        return make_uint4(o[0], o[1], o[2], o[3]);
+    }
+
+    __device__ __forceinline__ void store(uint4* stage) const {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int id = int(threadIdx.x) + r * kThreads, row = id >> 1, b = id & 1;
+            // E4M3 -> f16 is exact (NaN stays NaN); times 2^(126 - kFp4Shift) stays exact in bf16.
+            const __half_raw hs = __nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(sc[r]), __NV_E4M3);
+            const float s = __half2float(__half(hs)) * 0x1p118f;
+            static_assert(126 - kFp4Shift == 118, "scale factor exponent");
+            const __nv_bfloat162 f = __float2bfloat162_rn(s);
+            stage[swz(row, 2 * b)] = decode8(v[r].x, f);
+            stage[swz(row, 2 * b + 1)] = decode8(v[r].y, f);
+        }
+    }
+};
+
+template <int WT, int BM>
+using ALoader = std::conditional_t<WT == GLM_TYPE_NVFP4, Nvfp4A<BM>, DenseA<WT, BM>>;
+
+// ---- activation staging ----------------------------------------------------------------------------
+// A thread owns groups of 8 consecutive k of one column (group id = tid + r * 256: column = id / 4,
+// group = id % 4). PERM: store in the NVFP4 tile order 0 4 1 5 2 6 3 7. XS == 2: also the bf16
+// remainder x - bf16(x) into the second plane.
+template <int BN, int XS, bool PERM>
+struct XLoader {
+    static constexpr int G = BN * 4, R = (G + kThreads - 1) / kThreads;
+    float f[R][8];
+
+    __device__ __forceinline__ void load(const MmaParams& p, const uint8_t* const* xcol, int64_t k0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int id = int(threadIdx.x) + r * kThreads;
+            if (G % kThreads != 0 && id >= G) break;
+            const uint8_t* col = xcol[id >> 2];
+            const int64_t k = k0 + (id & 3) * 8;
+            if (p.x_vec) {  // K % 4 == 0: each float4 is all in or all out
+                const float4 z = make_float4(0.f, 0.f, 0.f, 0.f);
+                const float4 a = col && k < p.K ? __ldg(reinterpret_cast<const float4*>(col + k * 4)) : z;
+                const float4 b = col && k + 4 < p.K ? __ldg(reinterpret_cast<const float4*>(col + k * 4 + 16)) : z;
+                f[r][0] = a.x, f[r][1] = a.y, f[r][2] = a.z, f[r][3] = a.w;
+                f[r][4] = b.x, f[r][5] = b.y, f[r][6] = b.z, f[r][7] = b.w;
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; ++i)
+                    f[r][i] = col && k + i < p.K ? *reinterpret_cast<const float*>(col + (k + i) * p.x_nb0) : 0.0f;
+            }
+        }
+    }
+
+    __device__ __forceinline__ void store(uint4* stage, int plane_units) const {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int id = int(threadIdx.x) + r * kThreads;
+            if (G % kThreads != 0 && id >= G) break;
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                v[2 * i] = f[r][PERM ? i : 2 * i];
+                v[2 * i + 1] = f[r][PERM ? i + 4 : 2 * i + 1];
+            }
+            uint32_t hi[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) hi[i] = bf16x2_bits(v[2 * i], v[2 * i + 1]);
+            const int u = swz(id >> 2, id & 3);
+            stage[u] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+            if constexpr (XS == 2) {
+                uint32_t lo[4];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float a = __uint_as_float(hi[i] << 16), b = __uint_as_float(hi[i] & 0xffff0000u);
+                    // exact differences; an infinite x keeps hi = inf, lo = 0 (inf - inf would be NaN)
+                    lo[i] = bf16x2_bits(isinf(a) ? 0.0f : v[2 * i] - a, isinf(b) ? 0.0f : v[2 * i + 1] - b);
+                }
+                stage[plane_units + u] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+            }
+        }
+    }
+};
+
+// ---- the tile GEMM ---------------------------------------------------------------------------------
+// One BM x BN output tile of one weight slice: xcol[n] / dcol[n] are the column pointers (nullptr:
+// column not present), scale the f32 epilogue factor.
+template <int WT, int BM, int BN, int XS>
+__device__ __forceinline__ void gemm_tile(const MmaParams& p, const uint8_t* w, const uint8_t* ws, float scale,
+                                          int64_t m0, uint4* a_s, uint4* b_s, const uint8_t* const* xcol,
+                                          uint8_t* const* dcol) {
+    using C = TileCfg<BM, BN, XS>;
+    constexpr int NI = C::kNI;
+    const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+    const int wm = warp % C::kWarpsM, wn = warp / C::kWarpsM;
+    ALoader<WT, BM> al;
+    XLoader<BN, XS, WT == GLM_TYPE_NVFP4> xl;
+    const int64_t nk = (p.K + kBK - 1) / kBK;
+
+    al.load(p, w, ws, m0, 0);
+    xl.load(p, xcol, 0);
+    al.store(a_s);
+    xl.store(b_s, C::kBUnits);
+    __syncthreads();
+
+    float acc[4][NI][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+
+    for (int64_t kt = 0; kt < nk; ++kt) {
+        const int st = int(kt & 1);
+        const bool more = kt + 1 < nk;
+        if (more) {  // next stage's global loads in flight during this stage's MMAs
+            al.load(p, w, ws, m0, (kt + 1) * kBK);
+            xl.load(p, xcol, (kt + 1) * kBK);
+        }
+        const uint4* as = a_s + st * C::kAUnits;
+        const uint4* bs = b_s + st * XS * C::kBUnits;
+#pragma unroll
+        for (int ks = 0; ks < kBK / 16; ++ks) {
+            uint32_t af[4][4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                ldmatrix_x4(af[i], as + swz(wm * 64 + i * 16 + (lane & 15), ks * 2 + (lane >> 4)));
+#pragma unroll
+            for (int x = 0; x < XS; ++x) {
+                uint32_t bf[NI][2];
+#pragma unroll
+                for (int jp = 0; jp < NI / 2; ++jp) {
+                    uint32_t r[4];
+                    const int n = wn * C::kWN + jp * 16 + (lane & 7) + ((lane >> 4) << 3);
+                    ldmatrix_x4(r, bs + x * C::kBUnits + swz(n, ks * 2 + ((lane >> 3) & 1)));
+                    bf[2 * jp][0] = r[0];
+                    bf[2 * jp][1] = r[1];
+                    bf[2 * jp + 1][0] = r[2];
+                    bf[2 * jp + 1][1] = r[3];
+                }
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+#pragma unroll
+                    for (int j = 0; j < NI; ++j) mma_bf16(acc[i][j], af[i], bf[j][0], bf[j][1]);
+            }
+        }
+        if (more) {
+            al.store(a_s + (st ^ 1) * C::kAUnits);
+            xl.store(b_s + (st ^ 1) * XS * C::kBUnits, C::kBUnits);
+        }
+        __syncthreads();
+    }
+
+    // Epilogue: fragment (i, j) holds rows g and g + 8 of its m16 block, columns 2 * tq, 2 * tq + 1.
+    const int g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int64_t m = m0 + wm * 64 + i * 16 + g + 8 * h;
+            if (m >= p.M) continue;
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    uint8_t* d = dcol[wn * C::kWN + j * 8 + 2 * tq + e];
+                    if (d) *reinterpret_cast<float*>(d + m * 4) = acc[i][j][2 * h + e] * scale;
+                }
+        }
+}
+
+template <int WT>
+__device__ __forceinline__ float slice_scale(const MmaParams& p, int64_t i2, int64_t i3) {
+    if constexpr (WT == GLM_TYPE_NVFP4) return p.global[i2 + i3 * p.w_ne2] * float(1 << kFp4Shift);
+    else return 1.0f;
+}
+
+// Two blocks per SM (<= 128 registers) except where the 64 x 32 warp tiles of the big tiles would
+// spill: with hi/lo fragments (XS == 2), and on sm_100 / sm_120, whose ptxas spills ~350 bytes for
+// the 128 x 128 bf16 tile at 128 registers.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
+constexpr bool kWideRegs = true;
+#else
+constexpr bool kWideRegs = false;
+#endif
+template <int BM, int BN, int XS>
+constexpr int kMinBlocks = BM * BN >= 128 * 128 && (XS == 2 || (kWideRegs && BN == 128)) ? 1 : 2;
+
+// grid: x = M tiles, y = tiles of BN columns, z = slices (grid-stride). dynamic smem: TileCfg::kSmem.
+template <int WT, int BM, int BN, int XS>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, XS>) mma_mul_mat_kernel(const MmaParams p) {
+    using C = TileCfg<BM, BN, XS>;
+    extern __shared__ uint4 smem[];
+    uint4* a_s = smem;
+    uint4* b_s = smem + 2 * C::kAUnits;
+    uint8_t** dcol = reinterpret_cast<uint8_t**>(b_s + 2 * XS * C::kBUnits);
+    const uint8_t** xcol = const_cast<const uint8_t**>(dcol + BN);
+    const int64_t m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
+    for (int64_t s = blockIdx.z; s < p.n_slices; s += gridDim.z) {
+        const int64_t b2 = s % p.ne2, b3 = s / p.ne2, i2 = b2 / p.r2, i3 = b3 / p.r3;
+        __syncthreads();  // the previous slice's epilogue is done with dcol
+        for (int n = int(threadIdx.x); n < BN; n += kThreads) {
+            const bool in = n0 + n < p.N;
+            xcol[n] = in ? p.x + (n0 + n) * p.x_nb1 + b2 * p.x_nb2 + b3 * p.x_nb3 : nullptr;
+            dcol[n] = in ? p.dst + (n0 + n) * p.d_nb1 + b2 * p.d_nb2 + b3 * p.d_nb3 : nullptr;
+        }
+        __syncthreads();
+        const uint8_t* w = p.w + i2 * p.w_nb2 + i3 * p.w_nb3;
+        const uint8_t* ws = WT == GLM_TYPE_NVFP4 ? p.ws + i2 * p.s_nb2 + i3 * p.s_nb3 : nullptr;
+        gemm_tile<WT, BM, BN, XS>(p, w, ws, slice_scale<WT>(p, i2, i3), m0, a_s, b_s, xcol, dcol);
+    }
+}
+
+// grid: x = M tiles, y = an upper bound of the expert token tiles (g_tiles; blocks past g_n_tiles
+// exit). dynamic smem: TileCfg::kSmem.
+template <int WT, int BM, int BN, int XS>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, XS>) mma_mul_mat_id_kernel(const MmaParams p) {
+    using C = TileCfg<BM, BN, XS>;
+    if (int(blockIdx.y) >= g_n_tiles) return;
+    extern __shared__ uint4 smem[];
+    uint4* a_s = smem;
+    uint4* b_s = smem + 2 * C::kAUnits;
+    uint8_t** dcol = reinterpret_cast<uint8_t**>(b_s + 2 * XS * C::kBUnits);
+    const uint8_t** xcol = const_cast<const uint8_t**>(dcol + BN);
+    const int4 tile = g_tiles[blockIdx.y];
+    const int64_t e = tile.x;
+    for (int n = int(threadIdx.x); n < BN; n += kThreads) {
+        if (n < tile.z) {
+            const int s = g_pairs[tile.y + n];
+            const int64_t j = s % p.n_used, t = s / p.n_used;
+            xcol[n] = p.x + (p.x_bcast ? 0 : j) * p.x_nb1 + t * p.x_nb2;
+            dcol[n] = p.dst + j * p.d_nb1 + t * p.d_nb2;
+        } else {
+            xcol[n] = nullptr;
+            dcol[n] = nullptr;
+        }
+    }
+    __syncthreads();
+    const uint8_t* w = p.w + e * p.w_nb2;
+    const uint8_t* ws = WT == GLM_TYPE_NVFP4 ? p.ws + e * p.s_nb2 : nullptr;
+    gemm_tile<WT, BM, BN, XS>(p, w, ws, slice_scale<WT>(p, e, 0), int64_t(blockIdx.x) * BM, a_s, b_s, xcol, dcol);
+}
+
+// ---- grouping of (token, slot) pairs by expert -------------------------------------------------------
+
+// Exclusive prefix sum over the block (1024 threads); *total gets the sum of all v.
+__device__ __forceinline__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
+    const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+    int incl = v;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += y;
+    }
+    if (lane == 31) warp_sums[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+        int s = warp_sums[lane];  // 32 warps
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const int y = __shfl_up_sync(0xffffffffu, s, off);
+            if (lane >= off) s += y;
+        }
+        warp_sums[lane] = s;
+    }
+    __syncthreads();
+    const int result = (warp > 0 ? warp_sums[warp - 1] : 0) + incl - v;
+    *total = warp_sums[31];
+    __syncthreads();  // warp_sums is free for the next scan
+    return result;
+}
+
+__device__ __forceinline__ int read_id(const uint8_t* ids, int64_t nb0, int64_t nb1, int n_used, int s) {
+    return *reinterpret_cast<const int32_t*>(ids + int64_t(s % n_used) * nb0 + int64_t(s / n_used) * nb1);
+}
+
+// One block. ids: I32 [n_used, n_pairs / n_used]; writes g_pairs, g_tiles, g_n_tiles.
+__global__ void __launch_bounds__(kGroupThreads) group_kernel(const uint8_t* ids, int64_t nb0, int64_t nb1, int n_used,
+                                                             int n_pairs, int n_experts, int bn) {
+    __shared__ int cnt[kMmaMaxExperts], first[kMmaMaxExperts], cursor[kMmaMaxExperts], tile0[kMmaMaxExperts + 1];
+    __shared__ int warp_sums[32];
+    const int tid = int(threadIdx.x), lane = tid & 31;
+    for (int e = tid; e < n_experts; e += kGroupThreads) cnt[e] = 0;
+    __syncthreads();
+    // Warp-aggregated increments: lanes with the same expert add once (a hot expert would otherwise
+    // serialise thousands of atomics on one address). Rank within the peers = lane order.
+    auto add_pair = [&](int* counters, int s, bool valid, int* pos) {
+        const unsigned active = __ballot_sync(0xffffffffu, valid);
+        if (!valid) return;
+        const int e = read_id(ids, nb0, nb1, n_used, s);
+        if (e < 0 || e >= n_experts) __trap();  // the CPU backend asserts the same
+        const unsigned peers = __match_any_sync(active, e);
+        const int leader = __ffs(int(peers)) - 1;
+        int base = 0;
+        if (lane == leader) base = atomicAdd(&counters[e], __popc(peers));
+        base = __shfl_sync(peers, base, leader);
+        if (pos) *pos = base + __popc(peers & ((1u << lane) - 1u));
+    };
+    for (int s0 = 0; s0 < n_pairs; s0 += kGroupThreads) add_pair(cnt, s0 + tid, s0 + tid < n_pairs, nullptr);
+    __syncthreads();
+
+    const int c = tid < n_experts ? cnt[tid] : 0;
+    int n_total = 0, tiles_total = 0;
+    const int f = block_exclusive_scan(c, warp_sums, &n_total);
+    const int t0 = block_exclusive_scan((c + bn - 1) / bn, warp_sums, &tiles_total);
+    if (tid < n_experts) {
+        first[tid] = f;
+        cursor[tid] = f;
+        tile0[tid] = t0;
+    }
+    if (tid == 0) {
+        tile0[n_experts] = tiles_total;
+        g_n_tiles = tiles_total;
+    }
+    __syncthreads();
+    for (int i = tid; i < tiles_total; i += kGroupThreads) {
+        int lo = 0, hi = n_experts - 1;  // the last expert whose first tile is <= i (it owns tile i)
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) >> 1;
+            if (tile0[mid] <= i) lo = mid;
+            else hi = mid - 1;
+        }
+        const int r = i - tile0[lo];
+        g_tiles[i] = make_int4(lo, first[lo] + r * bn, min(bn, cnt[lo] - r * bn), 0);
+    }
+    for (int s0 = 0; s0 < n_pairs; s0 += kGroupThreads) {
+        const int s = s0 + tid;
+        int pos = 0;
+        add_pair(cursor, s, s < n_pairs, &pos);
+        if (s < n_pairs) g_pairs[pos] = s;
+    }
+}
+
+// ---- launchers -------------------------------------------------------------------------------------
+
+bool aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) % uintptr_t(a) == 0; }
+
+// Every stride of a dimension with more than one element is a multiple of a.
+bool strides_aligned(const glm_tensor* t, int first_dim, int64_t a) {
+    for (int i = first_dim; i < 4; ++i)
+        if (t->ne[i] > 1 && int64_t(t->nb[i]) % a != 0) return false;
+    return true;
+}
+
+// Can the MMA path read w? Sets a_vec (BF16/F16 rows as 16-byte chunks).
+bool weight_ok(const glm_tensor* w, MmaActivations mode, int* a_vec) {
+    const int64_t K = w->ne[0];
+    switch (w->type) {
+        case GLM_TYPE_F16:
+            if (mode == MmaActivations::bf16x2) return false;  // f32-grade mode: F16 -> bf16 would not be
+            [[fallthrough]];
+        case GLM_TYPE_BF16:
+            if (w->nb[0] != 2) return false;  // transposed / permuted views: the f32 tiled path
+            *a_vec = aligned(w->data, 16) && strides_aligned(w, 1, 16) && K % 8 == 0;
+            return true;
+        case GLM_TYPE_NVFP4: {
+            const glm_tensor* s = w->block_scale;
+            const glm_tensor* g = w->global_scale;
+            if (!s || !g || s->type != GLM_TYPE_F8_E4M3 || g->type != GLM_TYPE_F32 || !glm_is_contiguous(g)) return false;
+            if (w->nb[0] != 1 || K % 16 != 0 || !aligned(w->data, 8) || !strides_aligned(w, 1, 8)) return false;
+            *a_vec = 1;
+            return true;
+        }
+        default: return false;  // F32 (routers, indexer weights: kept exact) and F8_E4M3: the f32 tiled path
+    }
+}
+
+bool x_vec_ok(const glm_tensor* x) {
+    return x->nb[0] == sizeof(float) && x->ne[0] % 4 == 0 && aligned(x->data, 16) && strides_aligned(x, 1, 16);
+}
+
+MmaParams base_params(const glm_tensor* w, const glm_tensor* x, glm_tensor* dst, int a_vec) {
+    MmaParams p{};
+    p.w = static_cast<const uint8_t*>(w->data);
+    p.w_nb0 = int64_t(w->nb[0]);
+    p.w_nb1 = int64_t(w->nb[1]);
+    p.w_nb2 = int64_t(w->nb[2]);
+    p.w_nb3 = int64_t(w->nb[3]);
+    p.w_ne2 = w->ne[2];
+    if (w->type == GLM_TYPE_NVFP4) {
+        const glm_tensor* s = w->block_scale;
+        GLM_ASSERT(s->ne[0] * GLM_NVFP4_BLOCK == w->ne[0] && s->ne[1] == w->ne[1] && s->ne[2] == w->ne[2] &&
+                   s->ne[3] == w->ne[3] && glm_nelements(w->global_scale) == w->ne[2] * w->ne[3]);
+        p.ws = static_cast<const uint8_t*>(s->data);
+        p.s_nb0 = int64_t(s->nb[0]);
+        p.s_nb1 = int64_t(s->nb[1]);
+        p.s_nb2 = int64_t(s->nb[2]);
+        p.s_nb3 = int64_t(s->nb[3]);
+        p.global = static_cast<const float*>(w->global_scale->data);
+    }
+    p.x = static_cast<const uint8_t*>(x->data);
+    p.x_nb0 = int64_t(x->nb[0]);
+    p.x_nb1 = int64_t(x->nb[1]);
+    p.x_nb2 = int64_t(x->nb[2]);
+    p.x_nb3 = int64_t(x->nb[3]);
+    p.dst = static_cast<uint8_t*>(dst->data);
+    p.d_nb1 = int64_t(dst->nb[1]);
+    p.d_nb2 = int64_t(dst->nb[2]);
+    p.d_nb3 = int64_t(dst->nb[3]);
+    p.K = w->ne[0];
+    p.M = w->ne[1];
+    p.a_vec = a_vec;
+    p.x_vec = x_vec_ok(x) ? 1 : 0;
+    return p;
+}
+
+// Opt in to more than 48 KiB of dynamic shared memory, once per kernel and device.
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes, std::atomic<uint64_t>& done_mask) {
+    if (bytes <= 48 * 1024) return;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    const uint64_t bit = uint64_t(1) << (dev & 63);
+    if (done_mask.load(std::memory_order_relaxed) & bit) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    done_mask.fetch_or(bit);
+}
+
+template <int WT, int BM, int BN, int XS>
+void launch_dense(CudaContext& ctx, const MmaParams& p) {
+    constexpr size_t smem = TileCfg<BM, BN, XS>::kSmem;
+    auto kernel = mma_mul_mat_kernel<WT, BM, BN, XS>;
+    static std::atomic<uint64_t> smem_done{0};
+    allow_smem(kernel, smem, smem_done);
+    const int64_t gy = ceil_div(p.N, BN);
+    GLM_ASSERT(gy <= 65535);
+    const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(gy), unsigned(std::min<int64_t>(p.n_slices, 65535)));
+    kernel<<<grid, kThreads, smem, ctx.stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int WT, int BM, int BN, int XS>
+void launch_grouped(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, int64_t n_experts) {
+    constexpr size_t smem = TileCfg<BM, BN, XS>::kSmem;
+    auto kernel = mma_mul_mat_id_kernel<WT, BM, BN, XS>;
+    static std::atomic<uint64_t> smem_done{0};
+    allow_smem(kernel, smem, smem_done);
+    const int64_t tile_bound = ceil_div(n_pairs, BN) + std::min(n_experts, n_pairs);
+    GLM_ASSERT(tile_bound <= kMaxTiles);
+    const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(tile_bound));
+    kernel<<<grid, kThreads, smem, ctx.stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int WT, int BM, int BN>
+void launch_dense_mode(CudaContext& ctx, const MmaParams& p, MmaActivations mode) {
+    if (mode == MmaActivations::bf16x2) launch_dense<WT, BM, BN, 2>(ctx, p);
+    else launch_dense<WT, BM, BN, 1>(ctx, p);
+}
+
+template <int WT, int BM, int BN>
+void launch_grouped_mode(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, int64_t n_experts, MmaActivations mode) {
+    if (mode == MmaActivations::bf16x2) launch_grouped<WT, BM, BN, 2>(ctx, p, n_pairs, n_experts);
+    else launch_grouped<WT, BM, BN, 1>(ctx, p, n_pairs, n_experts);
+}
+
+}  // namespace
+
+void cuda_mma_set_activations(MmaActivations mode) { g_activation_mode.store(int(mode)); }
+MmaActivations cuda_mma_activations() { return MmaActivations(g_activation_mode.load()); }
+
+bool cuda_mma_mul_mat(CudaContext& ctx, glm_tensor* dst) {
+    const glm_tensor* w = dst->src[0];
+    const glm_tensor* x = dst->src[1];
+    const MmaActivations mode = cuda_mma_activations();
+    int a_vec = 0;
+    if (x->type != GLM_TYPE_F32 || dst->type != GLM_TYPE_F32 || dst->nb[0] != sizeof(float)) return false;
+    if (!weight_ok(w, mode, &a_vec)) return false;
+    GLM_ASSERT(w->ne[0] == x->ne[0] && x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0);
+    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == x->ne[1] && dst->ne[2] == x->ne[2] && dst->ne[3] == x->ne[3]);
+    MmaParams p = base_params(w, x, dst, a_vec);
+    p.N = x->ne[1];
+    p.ne2 = x->ne[2];
+    p.r2 = x->ne[2] / w->ne[2];
+    p.r3 = x->ne[3] / w->ne[3];
+    p.n_slices = x->ne[2] * x->ne[3];
+    if (p.M == 0 || p.N == 0 || p.n_slices == 0) return true;
+    if (ceil_div(p.N, 64) > 65535) return false;
+    switch (w->type) {
+        case GLM_TYPE_NVFP4: launch_dense_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, p, mode); break;
+        case GLM_TYPE_BF16:
+            if (p.N > 64) launch_dense_mode<GLM_TYPE_BF16, 128, 128>(ctx, p, mode);
+            else launch_dense_mode<GLM_TYPE_BF16, 128, 64>(ctx, p, mode);
+            break;
+        default:  // F16
+            if (p.N > 64) launch_dense_mode<GLM_TYPE_F16, 128, 128>(ctx, p, mode);
+            else launch_dense_mode<GLM_TYPE_F16, 128, 64>(ctx, p, mode);
+            break;
+    }
+    return true;
+}
+
+bool cuda_mma_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
+    const glm_tensor* w = dst->src[0];
+    const glm_tensor* x = dst->src[1];
+    const glm_tensor* ids = dst->src[2];
+    const MmaActivations mode = cuda_mma_activations();
+    int a_vec = 0;
+    if (w->type != GLM_TYPE_BF16 && w->type != GLM_TYPE_NVFP4) return false;
+    if (x->type != GLM_TYPE_F32 || dst->type != GLM_TYPE_F32 || dst->nb[0] != sizeof(float)) return false;
+    if (ids->type != GLM_TYPE_I32 || w->ne[3] != 1 || w->ne[2] > kMmaMaxExperts) return false;
+    if (!weight_ok(w, mode, &a_vec)) return false;
+    GLM_ASSERT(x->ne[2] == ids->ne[1] && (x->ne[1] == 1 || x->ne[1] == ids->ne[0]) && w->ne[0] == x->ne[0]);
+    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == ids->ne[0] && dst->ne[2] == ids->ne[1]);
+    const int64_t n_used = ids->ne[0], T = ids->ne[1], E = w->ne[2];
+    if (n_used > kMmaMaxPairs) return false;
+    MmaParams p = base_params(w, x, dst, a_vec);
+    p.N = 0;  // columns come from the tile table
+    p.n_used = int(n_used);
+    p.x_bcast = x->ne[1] == 1 ? 1 : 0;
+    if (p.M == 0 || n_used * T == 0) return true;
+
+    // Token chunks of at most kMmaMaxPairs pairs share the scratch one after another (same stream).
+    const int64_t chunk = kMmaMaxPairs / n_used;
+    const bool narrow = n_used * T <= 40 * E;  // few pairs per expert on average: 32-wide token tiles
+    const int bn = w->type == GLM_TYPE_NVFP4 && narrow ? 32 : 64;
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t tc = std::min(chunk, T - t0), n_pairs = tc * n_used;
+        const uint8_t* ids_c = static_cast<const uint8_t*>(ids->data) + t0 * int64_t(ids->nb[1]);
+        group_kernel<<<1, kGroupThreads, 0, ctx.stream>>>(ids_c, int64_t(ids->nb[0]), int64_t(ids->nb[1]), int(n_used),
+                                                          int(n_pairs), int(E), bn);
+        CUDA_CHECK_LAUNCH();
+        MmaParams c = p;
+        c.x += t0 * p.x_nb2;
+        c.dst += t0 * p.d_nb2;
+        if (w->type == GLM_TYPE_BF16) launch_grouped_mode<GLM_TYPE_BF16, 128, 64>(ctx, c, n_pairs, E, mode);
+        else if (bn == 32) launch_grouped_mode<GLM_TYPE_NVFP4, 256, 32>(ctx, c, n_pairs, E, mode);
+        else launch_grouped_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, c, n_pairs, E, mode);
+    }
+    return true;
+}

@@ -1,0 +1,103 @@
+// Tensor parallelism on CPU ranks (the host communicator): every fixture and the bundled model split
+// over 2 and 4 ranks give the same greedy continuation and the same logits as one rank. The split
+// itself (heads, intermediate shares, vocabulary rows, NVFP4 column blocks) is what is under test;
+// the GPU communicators are tested against the host one in tests/tp.
+#include <doctest/doctest.h>
+
+#include "engine/sampler.h"
+#include "model-fixture.h"
+#include "spec-check.h"
+
+namespace {
+
+std::vector<std::unique_ptr<glm_backend>> cpu_ranks(int n) {
+    std::vector<std::unique_ptr<glm_backend>> out;
+    for (int r = 0; r < n; ++r) out.push_back(glm_backend_cpu_create(1));
+    return out;
+}
+
+// Prompt prefill then `steps` greedy tokens; the logits of every step are appended to `logits`.
+std::vector<int32_t> greedy_run(Session& s, std::vector<int32_t> prompt, int steps, int64_t vocab,
+                                std::vector<float>& all_logits) {
+    std::vector<int32_t> out;
+    std::vector<float> logits;
+    REQUIRE(s.eval(prompt.data(), int64_t(prompt.size()), &logits).ok());
+    for (int i = 0; i < steps; ++i) {
+        all_logits.insert(all_logits.end(), logits.begin(), logits.end());
+        const int32_t next = argmax(logits.data(), vocab);
+        out.push_back(next);
+        REQUIRE(s.eval(&next, 1, &logits).ok());
+    }
+    return out;
+}
+
+void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int steps) {
+    SessionParams p;
+    p.n_ctx = int64_t(prompt.size()) + steps + 1;
+    p.kv_type = GLM_TYPE_F32;
+    TpTestModel one;
+    REQUIRE(one.load(dir, cpu_ranks(1)).ok());
+    std::vector<float> ref_logits;
+    const std::vector<int32_t> ref = greedy_run(*one.session(p), prompt, steps, one.model.hp.n_vocab, ref_logits);
+    for (int n : {2, 4}) {
+        CAPTURE(n);
+        TpTestModel tp;
+        const Status st = tp.load(dir, cpu_ranks(n));
+        REQUIRE_MESSAGE(st.ok(), st.message());
+        REQUIRE(tp.model.ranks.size() == size_t(n));
+        // Each rank holds a share of the split tensors (not a copy).
+        CHECK(tp.model.ranks[0].tensors.layers[0].q_b->ne[1] * n == one.model.tensors().layers[0].q_b->ne[1]);
+        auto session = tp.session(p);
+        std::vector<float> logits;
+        const std::vector<int32_t> ids = greedy_run(*session, prompt, steps, tp.model.hp.n_vocab, logits);
+        CHECK(ids == ref);
+        REQUIRE(logits.size() == ref_logits.size());
+        const double err = rel_error(logits.data(), ref_logits.data(), logits.size());
+        MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, ": ", steps, " greedy tokens identical=", ids == ref,
+                ", logits rel. error ", err);
+        CHECK(err <= 1e-4);  // f32 on both sides: only the summation order of the partial sums differs
+
+        // The device-side greedy path (max_arg pairs per rank) picks what argmax over all logits picks.
+        auto greedy = tp.session(p);
+        int32_t next = -1;
+        REQUIRE(greedy->eval_greedy(prompt.data(), int64_t(prompt.size()), &next).ok());
+        CHECK(next == ref[0]);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("tensor parallel over 2 and 4 CPU ranks equals one rank on every fixture") {
+    for (const std::string& name : fixture_names()) {
+        CAPTURE(name);
+        ModelFixture fx;
+        fx.load(name);
+        compare_tp(fx.dir, fx.prompt(2), 32);
+    }
+}
+
+TEST_CASE("tensor parallel: the bundled model over 4 ranks") {
+    const std::string dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-tiny";
+    compare_tp(dir, {1, 50, 300, 7, 1000, 22, 5}, 32);
+}
+
+TEST_CASE("tensor parallel: a split that does not divide is a usage error") {
+    ModelFixture fx;
+    fx.load("dense_moe");
+    TpTestModel tp;
+    const Status st = tp.load(fx.dir, cpu_ranks(3));  // 4 heads over 3 ranks
+    CHECK(st.kind() == ErrorKind::usage);
+    CHECK(st.message().find("num_attention_heads") != std::string::npos);
+    TpTestModel eight;
+    const Status st8 = eight.load(fx.dir, cpu_ranks(8));  // 4 heads over 8 ranks
+    CHECK(st8.kind() == ErrorKind::usage);
+}
+
+TEST_CASE("tensor parallel: MTP speculative decoding stays lossless over 4 CPU ranks") {
+    const std::string dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-tiny";
+    TpTestModel tp;
+    REQUIRE(tp.load(dir, cpu_ranks(4)).ok());
+    REQUIRE(tp.model.tensors().has_mtp);
+    const std::vector<int32_t> prompt = {1, 50, 300, 7, 1000, 22, 5, 91, 4000, 12};
+    check_lossless([&](SessionParams p) { return tp.session(p); }, prompt, 512, 64, "glm-tiny TP=4", false);
+}
