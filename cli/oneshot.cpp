@@ -110,6 +110,7 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     p.session.attn = o.attn == "dense" ? AttnMode::dense : AttnMode::dsa;
     p.session.dump_names = o.dump_tensors;
     p.session.dump_dir = o.dump_dir;
+    p.session.replay_decode = !o.no_graph_replay;
     // Room for the verify graph whenever MTP may run (its arena share is a few rows of logits).
     if (o.mtp != "off") p.session.n_verify = o.n_draft + 1;
     if (!o.kv_type.empty()) {

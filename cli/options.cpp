@@ -58,6 +58,10 @@ Backend:
   -tp N                   tensor parallel over GPUs 0..N-1
       --no-p2p            all-reduce through NCCL only (no peer-to-peer
                           path)
+      --no-graph-replay   launch every decode step node by node (no CUDA
+                          graph replay; for comparisons)
+      --precise           f32-grade activations in the GPU's prefill GEMMs
+                          (about half their speed; default bf16)
   -t, --threads N         CPU threads (default: all cores)
       --kv-type T         KV cache type: f32 | bf16 | f16 | fp8
       --attn dsa|dense    sparse (DSA, default) or dense attention
@@ -116,6 +120,7 @@ void apply_engine_flags(const CliOptions& o, EngineParams& p) {
     p.gpus = o.gpus;
     p.n_cpu_ranks = o.cpu && o.tp > 0 ? o.tp : 1;
     p.p2p = o.p2p;
+    p.precise = o.precise;
     p.synthetic = o.synthetic;
     p.synthetic_seed = o.synthetic_seed;
 }
@@ -215,6 +220,8 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     app.add_flag("--cpu", o.cpu);
     bool no_p2p = false;
     app.add_flag("--no-p2p", no_p2p);
+    app.add_flag("--no-graph-replay", o.no_graph_replay);
+    app.add_flag("--precise", o.precise);
     auto* opt_gpus = app.add_option("--gpus", gpus);
     auto* opt_tp = app.add_option("--tensor-parallel", tp);
     app.add_option("-t,--threads", o.threads);

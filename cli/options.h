@@ -41,6 +41,8 @@ struct CliOptions {
     std::vector<int> gpus;            // --gpus / -tp (GPU ids; empty with --cpu)
     int tp = 0;                       // -tp N as given (0: absent); with --cpu, N CPU ranks
     bool p2p = true;                  // --no-p2p: NCCL for every all-reduce
+    bool no_graph_replay = false;     // --no-graph-replay
+    bool precise = false;             // --precise
     int threads = 0;                  // -t
     std::string kv_type;              // --kv-type
     std::string attn = "dsa";         // --attn

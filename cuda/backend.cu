@@ -3,7 +3,12 @@
 #include <vector>
 
 #include "cuda/backend.h"
+#include "cuda/gemm-mma.cuh"
 #include "cuda/ops.cuh"
+
+void glm_cuda_set_precise_prefill(bool precise) {
+    cuda_mma_set_activations(precise ? MmaActivations::bf16x2 : MmaActivations::bf16);
+}
 
 int glm_cuda_device_count() {
     int n = 0;

@@ -121,6 +121,7 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
             for (size_t j = 0; j < i; ++j)
                 if (gpus[j] == gpus[i]) return Status::usage("--gpus lists GPU {} twice: give each GPU once", gpus[i]);
         }
+        glm_cuda_set_precise_prefill(params.precise);
         for (int device : gpus) {
             std::unique_ptr<glm_backend> b;
             GLM_TRY(glm_backend_cuda_create(device, b));

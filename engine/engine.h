@@ -21,6 +21,9 @@ struct EngineParams {
     int n_cpu_ranks = 1;           // --cpu with -tp N: N CPU ranks through the host communicator (tests)
     bool synthetic = false;        // --synthetic: seeded random weights of the config's shapes, no shards
     uint64_t synthetic_seed = 1;
+    // --precise: tensor-core GEMMs (prefill, N > 8) take f32-grade activations (bf16 hi + lo split,
+    // about half the rate) instead of bf16-rounded ones; for comparisons against f32 references.
+    bool precise = false;
     bool p2p = true;               // --no-p2p: NCCL for every all-reduce (no custom peer-to-peer path)
 };
 

@@ -20,36 +20,39 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 log "configure + build (sm_90)"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
       -DGLMRUN_DEPS_DIR="$PWD/.deps" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-if ! cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1; then
+if ! cmake --build build-gpu -j "$(nproc)" --target glmrun test-cuda test-ops test-model glmrun-bench-kernels > "$OUT/build.log" 2>&1; then
   grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
 fi
 log "build ok"
 
-log "tests: cuda, model, op, arena, loader"
-ctest --test-dir build-gpu -L "cuda|model|op|arena|loader" --output-on-failure -j 4 > "$OUT/ctest.log" 2>&1
+log "tests: test-cuda (ops, graphs, fixtures, tiny), test-ops, test-model"
+ctest --test-dir build-gpu -R "^test-cuda|^test-ops$|^test-model$" --output-on-failure -j 4 --timeout 400 > "$OUT/ctest.log" 2>&1
 rc=$?
 grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest.log" | tee -a "$OUT/summary.txt"
-build-gpu/tests/cuda/test-cuda -s 2>&1 | grep -E "MESSAGE|ERROR|rel. error|differ" | head -60 > "$OUT/cuda-messages.txt"
+build-gpu/tests/cuda/test-cuda -s 2>&1 | grep -E "MESSAGE|ERROR|rel. error|differ|nmse" | head -120 > "$OUT/cuda-messages.txt"
 grep -E "ERROR" -A3 "$OUT/ctest.log" | head -80 >> "$OUT/summary.txt"
 
 log "compute-sanitizer memcheck (op cases)"
-timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/memcheck.log" 2>&1
+timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*,cuda graph*" > "$OUT/memcheck.log" 2>&1
 echo "memcheck rc=$?" | tee -a "$OUT/summary.txt"; grep -E "ERROR SUMMARY|Invalid" "$OUT/memcheck.log" | head -5 | tee -a "$OUT/summary.txt"
 log "compute-sanitizer racecheck (op cases)"
-timeout 200 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/racecheck.log" 2>&1
+timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$OUT/racecheck.log" 2>&1
 echo "racecheck rc=$?" | tee -a "$OUT/summary.txt"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|hazard" "$OUT/racecheck.log" | head -5 | tee -a "$OUT/summary.txt"
 
 log "glmrun GPU vs CPU greedy ids (dense_moe)"
 ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('tests/fixtures/dense_moe/reference.json'))['prompts'][2])))")
-gpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids 2>"$OUT/glmrun-gpu.err")
+gpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids --precise 2>"$OUT/glmrun-gpu.err")
 cpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --cpu --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids 2>"$OUT/glmrun-cpu.err")
 echo "gpu: $gpu" | tee -a "$OUT/summary.txt"; echo "cpu: $cpu" | tee -a "$OUT/summary.txt"
 [[ -n "$gpu" && "$gpu" == "$cpu" ]] && log "GPU == CPU" || log "GPU != CPU"
 
 if [[ "${1:-}" == "--bench" ]]; then
-  log "kernel benchmark (torch/cuBLAS first, then glmrun's kernels)"
-  python3 scripts/bench-torch.py --json "$OUT/torch.json" > "$OUT/torch.md" 2> "$OUT/torch.err"
-  build-gpu/bench/glmrun-bench-kernels --torch "$OUT/torch.json" --json "$OUT/kernels.json" > "$OUT/kernels.md" 2> "$OUT/kernels.err"
-  cat "$OUT/kernels.md"
+  log "decode on the bundled model: replayed graph vs node by node"
+  build-gpu/glmrun --bench --bench-ctx 256,1k --bench-reps 2 -n 64 > "$OUT/bench-tiny-replay.md" 2>&1
+  build-gpu/glmrun --bench --bench-ctx 256,1k --bench-reps 2 -n 64 --no-graph-replay > "$OUT/bench-tiny-eager.md" 2>&1
+  grep -E "^\|" "$OUT/bench-tiny-replay.md" "$OUT/bench-tiny-eager.md" | head -20 | tee -a "$OUT/summary.txt"
+  log "kernel benchmark: prefill GEMMs vs cuBLAS, then decode kernels"
+  timeout 150 build-gpu/bench/glmrun-bench-kernels --only prefill --json "$OUT/prefill.json" > "$OUT/kernels.md" 2> "$OUT/kernels.err"
+  cat "$OUT/kernels.md" | tee -a "$OUT/summary.txt"
 fi
 exit $rc

@@ -1,17 +1,29 @@
 // The whole forward pass on the GPU against transformers' fixtures and against the CPU backend.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
 
 #include "cuda-test-util.h"
+#include "cuda/gemm-mma.cuh"
 #include "engine/sampler.h"
 #include "model-fixture.h"
+
+// The prefill GEMMs' activation mode for the duration of a test.
+struct MmaMode {
+    explicit MmaMode(MmaActivations mode) : saved(cuda_mma_activations()) { cuda_mma_set_activations(mode); }
+    ~MmaMode() { cuda_mma_set_activations(saved); }
+    MmaActivations saved;
+};
 
 TEST_CASE("fixtures on CUDA: prefill logits, greedy continuation, decode == CPU") {
     if (glm_cuda_device_count() == 0) {
         MESSAGE("no CUDA device: skipping");
         return;
     }
+    // f32-grade activations (--precise): the random fixtures' routers and indexers have near-ties
+    // that bf16-rounded prefill activations flip (see the next test), so exactness is checked here.
+    MmaMode precise(MmaActivations::bf16x2);
     for (const std::string& name : fixture_names()) {
         CAPTURE(name);
         auto cuda = cuda_backend_or_skip();
@@ -29,9 +41,7 @@ TEST_CASE("fixtures on CUDA: prefill logits, greedy continuation, decode == CPU"
             const size_t offset = pre["logits_offset"].get<size_t>();
             const double err = rel_error(logits.data(), fx.logits.f32.data() + offset * size_t(vocab), logits.size());
             MESSAGE(name, " prompt ", i, ": logits rel. error on CUDA ", err);
-            // Prefill GEMMs (N > 8) round activations to bf16 on tensor cores: the bound for
-            // bf16 activations; decode (N = 1) stays f32 (the greedy runs below and the replay test).
-            CHECK(err <= 2e-2);
+            CHECK(err <= 1e-4);
         }
         for (size_t g = 0; g < fx.ref["greedy"].size(); ++g) {
             const auto& greedy = fx.ref["greedy"][g];
@@ -50,6 +60,38 @@ TEST_CASE("fixtures on CUDA: prefill logits, greedy continuation, decode == CPU"
             }
             CHECK(got == expected);
         }
+    }
+}
+
+TEST_CASE("fixtures on CUDA with bf16 prefill activations (the default): what near-ties cost") {
+    if (glm_cuda_device_count() == 0) return;
+    MmaMode fast(MmaActivations::bf16);
+    // Reported, not bounded: on random tiny models a router or indexer near-tie flips under bf16
+    // rounding and moves the logits a lot; the trained bundled model below is the bounded case.
+    for (const std::string& name : fixture_names()) {
+        ModelFixture fx;
+        fx.load_on(name, cuda_backend_or_skip());
+        const auto& pre = fx.ref["prefill"][0];
+        const std::vector<int32_t> tokens = fx.prompt(pre["prompt"].get<size_t>());
+        SessionParams p;
+        p.n_ctx = p.n_ubatch = int64_t(tokens.size());
+        p.logits_all = true;
+        std::vector<float> logits;
+        EvalCapture cap;
+        REQUIRE(fx.session(p)->eval(tokens.data(), int64_t(tokens.size()), &logits, &cap).ok());
+        int64_t flipped = 0, compared = 0;
+        for (auto it = pre["expert_ids"].begin(); it != pre["expert_ids"].end(); ++it)
+            for (size_t s = 0; s < tokens.size(); ++s, ++compared) {
+                auto want = it.value()[s].get<std::vector<int32_t>>();
+                auto got = cap.experts[std::stoul(it.key())][s];
+                std::sort(want.begin(), want.end());
+                std::sort(got.begin(), got.end());
+                flipped += want != got;
+            }
+        const size_t offset = pre["logits_offset"].get<size_t>();
+        const double err = rel_error(logits.data(), fx.logits.f32.data() + offset * size_t(fx.hp.n_vocab), logits.size());
+        MESSAGE(name, " prompt 0 with bf16 activations: logits rel. error ", err, ", expert choices changed at ", flipped,
+                " of ", compared, " (layer, position) pairs");
     }
 }
 
