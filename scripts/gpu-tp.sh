@@ -22,10 +22,14 @@ log "configure + build (sm_90) on $N GPUs"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
       -DGLMRUN_DEPS_DIR="$PWD/.deps" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
 grep -i nccl "$OUT/configure.log" | tee -a "$OUT/summary.txt"
-if ! cmake --build build-gpu -j "$(nproc)" --target glmrun test-tp-model test-allreduce glmrun-bench-allreduce > "$OUT/build.log" 2>&1; then
+if ! cmake --build build-gpu -j "$(nproc)" --target glmrun test-tp-model test-allreduce glmrun-bench-allreduce test-cuda > "$OUT/build.log" 2>&1; then
   grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
 fi
 log "build ok"
+
+log "one GPU: fixtures (precise) and the bf16 near-tie report"
+timeout 200 build-gpu/tests/cuda/test-cuda -tc="fixtures on CUDA*,bundled*" > "$OUT/test-cuda-fixtures.log" 2>&1
+echo "test-cuda fixtures rc=$?" | tee -a "$OUT/summary.txt"; grep -E "MESSAGE|ERROR|test cases" "$OUT/test-cuda-fixtures.log" | head -40 | tee -a "$OUT/summary.txt"
 
 log "all-reduce: custom vs NCCL vs host"
 timeout 300 build-gpu/tests/tp/test-allreduce > "$OUT/test-allreduce.log" 2>&1
