@@ -308,8 +308,8 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                 }
                 if (i == k_warmup) t_start = now_s();
                 const double ts = now_s();
-                GLM_TRY(session.eval(&tok, 1, &logits));
-                tok = argmax(logits.data(), n_vocab);
+                // Greedy on the device, as plain greedy generation runs: only the id comes back.
+                GLM_TRY(session.eval_greedy(&tok, 1, &tok));
                 if (i >= k_warmup) times.push_back(now_s() - ts);
             }
             if (interrupted) break;
@@ -329,6 +329,37 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         rows.push_back(std::move(row));
     }
 
+    // Expert usage over one prompt (synthetic weights must spread tokens like real ones): per MoE
+    // layer, how many experts got a token, and tokens per expert over all layers.
+    std::string usage;
+    if (!interrupted && hp.n_expert > 0) {
+        const int64_t n = std::min<int64_t>(128, run.front() - budget);
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        std::mt19937_64 rng(7);
+        for (int32_t& t : ids) t = int32_t(rng() % uint64_t(n_vocab));
+        session.reset();
+        EvalCapture cap;
+        GLM_TRY(session.eval(ids.data(), n, nullptr, &cap));
+        std::vector<int64_t> per_expert(static_cast<size_t>(hp.n_expert), 0);
+        double used_sum = 0;
+        int64_t moe_layers = 0;
+        for (const auto& layer : cap.experts) {
+            if (layer.empty()) continue;
+            std::vector<bool> used(static_cast<size_t>(hp.n_expert), false);
+            for (const auto& pos : layer)
+                for (int32_t e : pos) ++per_expert[size_t(e)], used[size_t(e)] = true;
+            used_sum += double(std::count(used.begin(), used.end(), true));
+            ++moe_layers;
+        }
+        std::vector<int64_t> sorted = per_expert;
+        std::sort(sorted.begin(), sorted.end());
+        if (moe_layers > 0)
+            usage = fmt::format("- expert usage ({} tokens x {} MoE layers x {} slots): {:.1f} of {} experts used per layer "
+                                "on average; tokens per expert over all layers min {} / median {} / max {}\n",
+                                n, moe_layers, hp.n_expert_used, used_sum / double(moe_layers), hp.n_expert,
+                                sorted.front(), sorted[sorted.size() / 2], sorted.back());
+    }
+
     const ModelInfo& info = engine->info();
     const std::string kv_name = glm_type_name(session.params().kv_type);
     const char* attn_name = session.params().attn == AttnMode::dense ? "dense" : "dsa";
@@ -342,6 +373,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     header += fmt::format("- attention: {}, index pattern {}; kv {}\n", attn_name, describe_index_pattern(hp), kv_name);
     header += fmt::format("- weights: {}\n", info.synthetic ? fmt::format("synthetic (seed {})", o.synthetic_seed)
                                                              : std::string("from the checkpoint"));
+    header += usage;
     for (const std::string& why : skipped) header += "- skipped: " + why + "\n";
     std::string table = header + "\n" + fmt::format("| context | prompt tokens | prefill tok/s (cold) | TTFT (ms) | decode tok/s |\n"
                                     "|--------:|--------------:|---------------------:|----------:|-------------:|\n");

@@ -134,9 +134,9 @@ public:
         if (profiling_)
             return Status::device("{}: cannot capture with profiling on (per-node timing is for eager runs)", name_);
         cudaError_t err = cudaSetDevice(ctx_.device);
-        // Thread-local mode: an unsafe call made by this thread invalidates the capture; other
-        // threads (other devices' backends) are not affected.
-        if (err == cudaSuccess) err = cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal);
+        // Relaxed mode: one host thread records every rank's stream at once (tensor parallelism), and
+        // the other modes refuse to instantiate one rank's graph while another rank still records.
+        if (err == cudaSuccess) err = cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeRelaxed);
         if (err != cudaSuccess) return device_error("cudaStreamBeginCapture", err);
         capturing_ = true;
         return {};
