@@ -28,7 +28,7 @@ fi
 log "build ok"
 
 log "one GPU: fixtures (precise) and the bf16 near-tie report"
-timeout 200 build-gpu/tests/cuda/test-cuda -tc="fixtures on CUDA*,bundled*" > "$OUT/test-cuda-fixtures.log" 2>&1
+timeout 240 build-gpu/tests/cuda/test-cuda -tc="fixtures on CUDA*,bundled*,every op*,cuda graph*" > "$OUT/test-cuda-fixtures.log" 2>&1
 echo "test-cuda fixtures rc=$?" | tee -a "$OUT/summary.txt"; grep -E "MESSAGE|ERROR|test cases" "$OUT/test-cuda-fixtures.log" | head -40 | tee -a "$OUT/summary.txt"
 
 log "all-reduce: custom vs NCCL vs host"
@@ -59,4 +59,7 @@ for tp in 1 2 4; do
       --bench-ctx 256,4k --bench-reps 2 -n 64 > "$OUT/bench-mid-tp$tp.md" 2>&1
   echo "-- tp $tp rc=$?" >> "$OUT/bench-mid.md"; cat "$OUT/bench-mid-tp$tp.md" >> "$OUT/bench-mid.md"
 done
-grep -E "^\| (256|4k) |^-- tp|rank" "$OUT/bench-mid.md" | head -30 | tee -a "$OUT/summary.txt"
+timeout 100 build-gpu/glmrun -m bench/configs/glm-5.1-8layers --synthetic -tp $N --kv-type bf16 --bench \
+    --bench-ctx 256 --bench-reps 2 -n 64 --no-graph-replay > "$OUT/bench-mid-eager.md" 2>&1
+echo "-- tp $N without graph replay rc=$?" >> "$OUT/bench-mid.md"; cat "$OUT/bench-mid-eager.md" >> "$OUT/bench-mid.md"
+grep -E "^\| (256|4k) |^-- tp|rank|usage|warn|error" "$OUT/bench-mid.md" | head -40 | tee -a "$OUT/summary.txt"
