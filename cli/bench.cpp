@@ -141,14 +141,14 @@ Status profile_decode(Engine& engine, Session& session, int64_t n_prompt, int32_
         b->set_profiling(true);
     }
     session.truncate(n_prompt);
-    const int64_t n_vocab = engine.info().n_vocab;
+    // Node timers need node-by-node launches: the replayed graph is set aside for the pass (the
+    // same kernels run either way; the launch gaps are what the replay removes).
+    const bool replay = session.params().replay_decode;
+    session.set_replay_decode(false);
     int32_t tok = first;
-    std::vector<float> logits;
     Status st;
-    for (int64_t i = 0; i < k_profile_steps && st.ok(); ++i) {
-        st = session.eval(&tok, 1, &logits);
-        if (st.ok()) tok = argmax(logits.data(), n_vocab);
-    }
+    for (int64_t i = 0; i < k_profile_steps && st.ok(); ++i) st = session.eval_greedy(&tok, 1, &tok);
+    session.set_replay_decode(replay);
     for (glm_backend* b : ranks) b->set_profiling(false);
     GLM_TRY(st);
     for (glm_backend* b : ranks) {

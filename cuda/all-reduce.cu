@@ -320,6 +320,7 @@ public:
     }
 
     bool uses_p2p(size_t bytes) const { return p2p_ && bytes <= p2p_max_bytes_; }
+    bool capturable(size_t bytes) const override { return uses_p2p(bytes); }
 
     Status check() const {
 #ifdef GLMRUN_HAVE_NCCL

@@ -161,7 +161,8 @@ bool Session::can_replay() const {
     if (!params_.replay_decode || replay_.failed || !params_.dump_names.empty()) return false;
     for (const Rank& rank : ranks_)
         if (!rank.backend->supports_capture()) return false;
-    return true;
+    // The decode step's all-reduces carry one hidden row of f32.
+    return !comm_ || comm_->capturable(size_t(hp_.n_embd) * sizeof(float));
 }
 
 Status Session::decode_replay(int32_t token, std::vector<float>* logits, std::vector<float>* hidden, int32_t* greedy) {

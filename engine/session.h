@@ -75,6 +75,8 @@ public:
     // Forget everything after the first n tokens (the cache rows past n are simply overwritten later).
     void truncate(int64_t n) { n_past_ = std::min(n_past_, n); }
     const SessionParams& params() const { return params_; }
+    // Turn the recorded decode graph off (profiling: node timers need node-by-node launches) or on.
+    void set_replay_decode(bool on) { params_.replay_decode = on; }
     const ModelHparams& hparams() const { return hp_; }
     size_t kv_bytes() const { return ranks_.front().kv_bytes; }  // per rank (the cache is replicated)
     size_t arena_bytes() const { return ranks_.front().arena ? ranks_.front().arena->size : 0; }

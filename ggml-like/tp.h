@@ -18,6 +18,13 @@ public:
     // over ranks of nodes[*]->src[0] into every nodes[r]. Ordered after the work already given to
     // each rank's backend; may return before the sum is done (device streams).
     virtual Status all_reduce(const std::vector<glm_tensor*>& nodes) = 0;
+    // Whether all-reduces of up to `bytes` may be recorded into replayable graphs (a kernel per rank
+    // with no host step). NCCL is not recorded: its captured work pins the communicator, which then
+    // cannot be torn down before the graphs are.
+    virtual bool capturable(size_t bytes) const {
+        (void)bytes;
+        return false;
+    }
 };
 
 // A communicator through the host (tensor_get / tensor_set): any backend, slow; the reference the

@@ -52,6 +52,13 @@ echo "tp$N: $gpu" | tee -a "$OUT/summary.txt"; echo "cpu: $cpu" | tee -a "$OUT/s
 build-gpu/glmrun -tp "$N" -p "Tell me about the sea." -n 48 > "$OUT/tiny-tp.txt" 2> "$OUT/tiny-tp.err"
 echo "tiny -tp $N rc=$?: $(head -c 300 "$OUT/tiny-tp.txt")" | tee -a "$OUT/summary.txt"
 
+log "bundled model, -tp $N, MTP on vs off (greedy, 128 tokens)"
+for m in on off; do
+  build-gpu/glmrun -tp "$N" -p "Tell me about the sea." -n 128 --temp 0 --mtp $m > "$OUT/tiny-mtp-$m.txt" 2> "$OUT/tiny-mtp-$m.err"
+  echo "mtp $m rc=$? $(grep -E "mtp:|tok/s" "$OUT/tiny-mtp-$m.err" | tail -2 | tr '\n' ' ')" | tee -a "$OUT/summary.txt"
+done
+cmp -s "$OUT/tiny-mtp-on.txt" "$OUT/tiny-mtp-off.txt" && log "MTP on == off (text)" || log "MTP on != off (text)"
+
 log "decode step TP1 vs TP2 vs TP$N: 8 full-width layers, synthetic weights"
 for tp in 1 2 4; do
   [[ $tp -le $N ]] || continue
@@ -62,4 +69,4 @@ done
 timeout 100 build-gpu/glmrun -m bench/configs/glm-5.1-8layers --synthetic -tp $N --kv-type bf16 --bench \
     --bench-ctx 256 --bench-reps 2 -n 64 --no-graph-replay > "$OUT/bench-mid-eager.md" 2>&1
 echo "-- tp $N without graph replay rc=$?" >> "$OUT/bench-mid.md"; cat "$OUT/bench-mid-eager.md" >> "$OUT/bench-mid.md"
-grep -E "^\| (256|4k) |^-- tp|rank|usage|warn|error" "$OUT/bench-mid.md" | head -40 | tee -a "$OUT/summary.txt"
+grep -E "^\| |^-- tp|rank|usage|warn|error" "$OUT/bench-mid.md" | grep -v "^|--\|^|---" | head -90 | tee -a "$OUT/summary.txt"
