@@ -54,7 +54,7 @@ echo "tiny -tp $N rc=$?: $(head -c 300 "$OUT/tiny-tp.txt")" | tee -a "$OUT/summa
 
 log "bundled model, -tp $N, MTP on vs off (greedy, 128 tokens)"
 for m in on off; do
-  build-gpu/glmrun -tp "$N" -p "Tell me about the sea." -n 128 --temp 0 --mtp $m > "$OUT/tiny-mtp-$m.txt" 2> "$OUT/tiny-mtp-$m.err"
+  build-gpu/glmrun -tp "$N" -p "Tell me about the sea." -n 128 --temp 0 -v --mtp $m > "$OUT/tiny-mtp-$m.txt" 2> "$OUT/tiny-mtp-$m.err"
   echo "mtp $m rc=$? $(grep -E "mtp:|tok/s" "$OUT/tiny-mtp-$m.err" | tail -2 | tr '\n' ' ')" | tee -a "$OUT/summary.txt"
 done
 cmp -s "$OUT/tiny-mtp-on.txt" "$OUT/tiny-mtp-off.txt" && log "MTP on == off (text)" || log "MTP on != off (text)"
