@@ -27,9 +27,13 @@ if ! cmake --build build-gpu -j "$(nproc)" --target glmrun test-tp-model test-al
 fi
 log "build ok"
 
+FULL=0; QUICK=0
+for a in "$@"; do [[ $a == --full ]] && FULL=1; [[ $a == --quick ]] && QUICK=1; done
+if [[ $QUICK == 0 ]]; then
 log "one GPU: fixtures (precise) and the bf16 near-tie report"
 timeout 240 build-gpu/tests/cuda/test-cuda -tc="fixtures on CUDA*,bundled*,every op*,cuda graph*" > "$OUT/test-cuda-fixtures.log" 2>&1
 echo "test-cuda fixtures rc=$?" | tee -a "$OUT/summary.txt"; grep -E "MESSAGE|ERROR|test cases" "$OUT/test-cuda-fixtures.log" | head -40 | tee -a "$OUT/summary.txt"
+fi
 
 log "all-reduce: custom vs NCCL vs host"
 timeout 300 build-gpu/tests/tp/test-allreduce > "$OUT/test-allreduce.log" 2>&1
@@ -60,13 +64,25 @@ done
 cmp -s "$OUT/tiny-mtp-on.txt" "$OUT/tiny-mtp-off.txt" && log "MTP on == off (text)" || log "MTP on != off (text)"
 
 log "decode step TP1 vs TP2 vs TP$N: 8 full-width layers, synthetic weights"
+CTX=256,4k; [[ $QUICK == 1 ]] && CTX=256
 for tp in 1 2 4; do
   [[ $tp -le $N ]] || continue
   timeout 150 build-gpu/glmrun -m bench/configs/glm-5.1-8layers --synthetic -tp $tp --kv-type bf16 --bench \
-      --bench-ctx 256,4k --bench-reps 2 -n 64 > "$OUT/bench-mid-tp$tp.md" 2>&1
+      --bench-ctx $CTX --bench-reps 2 -n 64 > "$OUT/bench-mid-tp$tp.md" 2>&1
   echo "-- tp $tp rc=$?" >> "$OUT/bench-mid.md"; cat "$OUT/bench-mid-tp$tp.md" >> "$OUT/bench-mid.md"
 done
+if [[ $QUICK == 0 ]]; then
 timeout 100 build-gpu/glmrun -m bench/configs/glm-5.1-8layers --synthetic -tp $N --kv-type bf16 --bench \
     --bench-ctx 256 --bench-reps 2 -n 64 --no-graph-replay > "$OUT/bench-mid-eager.md" 2>&1
 echo "-- tp $N without graph replay rc=$?" >> "$OUT/bench-mid.md"; cat "$OUT/bench-mid-eager.md" >> "$OUT/bench-mid.md"
+fi
 grep -E "^\| |^-- tp|rank|usage|warn|error" "$OUT/bench-mid.md" | grep -v "^|--\|^|---" | head -90 | tee -a "$OUT/summary.txt"
+
+if [[ $FULL == 1 ]]; then
+  log "full-size synthetic GLM-5.1 REAP-160 (78 layers + MTP), -tp $N, --bench 256,4k"
+  timeout 300 build-gpu/glmrun -m models/glm-5.1-reap-160 --synthetic -tp "$N" --kv-type bf16 --bench \
+      --bench-ctx 256,4k --bench-reps 2 -n 64 --bench-json "$OUT/bench-full.json" > "$OUT/bench-full.md" 2> "$OUT/bench-full.err"
+  echo "full-size rc=$?" | tee -a "$OUT/summary.txt"
+  cat "$OUT/bench-full.md" | grep -v "^|--" | tee -a "$OUT/summary.txt"; tail -5 "$OUT/bench-full.err" | tee -a "$OUT/summary.txt"
+  cp "$OUT/bench-full.md" "$FINAL_OUT/" 2>/dev/null
+fi
