@@ -165,7 +165,7 @@ Status make_speculative(const CliOptions& o, Engine& engine, std::unique_ptr<Spe
     } else if (o.mtp == "auto") {
         // On the CPU reference backend a verify step costs about as much per token as a decode step, so
         // drafting rarely pays; there it is opt-in.
-        on = info.has_mtp && info.backend != "cpu" && o.logits_out.empty() && o.dump_tensors.empty();
+        on = info.has_mtp && info.backend.rfind("cpu", 0) != 0 && o.logits_out.empty() && o.dump_tensors.empty();
     }
     if (!on) return {};
     SpecParams sp;
