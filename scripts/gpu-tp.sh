@@ -81,7 +81,7 @@ grep -E "^\| |^-- tp|rank|usage|warn|error" "$OUT/bench-mid.md" | grep -v "^|--\
 if [[ $FULL == 1 ]]; then
   log "full-size synthetic GLM-5.1 REAP-160 (78 layers + MTP), -tp $N, --bench 256,4k"
   timeout 300 build-gpu/glmrun -m models/glm-5.1-reap-160 --synthetic -tp "$N" --kv-type bf16 --bench \
-      --bench-ctx 256,4k --bench-reps 2 -n 64 --bench-json "$OUT/bench-full.json" > "$OUT/bench-full.md" 2> "$OUT/bench-full.err"
+      --bench-ctx 256,4k,16k --bench-reps 2 -n 64 -c 16640 --bench-json "$OUT/bench-full.json" > "$OUT/bench-full.md" 2> "$OUT/bench-full.err"
   echo "full-size rc=$?" | tee -a "$OUT/summary.txt"
   cat "$OUT/bench-full.md" | grep -v "^|--" | tee -a "$OUT/summary.txt"; tail -5 "$OUT/bench-full.err" | tee -a "$OUT/summary.txt"
   cp "$OUT/bench-full.md" "$FINAL_OUT/" 2>/dev/null

@@ -101,3 +101,36 @@ TEST_CASE("tensor parallel: MTP speculative decoding stays lossless over 4 CPU r
     const std::vector<int32_t> prompt = {1, 50, 300, 7, 1000, 22, 5, 91, 4000, 12};
     check_lossless([&](SessionParams p) { return tp.session(p); }, prompt, 512, 64, "glm-tiny TP=4", false);
 }
+
+TEST_CASE("tensor parallel: the full-size layout splits over 1, 2, 4 and 8 ranks (plan only)") {
+    // What TP = 8 needs that can be checked without 8 GPUs: divisibility, per-rank shares, bytes.
+    LoadedModel m;
+    const std::string dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-5.1-reap-160";
+    REQUIRE(open_synthetic_model(dir, "", 1, m).ok());
+    const ModelConfig& c = m.config();
+    const uint64_t one = weight_buffer_bytes(c, m.records, TpShard{0, 1});
+    uint64_t previous = one;
+    for (int n : {2, 4, 8}) {
+        CAPTURE(n);
+        REQUIRE(check_tp_split(c, m.records, n).ok());
+        uint64_t sum = 0;
+        for (int r = 0; r < n; ++r) sum += weight_buffer_bytes(c, m.records, TpShard{r, n});
+        const uint64_t rank0 = weight_buffer_bytes(c, m.records, TpShard{0, n});
+        CHECK(rank0 < previous);  // each doubling shrinks a rank's share
+        CHECK(sum >= one);        // the replicated tensors are counted on every rank
+        MESSAGE("TP=", n, ": rank 0 holds ", double(rank0) / double(1ull << 30), " GiB of ",
+                double(one) / double(1ull << 30), " GiB");
+        previous = rank0;
+        int64_t first = 0, rows = 0, total = 0;
+        for (int r = 0; r < n; ++r) {
+            vocab_share(c.vocab_size, TpShard{r, n}, first, rows);
+            CHECK(first == total);
+            total += rows;
+        }
+        CHECK(total == c.vocab_size);
+    }
+    CHECK(c.num_attention_heads / 8 == 8);
+    CHECK(c.moe_intermediate_size / 8 == 256);  // 16 NVFP4 blocks per row of a down-projection share
+    CHECK(check_tp_split(c, m.records, 3).kind() == ErrorKind::usage);
+    CHECK(check_tp_split(c, m.records, 128).kind() == ErrorKind::usage);  // 64 heads
+}
