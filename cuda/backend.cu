@@ -50,7 +50,6 @@ public:
             cudaFree(b->base);
             delete b;
         }
-        for (cudaStream_t st : side_) cudaStreamDestroy(st);
         if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
     }
 
@@ -60,8 +59,6 @@ public:
             return Status::device("cannot use CUDA device {} ({} devices found)", ctx_.device, glm_cuda_device_count());
         }
         CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
-        side_.resize(kSideStreams);
-        for (cudaStream_t& st : side_) CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
         CUDA_CHECK(cudaDeviceGetAttribute(&ctx_.n_sm, cudaDevAttrMultiProcessorCount, ctx_.device));
         name_ = fmt::format("cuda:{}", ctx_.device);
         return {};
@@ -114,8 +111,7 @@ public:
         GLM_ASSERT(begin <= end && end <= graph.nodes.size());
         CUDA_CHECK(cudaSetDevice(ctx_.device));
         if (profiling_) return compute_profiled(graph, begin, end);
-        if (capturing_) return compute_concurrent(graph, begin, end);
-        for (size_t i = begin; i < end; ++i) compute(ctx_, graph.nodes[i]);
+        for (size_t i = begin; i < end; ++i) compute(graph.nodes[i]);
         return {};
     }
 
@@ -223,102 +219,10 @@ private:
                 events_.push_back(ev);
             }
             CUDA_CHECK(cudaEventRecord(events_[e], ctx_.stream));
-            compute(ctx_, node);
+            compute(node);
             CUDA_CHECK(cudaEventRecord(events_[e + 1], ctx_.stream));
             profile_.push_back({node->name, node->op, 0.0});
         }
-        return {};
-    }
-
-    // Recording only: independent nodes go to different streams, so the recorded graph has parallel
-    // branches (the q, latent-KV and indexer projections of a layer; the shared expert beside the
-    // routed ones) and small kernels overlap instead of queueing. Node j waits for every earlier node
-    // whose bytes conflict with it (it reads what i wrote, writes what i read or wrote: the arena
-    // reuses bytes by liveness in node order, so write-after-read matters as much as the rest), and
-    // nodes that share a static scratch (attention, indexer, top-k, mul_mat_id) stay in their order.
-    // Eager runs keep one stream: the host cost of the bookkeeping pays off only once, at recording.
-    Status compute_concurrent(const glm_graph& graph, size_t begin, size_t end) {
-        struct Bytes {
-            uintptr_t lo = 0, hi = 0;
-            bool overlaps(const Bytes& o) const { return lo < o.hi && o.lo < hi; }
-        };
-        auto bytes_of = [](const glm_tensor* t) {
-            Bytes b;
-            b.lo = reinterpret_cast<uintptr_t>(t->data);
-            b.hi = b.lo + glm_nbytes(t);
-            return b;
-        };
-        struct Node {
-            glm_tensor* t;
-            Bytes out;
-            std::vector<Bytes> in;
-            int stream = 0;
-        };
-        std::vector<Node> nodes;
-        for (size_t i = begin; i < end; ++i) {
-            glm_tensor* t = graph.nodes[i];
-            if (t->op == GLM_OP_NONE || t->op == GLM_OP_VIEW) continue;
-            Node n{t, bytes_of(t), {}, 0};
-            for (const glm_tensor* src : t->src)
-                if (src && src->data && !(glm_view_root(const_cast<glm_tensor*>(src))->flags & GLM_FLAG_WEIGHT))
-                    n.in.push_back(bytes_of(src));
-            nodes.push_back(std::move(n));
-        }
-        const int n_streams = 1 + int(side_.size());
-        auto stream = [&](int k) { return k == 0 ? ctx_.stream : side_[size_t(k - 1)]; };
-        while (order_events_.size() < nodes.size() + 1) {
-            cudaEvent_t ev = nullptr;
-            CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-            order_events_.push_back(ev);
-        }
-        cudaEvent_t fork = order_events_[nodes.size()];
-        CUDA_CHECK(cudaEventRecord(fork, ctx_.stream));
-        std::vector<int> last(size_t(n_streams), -1);  // last node index on each stream
-        std::vector<bool> joined(size_t(n_streams), false);
-        joined[0] = true;
-        auto scratch_op = [](glm_op op) {
-            return op == GLM_OP_ATTN || op == GLM_OP_INDEXER || op == GLM_OP_TOP_K || op == GLM_OP_MUL_MAT_ID;
-        };
-        for (size_t j = 0; j < nodes.size(); ++j) {
-            Node& nj = nodes[j];
-            // The latest conflicting node on each stream (waiting for it covers the earlier ones there).
-            std::vector<int> dep(size_t(n_streams), -1);
-            for (size_t i = 0; i < j; ++i) {
-                const Node& ni = nodes[i];
-                bool conflict = ni.out.overlaps(nj.out) || (scratch_op(ni.t->op) && ni.t->op == nj.t->op);
-                for (const Bytes& b : nj.in) conflict = conflict || ni.out.overlaps(b);
-                for (const Bytes& b : ni.in) conflict = conflict || nj.out.overlaps(b);
-                if (conflict) dep[size_t(ni.stream)] = std::max(dep[size_t(ni.stream)], int(i));
-            }
-            // Continue a chain where its last node is a dependency; else the least recently used stream.
-            int chosen = -1;
-            for (int k = 0; k < n_streams; ++k)
-                if (dep[size_t(k)] >= 0 && last[size_t(k)] == dep[size_t(k)] && (chosen < 0 || dep[size_t(k)] > dep[size_t(chosen)]))
-                    chosen = k;
-            if (chosen < 0) {
-                chosen = 0;
-                for (int k = 1; k < n_streams; ++k)
-                    if (last[size_t(k)] < last[size_t(chosen)]) chosen = k;
-            }
-            cudaStream_t st = stream(chosen);
-            if (!joined[size_t(chosen)]) {  // a side stream enters the recording after the fork
-                CUDA_CHECK(cudaStreamWaitEvent(st, fork, 0));
-                joined[size_t(chosen)] = true;
-            }
-            for (int k = 0; k < n_streams; ++k)
-                if (k != chosen && dep[size_t(k)] >= 0)
-                    CUDA_CHECK(cudaStreamWaitEvent(st, order_events_[size_t(dep[size_t(k)])], 0));
-            CudaContext c = ctx_;
-            c.stream = st;
-            compute(c, nj.t);
-            CUDA_CHECK(cudaEventRecord(order_events_[j], st));
-            nj.stream = chosen;
-            last[size_t(chosen)] = int(j);
-        }
-        // Join: the next range (or the all-reduce between ranges) starts after everything here.
-        for (int k = 1; k < n_streams; ++k)
-            if (joined[size_t(k)] && last[size_t(k)] >= 0)
-                CUDA_CHECK(cudaStreamWaitEvent(ctx_.stream, order_events_[size_t(last[size_t(k)])], 0));
         return {};
     }
 
@@ -335,51 +239,45 @@ private:
         execs_.clear();
         for (cudaEvent_t ev : events_) cudaEventDestroy(ev);
         events_.clear();
-        for (cudaEvent_t ev : order_events_) cudaEventDestroy(ev);
-        order_events_.clear();
         cudaGetLastError();
     }
 
-    void compute(CudaContext& c, glm_tensor* t) {
+    void compute(glm_tensor* t) {
         switch (t->op) {
             case GLM_OP_NONE: case GLM_OP_VIEW: return;
-            case GLM_OP_GET_ROWS: cuda_op_get_rows(c, t); break;
-            case GLM_OP_ADD: case GLM_OP_MUL: cuda_op_binary(c, t); break;
-            case GLM_OP_SCALE: case GLM_OP_SILU: case GLM_OP_SIGMOID: cuda_op_unary(c, t); break;
-            case GLM_OP_SWIGLU: cuda_op_swiglu(c, t); break;
-            case GLM_OP_RMS_NORM: cuda_op_rms_norm(c, t); break;
-            case GLM_OP_LAYER_NORM: cuda_op_layer_norm(c, t); break;
-            case GLM_OP_SOFT_MAX: cuda_op_soft_max(c, t); break;
-            case GLM_OP_ROPE: cuda_op_rope(c, t); break;
-            case GLM_OP_CONCAT: cuda_op_concat(c, t); break;
-            case GLM_OP_REPEAT: cuda_op_repeat(c, t); break;
-            case GLM_OP_CPY: case GLM_OP_CONT: case GLM_OP_ALL_REDUCE: cuda_op_copy(c, t); break;
-            case GLM_OP_SET_ROWS: cuda_op_set_rows(c, t); break;
-            case GLM_OP_MUL_MAT: cuda_op_mul_mat(c, t); break;
-            case GLM_OP_MUL_MAT_ID: cuda_op_mul_mat_id(c, t); break;
-            case GLM_OP_ATTN: cuda_op_attn(c, t); break;
-            case GLM_OP_INDEXER: cuda_op_indexer(c, t); break;
-            case GLM_OP_TOP_K: cuda_op_top_k(c, t); break;
-            case GLM_OP_MOE_SELECT: cuda_op_moe_select(c, t); break;
-            case GLM_OP_MOE_WEIGHTS: cuda_op_moe_weights(c, t); break;
-            case GLM_OP_MOE_COMBINE: cuda_op_moe_combine(c, t); break;
-            case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: cuda_op_argmax(c, t); break;
+            case GLM_OP_GET_ROWS: cuda_op_get_rows(ctx_, t); break;
+            case GLM_OP_ADD: case GLM_OP_MUL: cuda_op_binary(ctx_, t); break;
+            case GLM_OP_SCALE: case GLM_OP_SILU: case GLM_OP_SIGMOID: cuda_op_unary(ctx_, t); break;
+            case GLM_OP_SWIGLU: cuda_op_swiglu(ctx_, t); break;
+            case GLM_OP_RMS_NORM: cuda_op_rms_norm(ctx_, t); break;
+            case GLM_OP_LAYER_NORM: cuda_op_layer_norm(ctx_, t); break;
+            case GLM_OP_SOFT_MAX: cuda_op_soft_max(ctx_, t); break;
+            case GLM_OP_ROPE: cuda_op_rope(ctx_, t); break;
+            case GLM_OP_CONCAT: cuda_op_concat(ctx_, t); break;
+            case GLM_OP_REPEAT: cuda_op_repeat(ctx_, t); break;
+            case GLM_OP_CPY: case GLM_OP_CONT: case GLM_OP_ALL_REDUCE: cuda_op_copy(ctx_, t); break;
+            case GLM_OP_SET_ROWS: cuda_op_set_rows(ctx_, t); break;
+            case GLM_OP_MUL_MAT: cuda_op_mul_mat(ctx_, t); break;
+            case GLM_OP_MUL_MAT_ID: cuda_op_mul_mat_id(ctx_, t); break;
+            case GLM_OP_ATTN: cuda_op_attn(ctx_, t); break;
+            case GLM_OP_INDEXER: cuda_op_indexer(ctx_, t); break;
+            case GLM_OP_TOP_K: cuda_op_top_k(ctx_, t); break;
+            case GLM_OP_MOE_SELECT: cuda_op_moe_select(ctx_, t); break;
+            case GLM_OP_MOE_WEIGHTS: cuda_op_moe_weights(ctx_, t); break;
+            case GLM_OP_MOE_COMBINE: cuda_op_moe_combine(ctx_, t); break;
+            case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: cuda_op_argmax(ctx_, t); break;
             default: GLM_ABORT("cuda backend: op {} not implemented", glm_op_name(t->op));
         }
         CUDA_CHECK_LAUNCH();
     }
 
-    static constexpr int kSideStreams = 3;
-
     CudaContext ctx_;
-    std::vector<cudaStream_t> side_;      // extra streams for parallel branches of recorded graphs
     std::string name_;
     std::vector<glm_buffer*> buffers_;
     bool capturing_ = false;
     std::vector<cudaGraphExec_t> execs_;  // recorded graphs; the id is the index
     bool profiling_ = false;
     std::vector<cudaEvent_t> events_;     // pool: 2 per profiled node (begin, end)
-    std::vector<cudaEvent_t> order_events_;  // pool: one per node of a recorded range (no timing)
     std::vector<glm_node_time> profile_;  // profiled nodes since take_profile (us filled there)
 };
 
