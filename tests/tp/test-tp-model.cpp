@@ -81,7 +81,7 @@ void compare(const std::string& dir, const std::vector<int32_t>& prompt) {
             auto session = tp.session(p);
             const std::vector<int32_t> ids = greedy_run(*session, prompt, 32, tp.model.hp.n_vocab, rows);
             const double err = rel_error(rows.data(), ref_rows.data(), ref_rows.size());
-            MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, " (", std::string(tp.comm->name()), p2p ? "" : ", forced",
+            MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, " (", std::string(tp.comm->name()), std::string(p2p ? "" : ", forced"),
                     "): 32 greedy tokens identical=", ids == ref, ", logits rel. error ", err);
             CHECK(ids == ref);
             CHECK(err <= 1e-2);
