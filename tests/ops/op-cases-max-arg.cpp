@@ -16,10 +16,10 @@ void add_max_arg_cases(std::vector<OpCase>& cases) {
             auto perm = std::make_shared<std::vector<int32_t>>(b.rng.distinct(g.n * g.cols, g.n * g.cols));
             glm_tensor* a = b.values(GLM_TYPE_F32, {g.strided ? g.n + 2 : g.n, g.cols},
                                      [perm](int64_t i) { return 0.5 * (*perm)[size_t(i % int64_t(perm->size()))] - 7; });
-            if (g.n > 1) {  // maxima at the first row of column 0 and the last row of column 2
+            if (g.n > 1) {  // maxima at the first row of column 0 and the last row of the last column
                 const float big = 1e6f;
                 std::memcpy(b.host[a].data(), &big, 4);
-                std::memcpy(b.host[a].data() + (a->ne[0] * 2 + g.n - 1) * 4, &big, 4);
+                std::memcpy(b.host[a].data() + (a->ne[0] * (g.cols - 1) + g.n - 1) * 4, &big, 4);
             }
             if (g.strided) a = glm_view_2d(b.ctx, a, g.n, g.cols, a->nb[1], 4);
             b.in = {a};
