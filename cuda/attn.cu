@@ -633,16 +633,10 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     }
 }
 
-constexpr int kMaxDevices = 64;
-
 template <int G>
 void launch_attn(CudaContext& ctx, const AttnParams& p, size_t smem) {
-    static int opted_in[kMaxDevices] = {};  // largest dynamic smem size set per device
-    GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
-    if (smem > 48 * 1024 && int(smem) > opted_in[ctx.device]) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<G>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        opted_in[ctx.device] = int(smem);
-    }
+    static SmemOptIn opted_in;
+    cuda_allow_smem(attn_kernel<G>, smem, ctx.device, opted_in);
     const int64_t blocks = int64_t(p.n_split) * p.n_groups * p.S;
     attn_kernel<G><<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
     CUDA_CHECK_LAUNCH();
@@ -665,7 +659,7 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     if (has_ids && p.ids_pow2 == 0) return false;  // unsorted (very long) key_ids columns
     const size_t smem = kFOffIds + size_t(p.ids_pow2) * sizeof(int);
     static int max_optin[kMaxDevices] = {};
-    static int opted_in[2][kMaxDevices] = {};
+    static SmemOptIn opted_in[2];
     GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
     if (!max_optin[ctx.device])
         CUDA_CHECK(cudaDeviceGetAttribute(&max_optin[ctx.device], cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
@@ -688,10 +682,7 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     if (blocks >= int64_t(INT_MAX)) return false;
 
     auto kernel = f8 ? attn_fast_kernel<true> : attn_fast_kernel<false>;
-    if (int(smem) > opted_in[f8][ctx.device]) {
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        opted_in[f8][ctx.device] = int(smem);
-    }
+    cuda_allow_smem(kernel, smem, ctx.device, opted_in[f8]);
     kernel<<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
     CUDA_CHECK_LAUNCH();
     if (p.n_split > 1) {

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "ggml-like/common.h"
@@ -28,6 +29,22 @@ struct CudaContext {
     cudaStream_t stream = nullptr;
     int n_sm = 0;
 };
+
+constexpr int kMaxDevices = 64;
+
+// Kernels that need more than the default 48 KiB of dynamic shared memory opt in, per kernel and per
+// device. Each launcher keeps one record per kernel (a static): the largest size set on each device.
+struct SmemOptIn {
+    std::atomic<int> bytes[kMaxDevices];
+};
+template <typename Kernel>
+inline void cuda_allow_smem(Kernel kernel, size_t bytes, int device, SmemOptIn& record) {
+    if (bytes <= 48 * 1024) return;
+    GLM_ASSERT(device >= 0 && device < kMaxDevices);
+    if (int(bytes) <= record.bytes[device].load(std::memory_order_relaxed)) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    record.bytes[device].store(int(bytes), std::memory_order_relaxed);
+}
 
 class glm_backend;
 // The device context of a backend made by glm_backend_cuda_create (aborts on any other backend):

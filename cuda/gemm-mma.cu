@@ -620,24 +620,12 @@ MmaParams base_params(const glm_tensor* w, const glm_tensor* x, glm_tensor* dst,
     return p;
 }
 
-// Opt in to more than 48 KiB of dynamic shared memory, once per kernel and device.
-template <typename Kernel>
-void allow_smem(Kernel kernel, size_t bytes, std::atomic<uint64_t>& done_mask) {
-    if (bytes <= 48 * 1024) return;
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    const uint64_t bit = uint64_t(1) << (dev & 63);
-    if (done_mask.load(std::memory_order_relaxed) & bit) return;
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-    done_mask.fetch_or(bit);
-}
-
 template <int WT, int BM, int BN, int XS>
 void launch_dense(CudaContext& ctx, const MmaParams& p) {
     constexpr size_t smem = TileCfg<BM, BN, XS>::kSmem;
     auto kernel = mma_mul_mat_kernel<WT, BM, BN, XS>;
-    static std::atomic<uint64_t> smem_done{0};
-    allow_smem(kernel, smem, smem_done);
+    static SmemOptIn opted_in;
+    cuda_allow_smem(kernel, smem, ctx.device, opted_in);
     const int64_t gy = ceil_div(p.N, BN);
     GLM_ASSERT(gy <= 65535);
     const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(gy), unsigned(std::min<int64_t>(p.n_slices, 65535)));
@@ -649,8 +637,8 @@ template <int WT, int BM, int BN, int XS>
 void launch_grouped(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, int64_t n_experts) {
     constexpr size_t smem = TileCfg<BM, BN, XS>::kSmem;
     auto kernel = mma_mul_mat_id_kernel<WT, BM, BN, XS>;
-    static std::atomic<uint64_t> smem_done{0};
-    allow_smem(kernel, smem, smem_done);
+    static SmemOptIn opted_in;
+    cuda_allow_smem(kernel, smem, ctx.device, opted_in);
     const int64_t tile_bound = ceil_div(n_pairs, BN) + std::min(n_experts, n_pairs);
     GLM_ASSERT(tile_bound <= kMaxTiles);
     const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(tile_bound));

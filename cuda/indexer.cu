@@ -35,8 +35,6 @@
 
 namespace {
 
-constexpr int kMaxDevices = 64;
-
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -675,12 +673,8 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
 
 template <bool kVec>
 void launch_indexer(CudaContext& ctx, const IndexerParams& p, size_t smem, int64_t blocks) {
-    static int opted_in[kMaxDevices] = {};  // largest dynamic smem size set per device
-    GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
-    if (smem > 48 * 1024 && int(smem) > opted_in[ctx.device]) {
-        CUDA_CHECK(cudaFuncSetAttribute(indexer_kernel<kVec>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        opted_in[ctx.device] = int(smem);
-    }
+    static SmemOptIn opted_in;
+    cuda_allow_smem(indexer_kernel<kVec>, smem, ctx.device, opted_in);
     indexer_kernel<kVec><<<unsigned(blocks), kIdxThreads, smem, ctx.stream>>>(p);
 }
 

@@ -760,25 +760,12 @@ int gemv_cols_that_fit(int64_t K, int64_t want) {
     return 0;
 }
 
-// Opt in to more than 48 KiB of dynamic shared memory, once per kernel (done_mask is the caller's
-// per-instantiation static) and device (the attribute is per device context).
-template <typename Kernel>
-void allow_smem(Kernel kernel, size_t bytes, std::atomic<uint64_t>& done_mask) {
-    if (bytes <= 48 * 1024) return;
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    const uint64_t bit = uint64_t(1) << (dev & 63);
-    if (done_mask.load(std::memory_order_relaxed) & bit) return;
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxGemvSmem)));
-    done_mask.fetch_or(bit);
-}
-
 template <int WT, int NC, bool IDS>
 void launch_gemv_nc(CudaContext& ctx, const MmArgs& a) {
     const size_t smem = size_t(NC) * size_t(xs_stride(a.K)) * sizeof(float);
     auto kernel = gemv_kernel<WT, NC, IDS>;
-    static std::atomic<uint64_t> smem_done{0};
-    allow_smem(kernel, smem, smem_done);
+    static SmemOptIn opted_in;
+    cuda_allow_smem(kernel, smem, ctx.device, opted_in);
     const int64_t rows_per_block = kRowsPerWarp * (kGemvWarps / a.ksplit);
     const dim3 grid(unsigned(ceil_div(a.M, rows_per_block)), grid_dim(a.n_slices), unsigned(ceil_div(a.N, NC)));
     kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
@@ -831,8 +818,8 @@ void launch_gemv1(CudaContext& ctx, const MmArgs& a0, glm_type wt) {
     a.spb = std::max<int64_t>(1, std::min<int64_t>(8, bx * a.n_slices / (8 * n_sm)));
     const size_t smem = size_t(xs_stride(a.K)) * sizeof(float);
     auto kernel = gemv1_kernel<WT, IDS>;
-    static std::atomic<uint64_t> smem_done{0};
-    allow_smem(kernel, smem, smem_done);
+    static SmemOptIn opted_in;
+    cuda_allow_smem(kernel, smem, ctx.device, opted_in);
     const dim3 grid(unsigned(bx), grid_dim(ceil_div(a.n_slices, a.spb)));
     kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
     CUDA_CHECK_LAUNCH();
