@@ -2,26 +2,19 @@
 // (seed, index) with the same generator as the CPU backend, so the two can be compared and no host
 // copy of a full-size model is ever made.
 #include "cuda/ops.cuh"
+#include "ggml-like/backend.h"
 
 namespace {
 
-__device__ __forceinline__ uint64_t fill_bits(uint64_t seed, uint64_t i) {
-    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 __global__ void fill_bytes_kernel(uint8_t* p, uint64_t n, uint64_t seed) {
     for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x)
-        p[i] = uint8_t(fill_bits(seed, i) >> 56);
+        p[i] = uint8_t(glm_fill_bits(seed, i) >> 56);
 }
 
 __global__ void fill_float_kernel(uint8_t* p, int32_t type, size_t elem_bytes, uint64_t n, uint64_t seed, float mean,
                                   float scale, bool positive) {
     for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x) {
-        const float u = float(fill_bits(seed, i) >> 40) * (2.0f / 16777216.0f) - 1.0f;
-        float v = mean + scale * u;
+        float v = mean + scale * glm_fill_uniform(glm_fill_bits(seed, i));
         if (positive) v = fabsf(v);
         store_float(type, p + i * elem_bytes, v);
     }

@@ -82,15 +82,20 @@ private:
 std::unique_ptr<glm_backend> glm_backend_cpu_create(int n_threads);
 
 // The value tensor_fill_random gives element i: 64 random bits from (seed, i) (splitmix64 of a
-// Weyl sequence), the same on the host and on devices.
-inline uint64_t glm_fill_bits(uint64_t seed, uint64_t i) {
+// Weyl sequence), the same on the host and on devices (the CUDA fill kernel calls these).
+#ifdef __CUDACC__
+#define GLM_HOST_DEVICE __host__ __device__
+#else
+#define GLM_HOST_DEVICE
+#endif
+GLM_HOST_DEVICE inline uint64_t glm_fill_bits(uint64_t seed, uint64_t i) {
     uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 // u in [-1, 1) from the top 24 bits.
-inline float glm_fill_uniform(uint64_t bits) { return float(bits >> 40) * (2.0f / 16777216.0f) - 1.0f; }
+GLM_HOST_DEVICE inline float glm_fill_uniform(uint64_t bits) { return float(bits >> 40) * (2.0f / 16777216.0f) - 1.0f; }
 
 // Place a tensor (not a view) at offset in buffer.
 void glm_place(glm_tensor* t, glm_buffer* buffer, size_t offset);
