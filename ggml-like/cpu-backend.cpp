@@ -513,6 +513,7 @@ void op_moe_combine(glm_tensor* dst) {
     }
 }
 
+// ARGMAX (I32 index) and MAX_ARG (value, index + offset): the first maximum of each column.
 void op_argmax(glm_tensor* dst) {
     const glm_tensor* a = dst->src[0];
     std::vector<float> col(static_cast<size_t>(a->ne[0]));
@@ -521,22 +522,15 @@ void op_argmax(glm_tensor* dst) {
         int32_t best = 0;
         for (int64_t i = 1; i < a->ne[0]; ++i)
             if (col[size_t(i)] > col[size_t(best)]) best = int32_t(i);
-        store_i32(dst, best, c);
+        if (dst->op == GLM_OP_MAX_ARG) {
+            store(dst, col[size_t(best)], 0, c);
+            store(dst, float(best + dst->params[0].i), 1, c);
+        } else {
+            store_i32(dst, best, c);
+        }
     }
 }
 
-void op_max_arg(glm_tensor* dst) {
-    const glm_tensor* a = dst->src[0];
-    std::vector<float> col(static_cast<size_t>(a->ne[0]));
-    for (int64_t c = 0; c < a->ne[1]; ++c) {
-        load_row(a, c, 0, 0, col.data());
-        int32_t best = 0;
-        for (int64_t i = 1; i < a->ne[0]; ++i)
-            if (col[size_t(i)] > col[size_t(best)]) best = int32_t(i);
-        store(dst, col[size_t(best)], 0, c);
-        store(dst, float(best + dst->params[0].i), 1, c);
-    }
-}
 
 void fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) {
     GLM_ASSERT(t->data && glm_is_contiguous(t));
@@ -628,8 +622,7 @@ private:
             case GLM_OP_MOE_SELECT: op_moe_select(t); return;
             case GLM_OP_MOE_WEIGHTS: op_moe_weights(t); return;
             case GLM_OP_MOE_COMBINE: op_moe_combine(t); return;
-            case GLM_OP_ARGMAX: op_argmax(t); return;
-            case GLM_OP_MAX_ARG: op_max_arg(t); return;
+            case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: op_argmax(t); return;
             default: GLM_ABORT("cpu backend: op {} not implemented", glm_op_name(t->op));
         }
     }
