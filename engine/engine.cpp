@@ -144,6 +144,38 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
     return {};
 }
 
+// The smallest free memory of the GPUs the n ranks use (--gpus, else 0..n-1): it bounds every rank.
+static uint64_t min_free_gpu_bytes(const EngineParams& params, int n) {
+    uint64_t capacity = 0;
+#ifdef GLMRUN_HAVE_CUDA
+    for (int r = 0; r < n; ++r) {
+        CudaDeviceInfo dev;
+        const int device = params.gpus.empty() ? r : params.gpus[size_t(r)];
+        if (glm_cuda_device_info(device, dev).ok())
+            capacity = capacity ? std::min<uint64_t>(capacity, dev.free_bytes) : dev.free_bytes;
+    }
+#else
+    (void)params;
+    (void)n;
+#endif
+    return capacity;
+}
+
+// The memory plan of n ranks: each rank's weight share, its caches and activations, against
+// capacity (0: not checked).
+static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
+                             uint64_t reserve) {
+    MemoryPlanParams pp;
+    pp.context = params.session.n_ctx;
+    pp.kv_type = params.session.kv_type;
+    pp.ubatch = params.session.n_ubatch;
+    pp.device_capacity = capacity;
+    pp.reserve = reserve;
+    std::vector<uint64_t> weights;
+    for (int r = 0; r < n; ++r) weights.push_back(weight_buffer_bytes(model.config(), model.records, TpShard{r, n}));
+    return plan_memory(model.config(), weights, pp);
+}
+
 Status Engine::plan(const EngineParams& params, std::string& report) {
     LoadedModel model;
     if (params.synthetic) GLM_TRY(open_synthetic_model(params.model_dir, params.index_pattern, params.synthetic_seed, model));
@@ -151,26 +183,15 @@ Status Engine::plan(const EngineParams& params, std::string& report) {
     const ModelConfig& config = model.config();
     const int n = params.use_cpu ? params.n_cpu_ranks : std::max<int>(1, int(params.gpus.size()));
     GLM_TRY(check_tp_split(config, model.records, n));
-    MemoryPlanParams pp;
-    pp.context = params.session.n_ctx;
-    pp.kv_type = params.session.kv_type;
-    pp.ubatch = params.session.n_ubatch;
-    std::string capacity_note = "no GPU here: capacity not checked";
 #ifdef GLMRUN_HAVE_CUDA
-    const int n_devices = glm_cuda_device_count();
-    if (!params.use_cpu && n_devices >= n) {
-        for (int r = 0; r < n; ++r) {
-            CudaDeviceInfo dev;
-            const int device = params.gpus.empty() ? r : params.gpus[size_t(r)];
-            if (glm_cuda_device_info(device, dev).ok())
-                pp.device_capacity = pp.device_capacity ? std::min<uint64_t>(pp.device_capacity, dev.free_bytes) : dev.free_bytes;
-        }
-        capacity_note = fmt::format("capacity: free memory of the {} GPU(s) here", n);
-    }
+    const bool gpus_here = !params.use_cpu && glm_cuda_device_count() >= n;
+#else
+    const bool gpus_here = false;
 #endif
-    std::vector<uint64_t> weights;
-    for (int r = 0; r < n; ++r) weights.push_back(weight_buffer_bytes(config, model.records, TpShard{r, n}));
-    const MemoryPlan plan = plan_memory(config, weights, pp);
+    const MemoryPlan plan = plan_ranks(model, params, n, gpus_here ? min_free_gpu_bytes(params, n) : 0, 1ull << 30);
+    const MemoryPlanParams& pp = plan.params;
+    const std::string capacity_note =
+        gpus_here ? fmt::format("capacity: free memory of the {} GPU(s) here", n) : "no GPU here: capacity not checked";
     int64_t vocab_first = 0, vocab_rows = 0;
     vocab_share(config.vocab_size, TpShard{0, n}, vocab_first, vocab_rows);
     report = fmt::format("{}: {}{}\n{} rank(s): {} heads, routed/shared expert intermediate {} / {}, {} vocabulary rows "
@@ -208,35 +229,19 @@ Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
     if (params.session.n_ubatch < 1) return Status::usage("--ubatch must be at least 1 (got {})", params.session.n_ubatch);
     // The memory plan comes before any allocation: a model that cannot fit fails here, with the
     // table and what to change, instead of half-way through the upload.
-    MemoryPlanParams plan_params;
-    plan_params.context = params.session.n_ctx;
-    plan_params.kv_type = params.session.kv_type;
-    plan_params.ubatch = params.session.n_ubatch;
-    plan_params.device_capacity = 0;
     GLM_TRY(create_backends(params, impl->backends, impl->comm));
     const int n_ranks = int(impl->backends.size());
     GLM_TRY(check_tp_split(config, impl->model.records, n_ranks));
     const bool on_gpu = std::string(impl->backends.front()->name()).rfind("cuda:", 0) == 0;
-#ifdef GLMRUN_HAVE_CUDA
+    uint64_t capacity = 0, reserve = 1ull << 30;
     if (on_gpu) {
-        // The smallest free memory of the ranks' devices bounds every rank.
-        for (size_t r = 0; r < impl->backends.size(); ++r) {
-            CudaDeviceInfo dev;
-            const int device = params.gpus.empty() ? 0 : params.gpus[r];
-            if (glm_cuda_device_info(device, dev).ok())
-                plan_params.device_capacity = plan_params.device_capacity ? std::min<uint64_t>(plan_params.device_capacity, dev.free_bytes)
-                                                                          : dev.free_bytes;
-        }
-    }
-#endif
-    if (!on_gpu) {
+        capacity = min_free_gpu_bytes(params, n_ranks);
+    } else {
         const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        if (pages > 0 && page > 0) plan_params.device_capacity = uint64_t(pages) * uint64_t(page) / uint64_t(n_ranks);
-        plan_params.reserve = 256ull << 20;
+        if (pages > 0 && page > 0) capacity = uint64_t(pages) * uint64_t(page) / uint64_t(n_ranks);
+        reserve = 256ull << 20;
     }
-    std::vector<uint64_t> rank_weights;
-    for (int r = 0; r < n_ranks; ++r) rank_weights.push_back(weight_buffer_bytes(config, impl->model.records, TpShard{r, n_ranks}));
-    const MemoryPlan plan = plan_memory(config, rank_weights, plan_params);
+    const MemoryPlan plan = plan_ranks(impl->model, params, n_ranks, capacity, reserve);
     log_info("memory plan ({} rank{} on {}{}):\n{}", n_ranks, n_ranks > 1 ? "s" : "", impl->backends.front()->name(),
              n_ranks > 1 ? " ..." : "", plan.table());
     GLM_TRY(check_memory_plan(plan));

@@ -64,9 +64,6 @@ Status make_hparams(const ModelConfig& c, const std::string& index_pattern, Mode
 
 namespace {
 
-// How a Linear [out, in] is shared between tensor-parallel ranks.
-enum class Split { replicated, rows, cols };
-
 // The part [first, first + count) of n that rank r of n_ranks holds: even shares, the remainder to
 // the first ranks (only the vocabulary may be uneven; check_tp_split guarantees the rest divides).
 void share(int64_t n, TpShard shard, int64_t& first, int64_t& count) {
@@ -107,13 +104,14 @@ public:
         return t;
     }
 
-    glm_tensor* linear(const LinearWeight& w, Split split) {
+    glm_tensor* linear(const LinearWeight& w, glm_split split) {
         if (!w.present()) return nullptr;
         int64_t r0 = 0, nr = w.out, c0 = 0, nc = w.in;
-        if (split == Split::rows) share(w.out, shard_, r0, nr);
-        if (split == Split::cols) share(w.in, shard_, c0, nc);
+        if (split == GLM_SPLIT_ROWS) share(w.out, shard_, r0, nr);
+        if (split == GLM_SPLIT_COLS) share(w.in, shard_, c0, nc);
         glm_tensor* t = w.is_nvfp4() ? ctx_.new_nvfp4(nc, nr, 1) : ctx_.new_tensor_2d(w.dtype, nc, nr);
         glm_set_name(t, w.name + ".weight");
+        t->split = split;
         place(t);
         if (t->block_scale) place(t->block_scale);
         if (t->global_scale) place(t->global_scale);
@@ -124,15 +122,16 @@ public:
     }
 
     // Routed experts of one projection stacked into [in, out, E], each expert split like `split`.
-    glm_tensor* experts(const std::vector<ExpertWeights>& experts, LinearWeight ExpertWeights::*which, Split split,
+    glm_tensor* experts(const std::vector<ExpertWeights>& experts, LinearWeight ExpertWeights::*which, glm_split split,
                         const std::string& name) {
         const LinearWeight& first = experts.front().*which;
         const int64_t E = int64_t(experts.size());
         int64_t r0 = 0, nr = first.out, c0 = 0, nc = first.in;
-        if (split == Split::rows) share(first.out, shard_, r0, nr);
-        if (split == Split::cols) share(first.in, shard_, c0, nc);
+        if (split == GLM_SPLIT_ROWS) share(first.out, shard_, r0, nr);
+        if (split == GLM_SPLIT_COLS) share(first.in, shard_, c0, nc);
         glm_tensor* t = first.is_nvfp4() ? ctx_.new_nvfp4(nc, nr, E) : ctx_.new_tensor_3d(first.dtype, nc, nr, E);
         glm_set_name(t, name);
+        t->split = split;
         place(t);
         if (t->block_scale) place(t->block_scale);
         if (t->global_scale) place(t->global_scale);
@@ -300,7 +299,7 @@ Status check_experts(const LayerWeights& L) {
 }
 
 void map_all(WeightPlacer& p, const ModelWeights& ck, ModelTensors& out) {
-    const Split R = Split::replicated, ROWS = Split::rows, COLS = Split::cols;
+    const glm_split R = GLM_SPLIT_NONE, ROWS = GLM_SPLIT_ROWS, COLS = GLM_SPLIT_COLS;
     // Synthetic fills: embeddings of unit scale, norm weights near 1, small biases.
     out.tok_embd = p.record(ck.embed_tokens, 0.0f, 1.0f);
     out.out_norm = p.record(ck.norm, 1.0f, 0.05f);

@@ -16,21 +16,6 @@ std::vector<std::unique_ptr<glm_backend>> cpu_ranks(int n) {
     return out;
 }
 
-// Prompt prefill then `steps` greedy tokens; the logits of every step are appended to `logits`.
-std::vector<int32_t> greedy_run(Session& s, std::vector<int32_t> prompt, int steps, int64_t vocab,
-                                std::vector<float>& all_logits) {
-    std::vector<int32_t> out;
-    std::vector<float> logits;
-    REQUIRE(s.eval(prompt.data(), int64_t(prompt.size()), &logits).ok());
-    for (int i = 0; i < steps; ++i) {
-        all_logits.insert(all_logits.end(), logits.begin(), logits.end());
-        const int32_t next = argmax(logits.data(), vocab);
-        out.push_back(next);
-        REQUIRE(s.eval(&next, 1, &logits).ok());
-    }
-    return out;
-}
-
 void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int steps) {
     SessionParams p;
     p.n_ctx = int64_t(prompt.size()) + steps + 1;
@@ -38,7 +23,7 @@ void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int 
     TpTestModel one;
     REQUIRE(one.load(dir, cpu_ranks(1)).ok());
     std::vector<float> ref_logits;
-    const std::vector<int32_t> ref = greedy_run(*one.session(p), prompt, steps, one.model.hp.n_vocab, ref_logits);
+    const std::vector<int32_t> ref = greedy_continuation(*one.session(p), prompt, steps, one.model.hp.n_vocab, ref_logits);
     for (int n : {2, 4}) {
         CAPTURE(n);
         TpTestModel tp;
@@ -47,9 +32,12 @@ void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int 
         REQUIRE(tp.model.ranks.size() == size_t(n));
         // Each rank holds a share of the split tensors (not a copy).
         CHECK(tp.model.ranks[0].tensors.layers[0].q_b->ne[1] * n == one.model.tensors().layers[0].q_b->ne[1]);
+        CHECK(tp.model.ranks[0].tensors.layers[0].q_b->split == GLM_SPLIT_ROWS);  // each weight carries its split
+        CHECK(tp.model.ranks[0].tensors.layers[0].o->split == GLM_SPLIT_COLS);
+        CHECK(tp.model.ranks[0].tensors.layers[0].q_a->split == GLM_SPLIT_NONE);
         auto session = tp.session(p);
         std::vector<float> logits;
-        const std::vector<int32_t> ids = greedy_run(*session, prompt, steps, tp.model.hp.n_vocab, logits);
+        const std::vector<int32_t> ids = greedy_continuation(*session, prompt, steps, tp.model.hp.n_vocab, logits);
         CHECK(ids == ref);
         REQUIRE(logits.size() == ref_logits.size());
         const double err = rel_error(logits.data(), ref_logits.data(), logits.size());
