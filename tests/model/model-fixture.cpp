@@ -1,5 +1,7 @@
 #include "model-fixture.h"
 
+#include "engine/sampler.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -97,4 +99,18 @@ std::unique_ptr<Session> TpTestModel::session(SessionParams params) const {
     const Status st = s->init();
     REQUIRE_MESSAGE(st.ok(), st.message());
     return s;
+}
+
+std::vector<int32_t> greedy_continuation(Session& s, const std::vector<int32_t>& prompt, int steps, int64_t vocab,
+                                         std::vector<float>& rows) {
+    std::vector<int32_t> out;
+    std::vector<float> logits;
+    REQUIRE(s.eval(prompt.data(), int64_t(prompt.size()), &logits).ok());
+    for (int i = 0; i < steps; ++i) {
+        rows.insert(rows.end(), logits.begin(), logits.end());
+        const int32_t next = argmax(logits.data(), vocab);
+        out.push_back(next);
+        REQUIRE(s.eval(&next, 1, &logits).ok());
+    }
+    return out;
 }

@@ -48,7 +48,11 @@ struct TpTestModel {
     std::unique_ptr<Session> session(SessionParams params) const;
 };
 
-std::vector<std::string> fixture_names();  // every model fixture under tests/fixtures
+std::vector<std::string> fixture_names();
+// Prefill prompt, then `steps` greedy tokens (host argmax); the logits each token was chosen from are
+// appended to rows.
+std::vector<int32_t> greedy_continuation(Session& s, const std::vector<int32_t>& prompt, int steps, int64_t vocab,
+                                         std::vector<float>& rows);  // every model fixture under tests/fixtures
 // Mean of -log softmax(logits[i])[ids[i + 1]] over the n - 1 next-token predictions of a sequence
 // of n ids (logits: n rows of n_vocab), in double.
 double mean_next_token_nll(const std::vector<float>& logits, const std::vector<int32_t>& ids, int64_t n_vocab);

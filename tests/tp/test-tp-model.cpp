@@ -37,20 +37,6 @@ Status load_gpu(TpTestModel& m, const std::string& dir, int n, bool p2p) {
     return m.load(dir, std::move(ranks), std::move(comm));
 }
 
-std::vector<int32_t> greedy_run(Session& s, const std::vector<int32_t>& prompt, int steps, int64_t vocab,
-                                std::vector<float>& rows) {
-    std::vector<int32_t> out;
-    std::vector<float> logits;
-    REQUIRE(s.eval(prompt.data(), int64_t(prompt.size()), &logits).ok());
-    for (int i = 0; i < steps; ++i) {
-        rows.insert(rows.end(), logits.begin(), logits.end());
-        const int32_t next = argmax(logits.data(), vocab);
-        out.push_back(next);
-        REQUIRE(s.eval(&next, 1, &logits).ok());
-    }
-    return out;
-}
-
 int gpus_or_skip(int want) {
     const int n = glm_cuda_device_count();
     if (n < want) MESSAGE("fewer than ", want, " GPUs (", n, "): skipping");
@@ -68,7 +54,7 @@ void compare(const std::string& dir, const std::vector<int32_t>& prompt) {
     TpTestModel one;
     REQUIRE(load_gpu(one, dir, 1, true).ok());
     std::vector<float> ref_rows;
-    const std::vector<int32_t> ref = greedy_run(*one.session(p), prompt, 32, one.model.hp.n_vocab, ref_rows);
+    const std::vector<int32_t> ref = greedy_continuation(*one.session(p), prompt, 32, one.model.hp.n_vocab, ref_rows);
     for (int n : {2, 4}) {
         if (n > n_gpus) continue;
         for (bool p2p : {true, false}) {
@@ -79,7 +65,7 @@ void compare(const std::string& dir, const std::vector<int32_t>& prompt) {
             REQUIRE_MESSAGE(st.ok(), st.message());
             std::vector<float> rows;
             auto session = tp.session(p);
-            const std::vector<int32_t> ids = greedy_run(*session, prompt, 32, tp.model.hp.n_vocab, rows);
+            const std::vector<int32_t> ids = greedy_continuation(*session, prompt, 32, tp.model.hp.n_vocab, rows);
             const double err = rel_error(rows.data(), ref_rows.data(), ref_rows.size());
             MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, " (", std::string(tp.comm->name()), std::string(p2p ? "" : ", forced"),
                     "): 32 greedy tokens identical=", ids == ref, ", logits rel. error ", err);
