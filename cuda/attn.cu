@@ -2,14 +2,21 @@
 //
 // One block of kThreads handles (a group of G heads, one query s, one split of the key list).
 // The key list of query s is the causal range [0, T_eff) with T_eff = min(q_pos[s] + 1, T) or, with
-// key_ids, the column key_ids[:, s] (sorted and de-duplicated in shared memory; entries < 0,
-// > q_pos[s] or >= T skipped). The work is bounded at run time: the host fixes only the number of
-// splits (from T and the SM count, so a graph built once for the whole context can be replayed at
-// every position), and each block reads q_pos[s] on the device and cuts the live part of the list
-// -- [0, T_eff), or the sorted ids in [0, q_pos[s]] -- into n_split equal ranges, so a short
-// context still spreads over every split and no row at or past T_eff is read. A split left without
-// keys writes an empty partial (max -inf, sum 0). Each block walks its range in tiles of kTile keys
-// with an online softmax per head (f32, max subtraction):
+// key_ids, the column key_ids[:, s]; entries < 0, > q_pos[s] or >= T are skipped. A column may list
+// a slot twice, so arbitrary key_ids are sorted and de-duplicated in shared memory -- except when
+// the column is distinct by construction (key_ids made by GLM_OP_TOP_K, or a view of it that keeps
+// each column inside one of its columns: the decode graph's case): then the raw column is walked
+// as it is, with no sort and no duplicate check, which is what makes a 2048-entry decode column cheap.
+// The work is bounded at run time: the host fixes only the number of splits (from T or n_sel and
+// the SM count, so a graph built once for the whole context can be replayed at every position).
+// Dense and sorted lists are cut on the device: each block reads q_pos[s] and cuts the live part
+// -- [0, T_eff), or the sorted ids in [0, q_pos[s]] -- into n_split equal ranges, so a short context
+// still spreads over every split and no row at or past T_eff is read. Raw key_ids columns are cut
+// into equal ranges by the host (split_len). A split left without keys writes an empty partial
+// (max -inf, sum 0); skipped entries cost no K/V reads (and attn_fast_kernel skips whole tiles of
+// them: the -1 tail of a top-k column).
+// Each block walks its range in tiles of kTile keys with an online softmax per head (f32, max
+// subtraction):
 //   1. scores: each warp takes tile keys, its lanes stride over Dk (K read once per group) and
 //      the G dot products with q (kept in shared memory) are warp-reduced;
 //   2. softmax update: one warp per head rescales the running (max, sum);
@@ -22,8 +29,9 @@
 // when the module loads, never at run time), addressed by the kernels directly (no host symbol
 // lookup: launches stay legal inside stream capture). n_split is capped so that
 // S * H * n_split * (Dv + 2) fits: e.g. H = 64, Dv = 512, S = 1 allows 63 splits, S = 16 allows 3;
-// big prefill batches get n_split = 1 (no partials at all). Limits: Dv <= 512; key_ids columns of more than kSortIds
-// entries fall back to an O(n_sel) duplicate scan per key (correct, slow).
+// big prefill batches get n_split = 1 (no partials at all). Limits: Dv <= 512; key_ids columns of
+// more than kSortIds entries that are not distinct by construction fall back to an O(n_sel)
+// duplicate scan per key (correct, slow).
 //
 // Absorbed-MLA decode (Hk == 1, Dk 576, Dv 512, H % 16 == 0, bf16 or e4m3 cache rows shared by k and
 // v) takes the tensor-core path attn_fast_kernel instead (see its comment; bf16 q and P).
@@ -75,8 +83,9 @@ struct AttnParams {
     int k_shared;        // Hk == 1
     int n_groups;        // ceil(H / G)
     int n_split;         // splits per (head group, query): fixed by the host from T / n_sel
-    int split_len;       // unsorted key_ids only: list positions per split (the rest size it on device)
+    int split_len;       // raw key_ids walk only: list positions per split (the rest size it on device)
     int ids_pow2;        // sorted key_ids path: padded length of the smem id array (0: not sorted)
+    int ids_distinct;    // key_ids columns list each slot at most once (TOP_K): raw walk, no duplicate scan
     float scale;
 };
 
@@ -101,7 +110,7 @@ __device__ __forceinline__ int upper_bound_sorted(const int* a, int n, int x) {
 // The list positions [x, y) that split sp of query s walks (block-uniform; call after the sorted
 // ids are in shared memory). The live list is [0, T_eff) (dense), the ids in [0, pos]
 // (sorted key_ids: after sorting they sit together, after the negative ones), or all n_sel entries
-// (unsorted key_ids: the host's split_len). Live ranges are cut into n_split pieces of a multiple of
+// (raw key_ids walk: the host's split_len). Live ranges are cut into n_split pieces of a multiple of
 // `granule` positions and at least min_len, so a short live list uses fewer, fuller splits.
 __device__ __forceinline__ int2 split_range(const AttnParams& p, const int* ids_s, int pos, int sp, int granule,
                                             int min_len) {
@@ -135,8 +144,9 @@ __device__ __forceinline__ int list_key(const AttnParams& p, const int* ids_s, i
     }
     const int t = load_i32(p.key_ids, j, s);
     if (t < 0 || t > pos || t >= p.T) return -1;
-    for (int i = 0; i < j; ++i)
-        if (load_i32(p.key_ids, i, s) == t) return -1;
+    if (!p.ids_distinct)
+        for (int i = 0; i < j; ++i)
+            if (load_i32(p.key_ids, i, s) == t) return -1;
     return t;
 }
 
@@ -297,10 +307,11 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
                 part_ml(p)[2 * pi + 1] = l;
             }
             float* pa = part_acc(p) + pi * p.Dv;
+            const bool empty = m_s[g] == neg_inf();  // an empty split: the combine never reads its acc
 #pragma unroll
             for (int i = 0; i < kDPerThread; ++i) {
                 const int d = tid + i * kThreads;
-                if (d < p.Dv) pa[d] = acc[g][i];
+                if (d < p.Dv && !empty) pa[d] = acc[g][i];
             }
         }
     }
@@ -309,8 +320,9 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
 // ---- Tensor-core MQA decode path (absorbed MLA: Hk == 1, Dk = 576, Dv = 512, V = first Dv dims of
 // the K rows) -----------------------------------------------------------------------------------
 // One block of 256 threads = (16 heads, one query s, one split of the key list). q is rounded to
-// bf16 in shared memory once; key tiles of kFKeys rows are streamed by cp.async into a 2-stage
-// ring (f8 rows are fetched raw and widened to bf16 in place). Per tile:
+// bf16 in shared memory once, while the first key tile is in flight; key tiles of kFKeys rows are
+// streamed by cp.async into a 2-stage ring (f8 rows are fetched raw and widened to bf16 in place).
+// Per tile with at least one live key:
 //   S = Q K^T   warp w: keys [8w, 8w+8) x 16 heads, mma.m16n8k16 over Dk (K tile is the B operand);
 //   softmax     warp w: heads 2w, 2w+1 (f32 running max / sum; P rounded to bf16, and the sum
 //               is taken over the rounded P so the weights stay normalised);
@@ -397,13 +409,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
     const int h0 = gi * kFHeads;
     const int pos = load_i32(p.q_pos, s);
 
-    for (int i = tid; i < kFHeads * kFDk; i += kThreads) {
-        const int g = i / kFDk, c = i - g * kFDk;
-        q_s[g * kFKs + c] = __float2bfloat16_rn(load_at(p.q, c, h0 + g, s));
-    }
-    if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);
-    __syncthreads();
-
+    if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);  // ends with a barrier: ids_s is visible
     const int2 range = split_range(p, ids_s, pos, sp, kFKeys, kFMinTiles * kFKeys);  // whole key tiles
     const int j_begin = range.x, j_end = range.y;
     const int n_tiles = j_end > j_begin ? (j_end - j_begin + kFKeys - 1) / kFKeys : 0;
@@ -439,7 +445,11 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
     const uint32_t q_base = smem_addr(q_s);
     const uint32_t p_base = smem_addr(p_s);
 
-    if (n_tiles > 0) load_tile(0);
+    if (n_tiles > 0) load_tile(0);  // in flight while q is staged
+    for (int i = tid; i < kFHeads * kFDk; i += kThreads) {
+        const int hi = i / kFDk, c = i - hi * kFDk;
+        q_s[hi * kFKs + c] = __float2bfloat16_rn(load_at(p.q, c, h0 + hi, s));
+    }
     for (int it = 0; it < n_tiles; ++it) {
         const int st = it & 1;
         if (it + 1 < n_tiles) {
@@ -448,7 +458,10 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
         } else {
             cp_async_wait<0>();
         }
-        __syncthreads();
+        // The barrier publishes tile `it` (and, the first time, q_s). A tile without a live key (the
+        // -1 tail of a top-k column, ids past q_pos) leaves the running sums as they are: skip it.
+        // keys_s[st] was written by these same threads in load_tile(it).
+        if (!__syncthreads_or(tid < kFKeys && keys_s[st * kFKeys + tid] >= 0)) continue;
         __nv_bfloat16* kt = k_s + size_t(st) * kFKeys * kFKs;
         if (kF8) {  // widen the raw e4m3 bytes (at byte 576 of each row) to bf16 in place
             constexpr int kPer = kFKeys * (kFDk / 16) / kThreads;
@@ -579,6 +592,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
                 part_ml(p)[2 * pi] = m_s[row];
                 part_ml(p)[2 * pi + 1] = l;
             }
+            if (m_s[row] == neg_inf()) continue;  // an empty split: the combine never reads its acc
             float* pa = part_acc(p) + pi * kFDv;
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
@@ -656,7 +670,7 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     if (p.k.nb[0] != int64_t(esize) || p.v.nb[0] != int64_t(esize)) return false;
     if (p.v.data != p.k.data || p.v.nb[2] != p.k.nb[2] || p.k.nb[2] % 16 != 0) return false;
     if (reinterpret_cast<uintptr_t>(p.k.data) % 16 != 0) return false;
-    if (has_ids && p.ids_pow2 == 0) return false;  // unsorted (very long) key_ids columns
+    if (has_ids && !p.ids_pow2 && !p.ids_distinct) return false;  // long columns that need a duplicate scan
     const size_t smem = kFOffIds + size_t(p.ids_pow2) * sizeof(int);
     static int max_optin[kMaxDevices] = {};
     static SmemOptIn opted_in[2];
@@ -667,8 +681,10 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
 
     // One block per SM (~175 KB of smem): about n_sm blocks in all, as many splits as the longest
     // list (T or n_sel: the graph's shape, not the run-time length) fills with kFMinTiles key tiles
-    // each, partials within the scratch. Bounded by kMaxSplit whatever T is; split_range sizes the
-    // ranges from q_pos on the device.
+    // each, partials within the scratch. Bounded by kMaxSplit whatever T is. Dense and sorted lists:
+    // split_range sizes the ranges from q_pos on the device. Raw (distinct) key_ids columns: cut
+    // here into whole tiles. Decode at TP 4 (16 heads, S = 1, n_sel = 2048): 16 splits of 2 tiles,
+    // and the combine reads 16 partials per (head, query).
     p.n_groups = p.H / kFHeads;
     const int64_t n_list = std::max<int64_t>(has_ids ? p.n_sel : p.T, 1);
     const int64_t base_blocks = int64_t(p.n_groups) * p.S;
@@ -676,8 +692,13 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     n_split = std::min(n_split, ceil_div(n_list, kFMinTiles * kFKeys));
     n_split = std::min<int64_t>(n_split, kMaxSplit);
     n_split = std::min<int64_t>(n_split, kScratchFloats / (int64_t(p.H) * p.S * (p.Dv + 2)));
-    p.n_split = int(std::max<int64_t>(n_split, 1));
-    p.split_len = 0;  // sorted ids or dense: sized on the device
+    n_split = std::max<int64_t>(n_split, 1);
+    p.split_len = 0;
+    if (has_ids && !p.ids_pow2) {
+        p.split_len = int(ceil_div(ceil_div(n_list, n_split), kFKeys) * kFKeys);
+        n_split = ceil_div(n_list, p.split_len);
+    }
+    p.n_split = int(n_split);
     const int64_t blocks = int64_t(p.n_split) * base_blocks;
     if (blocks >= int64_t(INT_MAX)) return false;
 
@@ -691,6 +712,19 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     }
     return true;
 }
+
+// Does every column of key_ids list each slot at most once, by construction? True for the output of
+// GLM_OP_TOP_K (indices of the k largest, -1 past the candidates) and for a view of it whose every
+// column lies inside one column of that output; false for anything else (a reshape that joins two
+// top-k columns may repeat a slot).
+bool key_ids_distinct(glm_tensor* key_ids) {
+    const glm_tensor* root = glm_view_root(key_ids);
+    if (root->op != GLM_OP_TOP_K) return false;
+    if (root == key_ids) return true;
+    const size_t col = root->nb[1], first = key_ids->view_offset % col;
+    return key_ids->nb[0] == root->nb[0] && (key_ids->ne[1] == 1 || key_ids->nb[1] % col == 0) &&
+           first + size_t(key_ids->ne[0]) * key_ids->nb[0] <= col;
+}
 }  // namespace
 
 void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
@@ -698,7 +732,7 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* k = dst->src[1];
     const glm_tensor* v = dst->src[2];
     const glm_tensor* q_pos = dst->src[3];
-    const glm_tensor* key_ids = dst->src[4];
+    glm_tensor* key_ids = dst->src[4];
     const int64_t Dk = q->ne[0], H = q->ne[1], S = q->ne[2], Hk = k->ne[1], T = k->ne[2], Dv = v->ne[0];
     GLM_ASSERT(q->type == GLM_TYPE_F32 && dst->type == GLM_TYPE_F32 && q_pos->type == GLM_TYPE_I32);
     GLM_ASSERT(k->ne[0] == Dk && v->ne[1] == Hk && v->ne[2] == T && (Hk == 1 || Hk == H));
@@ -732,8 +766,9 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
     if (Hk == 1 && H > 1) G = H <= 4 ? 4 : H <= 8 ? 8 : 16;
     p.n_groups = int(ceil_div(H, G));
 
+    p.ids_distinct = key_ids && key_ids_distinct(key_ids) ? 1 : 0;
     p.ids_pow2 = 0;
-    if (key_ids && n_sel <= kSortIds) {
+    if (key_ids && !p.ids_distinct && n_sel <= kSortIds) {
         p.ids_pow2 = 1;
         while (p.ids_pow2 < n_sel) p.ids_pow2 <<= 1;
     }
@@ -746,7 +781,7 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
     // Splits: enough blocks to fill the GPU twice over, as many as the longest list (T or n_sel, the
     // graph's shape) fills with kMinKeysPerSplit keys each, partials that fit the static scratch;
     // bounded by kMaxSplit whatever T is. The ranges are sized on the device (split_range) except
-    // for unsorted key_ids columns, whose list is cut here.
+    // for raw key_ids columns (distinct or unsorted), whose list is cut here.
     const int64_t n_list = std::max<int64_t>(key_ids ? n_sel : T, 1);
     const int64_t base_blocks = int64_t(p.n_groups) * S;
     int64_t n_split = ceil_div(2 * int64_t(std::max(ctx.n_sm, 1)), base_blocks);

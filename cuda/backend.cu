@@ -1,14 +1,22 @@
 // The CUDA backend: device buffers made once at start-up, uploads/downloads, and the one dispatch
 // switch from graph nodes to the op launchers in cuda/*.cu.
+#include <atomic>
 #include <vector>
 
 #include "cuda/backend.h"
+#include "cuda/fusion.cuh"
 #include "cuda/gemm-mma.cuh"
 #include "cuda/ops.cuh"
 
 void glm_cuda_set_precise_prefill(bool precise) {
     cuda_mma_set_activations(precise ? MmaActivations::bf16x2 : MmaActivations::bf16);
 }
+
+namespace {
+std::atomic<bool> g_fusion{true};  // process-wide, read when a graph runs or is recorded
+}  // namespace
+
+void glm_cuda_set_fusion(bool on) { g_fusion.store(on, std::memory_order_relaxed); }
 
 int glm_cuda_device_count() {
     int n = 0;
@@ -111,7 +119,9 @@ public:
         GLM_ASSERT(begin <= end && end <= graph.nodes.size());
         CUDA_CHECK(cudaSetDevice(ctx_.device));
         if (profiling_) return compute_profiled(graph, begin, end);
-        for (size_t i = begin; i < end; ++i) compute(graph.nodes[i]);
+        const bool fuse = g_fusion.load(std::memory_order_relaxed);
+        if (fuse) readers_.refresh(graph);
+        for (size_t i = begin; i < end;) i += fuse ? run_node(graph, i, end) : (compute(graph.nodes[i]), 1);
         return {};
     }
 
@@ -208,9 +218,23 @@ private:
 
     // Eager run with an event pair around every node (events are pooled across runs: made once,
     // reused after take_profile).
+    // Node i, or the fused pattern starting there: the number of nodes done.
+    size_t run_node(const glm_graph& graph, size_t i, size_t end) {
+        const size_t fused = cuda_run_fused(ctx_, graph, i, end, readers_);
+        if (fused) {
+            CUDA_CHECK_LAUNCH();
+            return fused;
+        }
+        compute(graph.nodes[i]);
+        return 1;
+    }
+
+    // A fused pattern is timed as one entry under its first node's name and op.
     Status compute_profiled(const glm_graph& graph, size_t begin, size_t end) {
         if (capturing_) return Status::device("{}: profiling is on during a capture (eager runs only)", name_);
-        for (size_t i = begin; i < end; ++i) {
+        const bool fuse = g_fusion.load(std::memory_order_relaxed);
+        if (fuse) readers_.refresh(graph);
+        for (size_t i = begin; i < end;) {
             glm_tensor* node = graph.nodes[i];
             const size_t e = 2 * profile_.size();
             while (events_.size() < e + 2) {
@@ -219,7 +243,7 @@ private:
                 events_.push_back(ev);
             }
             CUDA_CHECK(cudaEventRecord(events_[e], ctx_.stream));
-            compute(node);
+            i += fuse ? run_node(graph, i, end) : (compute(node), 1);
             CUDA_CHECK(cudaEventRecord(events_[e + 1], ctx_.stream));
             profile_.push_back({node->name, node->op, 0.0});
         }
@@ -279,6 +303,7 @@ private:
     bool profiling_ = false;
     std::vector<cudaEvent_t> events_;     // pool: 2 per profiled node (begin, end)
     std::vector<glm_node_time> profile_;  // profiled nodes since take_profile (us filled there)
+    NodeReaders readers_;                 // of the graph being run (fusion needs them)
 };
 
 }  // namespace

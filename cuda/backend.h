@@ -23,6 +23,9 @@ Status glm_cuda_device_info(int device, CudaDeviceInfo& out);
 // Prefill GEMMs (tensor cores, N > 8): f32-grade activations (bf16 hi + lo, about half the rate) when
 // precise, else bf16-rounded (the default). Process-wide; set before graphs are recorded.
 void glm_cuda_set_precise_prefill(bool precise);
+// Fused launches of node patterns (cuda/fusion.cuh), on by default; off runs every node on its own
+// (A/B measurements, bisecting a wrong result). Process-wide; set before graphs are recorded.
+void glm_cuda_set_fusion(bool on);
 // A backend on one device; fails with a Status when the device cannot be used.
 Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out);
 

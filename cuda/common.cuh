@@ -46,6 +46,14 @@ inline void cuda_allow_smem(Kernel kernel, size_t bytes, int device, SmemOptIn& 
     record.bytes[device].store(int(bytes), std::memory_order_relaxed);
 }
 
+// Whether the bytes of a and b intersect (device addresses, views by their spanned bytes). Fused
+// launches check it: the arena reuses an input's bytes for a later node's output once the input's
+// last reader is placed, so a fused kernel's output may land on bytes it still reads.
+inline bool bytes_overlap(const glm_tensor* a, const glm_tensor* b) {
+    const uintptr_t a0 = reinterpret_cast<uintptr_t>(a->data), b0 = reinterpret_cast<uintptr_t>(b->data);
+    return a0 < b0 + glm_nbytes(b) && b0 < a0 + glm_nbytes(a);
+}
+
 class glm_backend;
 // The device context of a backend made by glm_backend_cuda_create (aborts on any other backend):
 // the communicator launches its kernels and NCCL calls on the backend's stream.

@@ -1,6 +1,7 @@
 // Mixture-of-experts routing (select, weights, combine) and argmax / max_arg. Decode runs one token, so these
-// are latency kernels: a warp per token for the selection, a thread per token for the weights, a
-// thread per output element for the combine, a block per column for argmax.
+// are latency kernels: a warp per token for the selection (candidates in registers; a shared-memory
+// fallback for large E) and for the weights, a thread per output element for the combine, a block
+// per column for argmax.
 #include <climits>
 
 #include "cuda/moe.cuh"
@@ -19,7 +20,7 @@ __device__ __forceinline__ bool ranks_before(float va, int ia, float vb, int ib)
     return ia < ib;
 }
 
-// ---- moe_select: one warp per token ------------------------------------------------------------
+// ---- moe_select fallback (any E, k, n_group, bias type): one warp per token, scores in shared memory
 constexpr int kSelectWarps = 4;
 
 // Shared memory per warp: choice[E], group_score[n_group], keep[n_group] (4-byte words).
@@ -95,22 +96,191 @@ __global__ void moe_select_kernel(TensorView dst, TensorView probs, TensorView b
     }
 }
 
-// ---- moe_weights: one thread per token -------------------------------------------------------------
-__global__ void moe_weights_kernel(TensorView dst, TensorView probs, TensorView ids, bool normalize, float scaling) {
-    const int64_t n = ids.ne[0], T = ids.ne[1];
-    for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < T; t += int64_t(gridDim.x) * blockDim.x) {
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; ++j) {
-            const int32_t e = load_i32_at(ids, j, t);
-            if (e < 0 || e >= probs.ne[0]) __trap();  // invariant: ids come from moe_select
-            sum += load_at(probs, e, t);
+// ---- routing fast path: one warp per token, the candidates in registers --------------------------
+// Lane l holds experts l, l + 32, ... (PER_LANE slots). Each of the k picks is one warp arg-max over
+// rank keys, so the whole choice costs k * 5 shuffle rounds and no shared memory (except for the
+// group stage). moe_select takes it for E <= 256, k <= 32, n_group <= 32, bias F32 or absent; the
+// fused router epilogue (sigmoid, select, weights) is the same kernel with `fused` set.
+constexpr int kRouteWarps = 4;  // tokens per block
+constexpr int kRouteMaxPerLane = 8;
+constexpr int kRouteMaxExperts = 32 * kRouteMaxPerLane;
+
+// Plain data for route_kernel; the launcher has checked every layout rule stated here.
+struct RouteParams {
+    TensorView scores;     // F32 [E, T], any strides: the probabilities, or (fused) the router logits
+    const float* bias;     // [E] F32 contiguous, or null
+    float* probs;          // fused: sigmoid(logits), F32 [E, T] contiguous; else null
+    int32_t* ids;          // I32 [k, T] contiguous
+    float* weights;        // fused: F32 [k, T] contiguous; else null
+    int E, k, n_group, topk_group;
+    bool normalize;        // fused: moe_weights' params
+    float scaling;
+};
+
+// ranks_before(a, b) as one unsigned comparison: key(a) > key(b). The high word orders the values
+// (larger first, -0 tied with +0, NaN below -inf), the low word breaks ties to the lower index. Every
+// entry's key is > 0, the key of an empty slot.
+__device__ __forceinline__ unsigned long long rank_key(float v, int i) {
+    uint32_t hi = 0;  // NaN
+    if (!isnan(v)) {
+        const uint32_t bits = __float_as_uint(v == 0.0f ? 0.0f : v);
+        hi = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    }
+    return (static_cast<unsigned long long>(hi) << 32) | ~uint32_t(i);
+}
+__device__ __forceinline__ int rank_key_index(unsigned long long key) { return int(~uint32_t(key)); }
+
+__device__ __forceinline__ float routing_weight(float w, float sum, bool normalize, float scaling) {
+    return (normalize ? w / (sum + 1e-20f) : w) * scaling;  // the CPU's roundings
+}
+
+template <int PER_LANE, bool fused>
+__global__ void __launch_bounds__(32 * kRouteWarps) route_kernel(RouteParams p) {
+    __shared__ float group_smem[kRouteWarps][kRouteMaxExperts];  // the biased scores, for the group stage
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t t = int64_t(blockIdx.x) * kRouteWarps + warp;
+    if (t >= p.scores.ne[1]) return;  // whole warps; no block barrier follows
+    float prob[PER_LANE], choice[PER_LANE];
+#pragma unroll
+    for (int j = 0; j < PER_LANE; ++j) {
+        const int e = lane + 32 * j;
+        prob[j] = choice[j] = 0.0f;
+        if (e >= p.E) continue;
+        float v = *reinterpret_cast<const float*>(elem_ptr(p.scores, e, t, 0, 0));
+        if constexpr (fused) {
+            v = 1.0f / (1.0f + expf(-v));  // cuda_op_unary's sigmoid
+            p.probs[t * p.E + e] = v;
         }
-        for (int64_t j = 0; j < n; ++j) {
-            const float w = load_at(probs, load_i32_at(ids, j, t), t);
-            const float v = normalize ? w / (sum + 1e-20f) : w;
-            *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, j, t, 0, 0))) = v * scaling;
+        prob[j] = v;
+        choice[j] = v + (p.bias ? p.bias[e] : 0.0f);  // the bias steers the choice only
+    }
+
+    if (p.n_group > 1) {  // warp-uniform
+        // Lane g scores group g: the sum of its two best biased scores (one when the group has one).
+        float* sc = group_smem[warp];
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j)
+            if (lane + 32 * j < p.E) sc[lane + 32 * j] = choice[j];
+        __syncwarp();
+        const int per = p.E / p.n_group;
+        unsigned long long group_key = 0;
+        if (lane < p.n_group) {
+            unsigned long long k0 = 0, k1 = 0;
+            float v0 = 0.0f, v1 = 0.0f;
+            for (int e = lane * per; e < (lane + 1) * per; ++e) {
+                const unsigned long long key = rank_key(sc[e], e);
+                if (key > k0) k1 = k0, v1 = v0, k0 = key, v0 = sc[e];
+                else if (key > k1) k1 = key, v1 = sc[e];
+            }
+            float sum = 0.0f;
+            sum += v0;
+            if (per > 1) sum += v1;
+            group_key = rank_key(sum, lane);
+        }
+        // A group stays eligible iff fewer than topk_group groups rank before it; the others' experts
+        // are masked to -inf (transformers' masked_fill), which still ranks above NaN.
+        int rank = 0;
+        for (int o = 0; o < p.n_group; ++o) rank += __shfl_sync(0xffffffffu, group_key, o) > group_key ? 1 : 0;
+        const uint32_t kept = __ballot_sync(0xffffffffu, lane < p.n_group && rank < p.topk_group);
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) {
+            const int e = lane + 32 * j;
+            if (e < p.E && !((kept >> (e / per)) & 1u)) choice[j] = -INFINITY;
         }
     }
+
+    unsigned long long key[PER_LANE];
+#pragma unroll
+    for (int j = 0; j < PER_LANE; ++j) key[j] = lane + 32 * j < p.E ? rank_key(choice[j], lane + 32 * j) : 0ull;
+
+    // k picks; pick r lands in lane r (k <= 32), with its unbiased probability when fused. The sum
+    // of the picked probabilities runs in pick order, as the CPU's moe_weights sums them.
+    int my_id = 0;
+    float my_w = 0.0f, sum = 0.0f;
+    for (int r = 0; r < p.k; ++r) {
+        unsigned long long best = 0;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j) best = key[j] > best ? key[j] : best;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            const unsigned long long other = __shfl_xor_sync(0xffffffffu, best, off);
+            best = other > best ? other : best;
+        }
+        const int e = rank_key_index(best);  // a real expert: k <= E and every real key beats 0
+        float w = 0.0f;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; ++j)
+            if (lane + 32 * j == e) key[j] = 0ull, w = prob[j];  // the owner retires the slot
+        if (lane == r) my_id = e;
+        if constexpr (fused) {
+            w = __shfl_sync(0xffffffffu, w, e & 31);
+            sum += w;
+            if (lane == r) my_w = w;
+        }
+    }
+    if (lane < p.k) {
+        p.ids[t * p.k + lane] = my_id;
+        if constexpr (fused) p.weights[t * p.k + lane] = routing_weight(my_w, sum, p.normalize, p.scaling);
+    }
+}
+
+// Parameters of route_kernel for moe_select's node `select` reading scores (the probabilities, or the
+// logits when fused); false when the fast path does not apply.
+bool route_setup(const glm_tensor* scores, const glm_tensor* select, RouteParams& p) {
+    const glm_tensor* bias = select->src[1];
+    const int64_t E = scores->ne[0];
+    const int k = select->params[0].i, n_group = select->params[1].i;
+    GLM_ASSERT(n_group >= 1 && E % n_group == 0 && k >= 1 && k <= E && select->params[2].i >= 1 &&
+               select->params[2].i <= n_group);
+    if (scores->type != GLM_TYPE_F32 || E > kRouteMaxExperts || k > 32 || n_group > 32) return false;
+    if (bias && (bias->type != GLM_TYPE_F32 || bias->nb[0] != 4)) return false;
+    if (select->type != GLM_TYPE_I32 || !glm_is_contiguous(select)) return false;
+    p = RouteParams{};
+    p.scores = tensor_view(scores);
+    p.bias = bias ? static_cast<const float*>(bias->data) : nullptr;
+    p.ids = static_cast<int32_t*>(select->data);
+    p.E = int(E);
+    p.k = k;
+    p.n_group = n_group;
+    p.topk_group = select->params[2].i;
+    return true;
+}
+
+template <bool fused>
+void launch_route(const RouteParams& p, cudaStream_t stream) {
+    const int64_t T = p.scores.ne[1];
+    const int per_lane = int(ceil_div(p.E, 32));
+    const dim3 grid(unsigned(ceil_div(T, kRouteWarps))), block(unsigned(32 * std::min<int64_t>(kRouteWarps, T)));
+    if (per_lane <= 1) route_kernel<1, fused><<<grid, block, 0, stream>>>(p);
+    else if (per_lane <= 2) route_kernel<2, fused><<<grid, block, 0, stream>>>(p);
+    else if (per_lane <= 4) route_kernel<4, fused><<<grid, block, 0, stream>>>(p);
+    else route_kernel<8, fused><<<grid, block, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---- moe_weights: one warp per token ---------------------------------------------------------------
+// Lane j gathers w[j] (in chunks of 32 slots); every lane sums the chunk's weights in slot order by
+// shuffles, the CPU's order.
+__global__ void __launch_bounds__(32 * kRouteWarps) moe_weights_kernel(TensorView dst, TensorView probs, TensorView ids,
+                                                                       bool normalize, float scaling) {
+    const int lane = threadIdx.x & 31;
+    const int64_t t = int64_t(blockIdx.x) * kRouteWarps + (threadIdx.x >> 5);
+    if (t >= ids.ne[1]) return;  // whole warps
+    const int n = int(ids.ne[0]);
+    auto gather = [&](int j) {  // probs[ids[j, t], t]; probs is F32 (glm_moe_weights)
+        const int32_t e = load_i32_at(ids, j, t);
+        if (e < 0 || e >= probs.ne[0]) __trap();  // invariant: ids come from moe_select
+        return *reinterpret_cast<const float*>(elem_ptr(probs, e, t, 0, 0));
+    };
+    float sum = 0.0f, first = 0.0f;
+    for (int c = 0; c < n; c += 32) {  // warp-uniform
+        const float w = c + lane < n ? gather(c + lane) : 0.0f;
+        if (c == 0) first = w;
+        for (int j = 0; j < 32 && c + j < n; ++j) sum += __shfl_sync(0xffffffffu, w, j);
+    }
+    for (int c = lane; c < n; c += 32)
+        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, c, t, 0, 0))) =
+            routing_weight(c == lane ? first : gather(c), sum, normalize, scaling);
 }
 
 // ---- moe_combine: a thread per (d, t); slots summed in ascending expert id order ------------------
@@ -214,23 +384,58 @@ void cuda_op_moe_select(CudaContext& ctx, glm_tensor* dst) {
     const int64_t E = probs->ne[0], T = probs->ne[1];
     GLM_ASSERT(n_group >= 1 && E % n_group == 0 && k >= 1 && k <= E && topk_group >= 1 && topk_group <= n_group);
     GLM_ASSERT(!bias || glm_type_is_float(bias->type));
+    if (T == 0) return;
+    RouteParams p;
+    if (route_setup(probs, dst, p)) {
+        launch_route<false>(p, ctx.stream);
+        return;
+    }
     const size_t smem = size_t(select_words_per_warp(E, n_group)) * 4 * kSelectWarps;
     GLM_ASSERT(smem <= 48 * 1024);  // E up to ~3000 experts
-    if (T == 0) return;
     TensorView bv{};
     bv.type = GLM_TYPE_F32;
     if (bias) bv = tensor_view(bias);
     moe_select_kernel<<<int(ceil_div(T, kSelectWarps)), 32 * kSelectWarps, smem, ctx.stream>>>(
         tensor_view(dst), tensor_view(probs), bv, bias != nullptr, k, n_group, topk_group);
+    CUDA_CHECK_LAUNCH();
 }
 
 void cuda_op_moe_weights(CudaContext& ctx, glm_tensor* dst) {
+    const glm_tensor* probs = dst->src[0];
     const glm_tensor* ids = dst->src[1];
-    GLM_ASSERT(ids->type == GLM_TYPE_I32);
+    GLM_ASSERT(probs->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32 && dst->type == GLM_TYPE_F32);
     const int64_t T = ids->ne[1];
-    if (T == 0) return;
-    moe_weights_kernel<<<grid_cap(ceil_div(T, 128), 65535), 128, 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(dst->src[0]), tensor_view(ids), dst->params[0].i != 0, dst->params[1].f);
+    if (T == 0 || ids->ne[0] == 0) return;
+    const dim3 grid(unsigned(ceil_div(T, kRouteWarps))), block(unsigned(32 * std::min<int64_t>(kRouteWarps, T)));
+    moe_weights_kernel<<<grid, block, 0, ctx.stream>>>(tensor_view(dst), tensor_view(probs), tensor_view(ids),
+                                                       dst->params[0].i != 0, dst->params[1].f);
+    CUDA_CHECK_LAUNCH();
+}
+
+bool cuda_fused_moe_route(CudaContext& ctx, glm_tensor* sigmoid, glm_tensor* select, glm_tensor* weights) {
+    GLM_ASSERT(sigmoid->op == GLM_OP_SIGMOID && select->op == GLM_OP_MOE_SELECT && weights->op == GLM_OP_MOE_WEIGHTS);
+    GLM_ASSERT(select->src[0] == sigmoid && weights->src[0] == sigmoid && weights->src[1] == select);
+    const glm_tensor* logits = sigmoid->src[0];
+    const glm_tensor* bias = select->src[1];
+    RouteParams p;
+    if (!route_setup(logits, select, p)) return false;
+    if (logits->ne[2] != 1 || logits->ne[3] != 1 || sigmoid->type != GLM_TYPE_F32 || !glm_is_contiguous(sigmoid) ||
+        weights->type != GLM_TYPE_F32 || !glm_is_contiguous(weights) || weights->ne[0] != p.k)
+        return false;
+    const int64_t T = logits->ne[1];
+    if (T == 0) return true;  // nothing to write
+    // The planner may place ids / weights over the logits' freed bytes (they die at the SIGMOID): one
+    // token is safe (its warp loads everything before it stores ids and weights), tokens of other
+    // warps are not.
+    const glm_tensor* outputs[2] = {select, weights};
+    for (const glm_tensor* out : outputs)
+        if (T > 1 && (bytes_overlap(out, logits) || (bias && bytes_overlap(out, bias)))) return false;
+    p.probs = static_cast<float*>(sigmoid->data);
+    p.weights = static_cast<float*>(weights->data);
+    p.normalize = weights->params[0].i != 0;
+    p.scaling = weights->params[1].f;
+    launch_route<true>(p, ctx.stream);
+    return true;
 }
 
 void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst) {

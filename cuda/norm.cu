@@ -1,5 +1,14 @@
-// Row reductions: RMS norm, layer norm and softmax along ne[0]. One block per row (rows of any
-// stride, any ne[1..3]); per-thread partial sums in f32, combined by a warp-shuffle block reduction.
+// Row reductions: RMS norm, layer norm and softmax along ne[0]; per-thread partial sums in f32,
+// combined by warp shuffles (and shared memory across warps).
+//
+// Two kinds of kernel. The row kernels (the fast paths, and the fused residual add + RMS norm) take
+// f32 rows with unit element stride, a contiguous f32 output and weight / bias absent or contiguous
+// F32 / BF16: each thread loads its share of the row into registers once (float4 when everything is
+// 16-byte aligned), a warp handles a row of up to 1024 floats and a block a longer one. Decode runs
+// one row, so these are latency kernels: one memory round trip, one reduction. The generic kernels
+// (one block per row, any stride, any float type, x read twice) cover every other layout.
+#include <cstdint>
+
 #include "cuda/norm.cuh"
 
 namespace {
@@ -124,6 +133,236 @@ __global__ void soft_max_kernel(TensorView dst, TensorView x, float scale) {
     }
 }
 
+// ---- row kernels: the row in registers ------------------------------------------------------------
+enum class RowNorm { rms, layer };
+
+// Plain data for row_norm_kernel; the launcher has checked every layout rule stated here.
+struct RowParams {
+    const uint8_t* x;        // F32 [n, ne1, ne2, ne3], element stride 4; row (i1, i2, i3) at x + i1*nb1 + i2*nb2 + i3*nb3
+    int64_t ne1, ne2;        // x's row shape (ne3 follows from rows)
+    int64_t nb1, nb2, nb3;   // x's row strides in bytes
+    const float* addend;     // fused add: F32 [n, rows] contiguous, added to x before the norm; or null
+    float* sum;              // fused add: x + addend, F32 [n, rows] contiguous; null iff addend is
+    float* y;                // F32 [n, rows] contiguous
+    const void* w;           // [n] F32 or BF16 contiguous, or null
+    const void* b;           // layer norm bias: [n] F32 or BF16 contiguous, or null
+    int32_t w_type, b_type;
+    int64_t n, rows;
+    float eps;
+};
+
+template <int VEC>
+__device__ __forceinline__ void load_vec(const float* p, float (&v)[VEC]) {
+    if constexpr (VEC == 4) {
+        const float4 q = *reinterpret_cast<const float4*>(p);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+        v[0] = *p;
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
+    if constexpr (VEC == 4)
+        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    else
+        *p = v[0];
+}
+
+// Elements i .. i+VEC-1 of a weight or bias (F32 or BF16; BF16 widens exactly by a 16-bit shift).
+template <int VEC>
+__device__ __forceinline__ void load_operand(const void* p, int32_t type, int64_t i, float (&v)[VEC]) {
+    if (type != GLM_TYPE_BF16) {
+        load_vec<VEC>(static_cast<const float*>(p) + i, v);
+    } else if constexpr (VEC == 4) {
+        const uint2 q = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(p) + i);
+        v[0] = __uint_as_float(q.x << 16), v[1] = __uint_as_float(q.x & 0xffff0000u);
+        v[2] = __uint_as_float(q.y << 16), v[3] = __uint_as_float(q.y & 0xffff0000u);
+    } else {
+        v[0] = __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    }
+}
+
+// A group of threads (one warp, or the whole block) normalises a row: thread `tid` holds vectors
+// tid, tid + group, ... (ITEMS of VEC floats; entries past the row hold 0 and are never stored).
+// warp_rows: blockDim.x / 32 rows per block, no block barrier, so a warp past the last row may
+// leave; otherwise one row per block at a time and the row loop is uniform per block.
+template <RowNorm kind, int VEC, int ITEMS, bool warp_rows>
+__global__ void __launch_bounds__(kMaxThreads) row_norm_kernel(RowParams p) {
+    __shared__ float smem[32];
+    const int group = warp_rows ? 32 : int(blockDim.x);
+    const int tid = warp_rows ? int(threadIdx.x & 31) : int(threadIdx.x);
+    const int rows_per_block = warp_rows ? int(blockDim.x >> 5) : 1;
+    const int64_t first = int64_t(blockIdx.x) * rows_per_block + (warp_rows ? threadIdx.x >> 5 : 0);
+    auto row_sum = [&](float v) {
+        if constexpr (warp_rows) return warp_reduce(v, SumOp{});
+        else return block_reduce(v, SumOp{}, 0.0f, smem);
+    };
+    for (int64_t r = first; r < p.rows; r += int64_t(gridDim.x) * rows_per_block) {
+        const int64_t i1 = r % p.ne1, i2 = r / p.ne1 % p.ne2, i3 = r / p.ne1 / p.ne2;
+        const float* x = reinterpret_cast<const float*>(p.x + i1 * p.nb1 + i2 * p.nb2 + i3 * p.nb3);
+        const int64_t out0 = r * p.n;  // the row's start in the contiguous tensors
+        float v[ITEMS][VEC];
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j) {
+            const int64_t i = (int64_t(j) * group + tid) * VEC;
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) v[j][k] = 0.0f;
+            if (i >= p.n) continue;  // VEC divides n: a vector is wholly inside or outside
+            load_vec<VEC>(x + i, v[j]);
+            if (p.addend) {  // the ADD node's result, written as the residual stream
+                float a[VEC];
+                load_vec<VEC>(p.addend + out0 + i, a);
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) v[j][k] += a[k];
+                store_vec<VEC>(p.sum + out0 + i, v[j]);
+            }
+        }
+        float scale, shift = 0.0f;  // y = (v - shift) * scale, before weight and bias
+        if constexpr (kind == RowNorm::rms) {
+            float ss = 0.0f;
+#pragma unroll
+            for (int j = 0; j < ITEMS; ++j)
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) ss += v[j][k] * v[j][k];
+            scale = 1.0f / sqrtf(row_sum(ss) / float(p.n) + p.eps);
+        } else {
+            float s = 0.0f;
+#pragma unroll
+            for (int j = 0; j < ITEMS; ++j)
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) s += v[j][k];
+            shift = row_sum(s) / float(p.n);
+            float var = 0.0f;
+#pragma unroll
+            for (int j = 0; j < ITEMS; ++j) {
+                if ((int64_t(j) * group + tid) * VEC >= p.n) continue;  // padding would add shift^2
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) var += (v[j][k] - shift) * (v[j][k] - shift);
+            }
+            scale = 1.0f / sqrtf(row_sum(var) / float(p.n) + p.eps);
+        }
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j) {
+            const int64_t i = (int64_t(j) * group + tid) * VEC;
+            if (i >= p.n) continue;
+            float w[VEC] = {}, b[VEC] = {};
+            if (p.w) load_operand<VEC>(p.w, p.w_type, i, w);
+            if (p.b) load_operand<VEC>(p.b, p.b_type, i, b);
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) {
+                // the generic kernels' (and the CPU's) rounding order, without fma contraction
+                if constexpr (kind == RowNorm::rms) {
+                    const float yk = v[j][k] * scale;
+                    v[j][k] = p.w ? w[k] * yk : yk;
+                } else {
+                    float yk = (v[j][k] - shift) * scale;
+                    if (p.w) yk = __fmul_rn(yk, w[k]);
+                    if (p.b) yk = __fadd_rn(yk, b[k]);
+                    v[j][k] = yk;
+                }
+            }
+            store_vec<VEC>(p.y + out0 + i, v[j]);
+        }
+    }
+}
+
+// Threads and items per thread for rows of n floats read VEC at a time.
+struct RowPlan {
+    int vec, items, threads;
+    bool warp_rows;
+    int64_t blocks;
+};
+constexpr int kMaxItems = 8;           // vectors per thread: 32 floats of registers at VEC 4
+constexpr int kWarpRowsPerBlock = 4;
+
+// A warp per row up to 32 * kMaxItems vectors, else a block of up to kMaxThreads threads with 4 (or,
+// for the longest rows, 8) vectors each; false: the row is too long to keep in registers.
+bool plan_rows(int64_t n, int64_t rows, int vec, RowPlan& plan) {
+    const int64_t nv = n / vec;
+    plan.vec = vec;
+    if (nv <= 32 * kMaxItems) {
+        const int64_t per_lane = ceil_div(nv, 32);
+        plan.warp_rows = true;
+        plan.items = per_lane <= 1 ? 1 : per_lane <= 2 ? 2 : per_lane <= 4 ? 4 : 8;
+        const int64_t warps = std::min<int64_t>(kWarpRowsPerBlock, rows);
+        plan.threads = int(32 * warps);
+        plan.blocks = std::min<int64_t>(ceil_div(rows, warps), int64_t(1) << 30);
+        return true;
+    }
+    if (nv > int64_t(kMaxThreads) * kMaxItems) return false;
+    plan.warp_rows = false;
+    plan.items = nv <= int64_t(kMaxThreads) * 4 ? 4 : 8;
+    plan.threads = int(ceil_div(ceil_div(nv, plan.items), 32) * 32);
+    plan.blocks = blocks_for_rows(rows);
+    return true;
+}
+
+template <RowNorm kind, int VEC, bool warp_rows>
+void launch_row_norm_as(const RowPlan& plan, const RowParams& p, cudaStream_t stream) {
+    void (*kernel)(RowParams) = nullptr;
+    if constexpr (warp_rows) {
+        switch (plan.items) {
+            case 1: kernel = row_norm_kernel<kind, VEC, 1, true>; break;
+            case 2: kernel = row_norm_kernel<kind, VEC, 2, true>; break;
+            case 4: kernel = row_norm_kernel<kind, VEC, 4, true>; break;
+            default: kernel = row_norm_kernel<kind, VEC, 8, true>; break;
+        }
+    } else {
+        kernel = plan.items == 4 ? row_norm_kernel<kind, VEC, 4, false> : row_norm_kernel<kind, VEC, 8, false>;
+    }
+    kernel<<<unsigned(plan.blocks), plan.threads, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <RowNorm kind>
+void launch_row_norm(const RowPlan& plan, const RowParams& p, cudaStream_t stream) {
+    if (plan.vec == 4)
+        plan.warp_rows ? launch_row_norm_as<kind, 4, true>(plan, p, stream) : launch_row_norm_as<kind, 4, false>(plan, p, stream);
+    else
+        plan.warp_rows ? launch_row_norm_as<kind, 1, true>(plan, p, stream) : launch_row_norm_as<kind, 1, false>(plan, p, stream);
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// A weight or bias the row kernels read: absent, or F32 / BF16 with unit element stride.
+bool row_operand_ok(const glm_tensor* t) {
+    return !t || ((t->type == GLM_TYPE_F32 || t->type == GLM_TYPE_BF16) && t->nb[0] == glm_type_block_bytes(t->type));
+}
+// ... and aligned for reads of 4 elements.
+bool row_operand_aligned(const glm_tensor* t) {
+    return !t || (reinterpret_cast<uintptr_t>(t->data) & (t->type == GLM_TYPE_BF16 ? 7 : 15)) == 0;
+}
+
+bool contiguous_f32(const glm_tensor* t) { return t->type == GLM_TYPE_F32 && glm_is_contiguous(t); }
+
+// Parameters and plan of a row kernel over x (and, fused, x + addend written to sum) into y; false
+// when the layouts are not the row kernels' (the caller then takes the generic path).
+bool row_norm_setup(const glm_tensor* x, const glm_tensor* addend, glm_tensor* sum, glm_tensor* y, const glm_tensor* w,
+                    const glm_tensor* b, float eps, RowParams& p, RowPlan& plan) {
+    if (x->type != GLM_TYPE_F32 || x->nb[0] != 4 || !contiguous_f32(y) || !glm_same_shape(x, y)) return false;
+    if (!row_operand_ok(w) || !row_operand_ok(b)) return false;
+    const int64_t n = x->ne[0];
+    bool vec4 = n % 4 == 0 && aligned16(x->data) && aligned16(y->data) && row_operand_aligned(w) && row_operand_aligned(b);
+    for (int d = 1; d < 4; ++d) vec4 = vec4 && (x->ne[d] == 1 || x->nb[d] % 16 == 0);
+    if (addend) vec4 = vec4 && aligned16(addend->data) && aligned16(sum->data);
+    if (!plan_rows(n, glm_nrows(x), vec4 ? 4 : 1, plan)) return false;
+    p.x = static_cast<const uint8_t*>(x->data);
+    p.ne1 = x->ne[1], p.ne2 = x->ne[2];
+    p.nb1 = int64_t(x->nb[1]), p.nb2 = int64_t(x->nb[2]), p.nb3 = int64_t(x->nb[3]);
+    p.addend = addend ? static_cast<const float*>(addend->data) : nullptr;
+    p.sum = addend ? static_cast<float*>(sum->data) : nullptr;
+    p.y = static_cast<float*>(y->data);
+    p.w = w ? w->data : nullptr;
+    p.b = b ? b->data : nullptr;
+    p.w_type = w ? w->type : GLM_TYPE_F32;
+    p.b_type = b ? b->type : GLM_TYPE_F32;
+    p.n = n;
+    p.rows = glm_nrows(x);
+    p.eps = eps;
+    return true;
+}
+
 // An optional row operand (weight, bias): a float type the loaders know, or absent.
 TensorView optional_view(const glm_tensor* t) {
     if (!t) {
@@ -142,8 +381,15 @@ void cuda_op_rms_norm(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* w = dst->src[1];
     const int64_t rows = glm_nrows(x);
     if (rows == 0 || x->ne[0] == 0) return;
+    RowParams p;
+    RowPlan plan;
+    if (row_norm_setup(x, nullptr, nullptr, dst, w, nullptr, dst->params[0].f, p, plan)) {
+        launch_row_norm<RowNorm::rms>(plan, p, ctx.stream);
+        return;
+    }
     rms_norm_kernel<<<blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, ctx.stream>>>(
         tensor_view(dst), tensor_view(x), optional_view(w), w != nullptr, dst->params[0].f);
+    CUDA_CHECK_LAUNCH();
 }
 
 void cuda_op_layer_norm(CudaContext& ctx, glm_tensor* dst) {
@@ -152,9 +398,16 @@ void cuda_op_layer_norm(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* b = dst->src[2];
     const int64_t rows = glm_nrows(x);
     if (rows == 0 || x->ne[0] == 0) return;
+    RowParams p;
+    RowPlan plan;
+    if (row_norm_setup(x, nullptr, nullptr, dst, w, b, dst->params[0].f, p, plan)) {
+        launch_row_norm<RowNorm::layer>(plan, p, ctx.stream);
+        return;
+    }
     layer_norm_kernel<<<blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, ctx.stream>>>(
         tensor_view(dst), tensor_view(x), optional_view(w), w != nullptr, optional_view(b), b != nullptr,
         dst->params[0].f);
+    CUDA_CHECK_LAUNCH();
 }
 
 void cuda_op_soft_max(CudaContext& ctx, glm_tensor* dst) {
@@ -163,4 +416,25 @@ void cuda_op_soft_max(CudaContext& ctx, glm_tensor* dst) {
     if (rows == 0 || x->ne[0] == 0) return;
     soft_max_kernel<<<blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, ctx.stream>>>(
         tensor_view(dst), tensor_view(x), dst->params[0].f);
+    CUDA_CHECK_LAUNCH();
+}
+
+bool cuda_fused_add_rms_norm(CudaContext& ctx, glm_tensor* add, glm_tensor* norm) {
+    GLM_ASSERT(add->op == GLM_OP_ADD && norm->op == GLM_OP_RMS_NORM && norm->src[0] == add);
+    const glm_tensor* a = add->src[0];
+    const glm_tensor* b = add->src[1];
+    // No broadcast: both addends have the sum's shape, and the three are contiguous f32.
+    if (!contiguous_f32(a) || !contiguous_f32(b) || !contiguous_f32(add)) return false;
+    if (!glm_same_shape(a, add) || !glm_same_shape(b, add)) return false;
+    const int64_t rows = glm_nrows(add);
+    if (rows == 0 || add->ne[0] == 0) return true;  // nothing to write
+    // The planner may place the norm's output over the addends' freed bytes (they die at the ADD);
+    // one row is safe (every load of a row precedes its reduction, every store follows it), several
+    // rows handled by different blocks are not.
+    if (rows > 1 && (bytes_overlap(norm, a) || bytes_overlap(norm, b))) return false;
+    RowParams p;
+    RowPlan plan;
+    if (!row_norm_setup(a, b, add, norm, norm->src[1], nullptr, norm->params[0].f, p, plan)) return false;
+    launch_row_norm<RowNorm::rms>(plan, p, ctx.stream);
+    return true;
 }

@@ -21,7 +21,8 @@ void cuda_op_layer_norm(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_soft_max(CudaContext& ctx, glm_tensor* dst);
 // rope.cu
 void cuda_op_rope(CudaContext& ctx, glm_tensor* dst);
-// mul-mat.cu (dense types) and nvfp4.cu (NVFP4 weights)
+// mul-mat.cu (the dispatch, generic / tiled / transposed kernels), gemv.cu (contiguous-row GEMV,
+// N <= 8), gemm-mma.cu (tensor-core GEMMs, N > 8)
 void cuda_op_mul_mat(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_mul_mat_id(CudaContext& ctx, glm_tensor* dst);
 // attn.cu
@@ -36,3 +37,19 @@ void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst);    // ARGMAX, MAX_ARG
 // fill.cu: seeded random contents (synthetic weights)
 void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean, float scale);
+
+// ---- fused launches ------------------------------------------------------------------------------
+// backend.cu matches node patterns in the graph (consecutive nodes, intermediates read by nobody
+// else) and hands the nodes to one of these. Each launcher checks the layouts its kernel needs and
+// returns false without launching anything when they do not hold: the nodes then run one by one.
+// Results equal the unfused ops' up to float rounding order.
+//
+// norm.cu: sum = a + b (the ADD node, written: the residual stream) and y = rms_norm(sum) * w (the
+// RMS_NORM node reading that sum), one pass over the row.
+bool cuda_fused_add_rms_norm(CudaContext& ctx, glm_tensor* add, glm_tensor* norm);
+// moe.cu: probs = sigmoid(logits) (the SIGMOID node), ids = moe_select(probs, bias), w =
+// moe_weights(probs, ids): the router's whole epilogue in one launch (all three outputs written).
+bool cuda_fused_moe_route(CudaContext& ctx, glm_tensor* sigmoid, glm_tensor* select, glm_tensor* weights);
+// gemv.cu: swiglu(gate x, up x) for one token: two MUL_MAT nodes (same x) or two MUL_MAT_ID
+// nodes (same x and ids) and the SWIGLU node over their results; only the SWIGLU node is written.
+bool cuda_fused_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* up, glm_tensor* swiglu);

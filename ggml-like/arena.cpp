@@ -5,6 +5,11 @@
 
 namespace {
 
+// A tensor's bytes are reused only k_release_delay nodes after its last reader: a backend that runs a
+// few consecutive nodes as one kernel (CUDA's fused launches) then never writes an output over bytes
+// the same kernel still reads. Costs a little peak memory.
+constexpr int k_release_delay = 2;
+
 size_t align_up(size_t n) { return (n + GLM_ARENA_ALIGN - 1) / GLM_ARENA_ALIGN * GLM_ARENA_ALIGN; }
 
 bool needs_arena(const glm_tensor* t) {
@@ -96,14 +101,14 @@ glm_arena_plan glm_arena_measure(const glm_graph& graph) {
         const size_t size = align_up(std::max<size_t>(glm_nbytes(t), 1));
         const int last = (t->flags & GLM_FLAG_OUTPUT) ? n_nodes : std::max(last_use[t], first);
         slot_of[t] = plan.slots.size();
-        if (last < n_nodes) release_after[size_t(last)].push_back(plan.slots.size());
+        if (last < n_nodes) release_after[size_t(std::min(last + k_release_delay, n_nodes - 1))].push_back(plan.slots.size());
         plan.slots.push_back({t, free_list.alloc(size), size, first, last});
     };
     for (glm_tensor* leaf : graph.leafs) allocate(leaf, -1);
     for (int i = 0; i < n_nodes; ++i) {
         allocate(graph.nodes[size_t(i)], i);
-        // Free what this node was the last to read, after its output was placed: ops are not in-place,
-        // so an output must never share bytes with its own inputs.
+        // Free what was last read k_release_delay nodes ago (or by this node, at the end), after this
+        // node's output was placed: ops are not in-place, so an output never shares bytes with its inputs.
         for (size_t slot : release_after[size_t(i)]) free_list.release(plan.slots[slot].offset, plan.slots[slot].size);
     }
     plan.size = free_list.peak();

@@ -763,13 +763,15 @@ std::vector<OpCase> make_cases() {
     // Absorbed-MLA decode shapes of the CUDA tensor-core path: k = [576, 1, T] and v = [512, 1, T]
     // views of the same rows of a [576, T] bf16 or e4m3 cache; T over several key tiles and splits;
     // q_pos = T-1 and earlier; key_ids of 2048 entries with -1 padding (and ids beyond q_pos).
-    struct Mla { int64_t H, S, T; glm_type type; int last_pos; int n_valid_ids; };
+    // Prefill chunks past the first take the same form: consecutive positions (pos_step 1), many queries.
+    struct Mla { int64_t H, S, T; glm_type type; int last_pos; int n_valid_ids; int pos_step = 250; };
     for (Mla g : {Mla{16, 1, 1000, GLM_TYPE_BF16, 999, 0}, Mla{16, 1, 100, GLM_TYPE_BF16, 77, 0},
                   Mla{64, 2, 1000, GLM_TYPE_BF16, 999, 0}, Mla{16, 1, 5000, GLM_TYPE_BF16, 4999, 0},
                   Mla{16, 2, 5000, GLM_TYPE_BF16, 4999, 1900}, Mla{16, 1, 5000, GLM_TYPE_F8_E4M3, 3000, 0},
-                  Mla{32, 2, 1000, GLM_TYPE_F8_E4M3, 999, 700}}) {
+                  Mla{32, 2, 1000, GLM_TYPE_F8_E4M3, 999, 700}, Mla{16, 37, 3000, GLM_TYPE_BF16, 2999, 2000, 1},
+                  Mla{16, 45, 600, GLM_TYPE_BF16, 599, 0, 1}}) {
         const int64_t Dk = 576, Dv = 512;
-        add(fmt::format("attn MLA decode Dk={} Dv={} H={} S={} T={} {} cache q_pos<={}{}", Dk, Dv, g.H, g.S, g.T,
+        add(fmt::format("attn MLA absorbed Dk={} Dv={} H={} S={} T={} {} cache q_pos<={}{}", Dk, Dv, g.H, g.S, g.T,
                         glm_type_name(g.type), g.last_pos, g.n_valid_ids ? " + key_ids[2048]" : ""),
             [g, Dk, Dv](OpBuild& b) {
                 glm_tensor* q = b.rand(GLM_TYPE_F32, {Dk, g.H, g.S});
@@ -777,7 +779,7 @@ std::vector<OpCase> make_cases() {
                 glm_tensor* k = glm_view_3d(b.ctx, cache, Dk, 1, g.T, cache->nb[1], cache->nb[1], 0);
                 glm_tensor* v = glm_view_3d(b.ctx, cache, Dv, 1, g.T, cache->nb[1], cache->nb[1], 0);
                 std::vector<int32_t> pos;
-                for (int64_t s = 0; s < g.S; ++s) pos.push_back(int32_t(g.last_pos - (g.S - 1 - s) * 250));
+                for (int64_t s = 0; s < g.S; ++s) pos.push_back(int32_t(g.last_pos - (g.S - 1 - s) * g.pos_step));
                 glm_tensor* qp = b.i32({g.S}, pos);
                 glm_tensor* kid = nullptr;
                 if (g.n_valid_ids) {
@@ -1023,6 +1025,8 @@ const std::vector<OpCase>& op_cases() {
         add_length_bound_cases(cs);
         add_matmul_large_cases(cs);
         add_max_arg_cases(cs);
+        add_decode_cases(cs);
+        add_fused_cases(cs);
         return cs;
     }();
     return cases;

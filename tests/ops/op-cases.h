@@ -113,5 +113,7 @@ RunResult run_op_case(const OpCase& c, glm_backend& backend);
 void add_length_bound_cases(std::vector<OpCase>& cases);  // ops bounded by q_pos (graph replay)
 void add_matmul_large_cases(std::vector<OpCase>& cases);  // prefill-size mul_mat / mul_mat_id
 void add_max_arg_cases(std::vector<OpCase>& cases);       // max_arg (tensor-parallel greedy)
+void add_decode_cases(std::vector<OpCase>& cases);        // decode patterns: top-k attention, W_UK^T, gate/up
+void add_fused_cases(std::vector<OpCase>& cases);         // decode-shape norms / routing, fused patterns
 
 }  // namespace optest

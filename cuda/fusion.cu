@@ -1,0 +1,58 @@
+// Pattern matching for the fused launches (see fusion.cuh). A pattern is a run of consecutive nodes
+// (the graph builders put them next to each other) in which every intermediate the fused kernel does
+// not write is read by no node but the pattern's own and is not a graph output, and no output the
+// fused kernel writes lands on bytes it still reads (the arena reuses freed inputs' bytes).
+#include "cuda/fusion.cuh"
+#include "cuda/ops.cuh"
+
+void NodeReaders::refresh(const glm_graph& graph) {
+    const glm_tensor* first = graph.nodes.empty() ? nullptr : graph.nodes.front();
+    if (&graph == graph_ && graph.nodes.size() == n_nodes_ && first == first_) return;
+    graph_ = &graph;
+    n_nodes_ = graph.nodes.size();
+    first_ = first;
+    readers_.clear();
+    for (const glm_tensor* node : graph.nodes)
+        for (const glm_tensor* src : node->src)
+            if (src) ++readers_[src];
+}
+
+namespace {
+
+// An intermediate that may stay unwritten: read only by the pattern's `own` readers.
+bool private_to_pattern(const glm_tensor* t, int own, const NodeReaders& readers) {
+    return !(t->flags & GLM_FLAG_OUTPUT) && readers.count(t) == own;
+}
+
+bool same_mul_mat_inputs(const glm_tensor* a, const glm_tensor* b) {
+    return a->op == b->op && a->src[1] == b->src[1] && a->src[2] == b->src[2] && glm_same_shape(a, b);
+}
+
+}  // namespace
+
+size_t cuda_run_fused(CudaContext& ctx, const glm_graph& graph, size_t i, size_t end, const NodeReaders& readers) {
+    auto at = [&](size_t k) -> glm_tensor* { return i + k < end ? graph.nodes[i + k] : nullptr; };
+    glm_tensor* n0 = at(0);
+    glm_tensor* n1 = at(1);
+    glm_tensor* n2 = at(2);
+    if (!n0 || !n1) return 0;
+
+    // Residual add, then the norm of the new residual stream (twice per layer). Both are written.
+    if (n0->op == GLM_OP_ADD && n1->op == GLM_OP_RMS_NORM && n1->src[0] == n0)
+        return cuda_fused_add_rms_norm(ctx, n0, n1) ? 2 : 0;
+
+    if (!n2) return 0;
+    // The router's epilogue: sigmoid scores, expert choice, routing weights. All three are written.
+    if (n0->op == GLM_OP_SIGMOID && n1->op == GLM_OP_MOE_SELECT && n1->src[0] == n0 &&
+        n2->op == GLM_OP_MOE_WEIGHTS && n2->src[0] == n0 && n2->src[1] == n1)
+        return cuda_fused_moe_route(ctx, n0, n1, n2) ? 3 : 0;
+
+    // Gate and up projections of one token and their SwiGLU (experts, shared expert, dense MLP):
+    // the two projections stay in registers.
+    if ((n0->op == GLM_OP_MUL_MAT || n0->op == GLM_OP_MUL_MAT_ID) && same_mul_mat_inputs(n0, n1) &&
+        n2->op == GLM_OP_SWIGLU && n2->src[0] == n0 && n2->src[1] == n1 && private_to_pattern(n0, 1, readers) &&
+        private_to_pattern(n1, 1, readers) && !bytes_overlap(n2, n0->src[1]) &&
+        !(n0->src[2] && bytes_overlap(n2, n0->src[2])))
+        return cuda_fused_gate_up_swiglu(ctx, n0, n1, n2) ? 3 : 0;
+    return 0;
+}
