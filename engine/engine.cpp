@@ -122,6 +122,7 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
                 if (gpus[j] == gpus[i]) return Status::usage("--gpus lists GPU {} twice: give each GPU once", gpus[i]);
         }
         glm_cuda_set_precise_prefill(params.precise);
+        glm_cuda_set_fusion(params.fuse);
         for (int device : gpus) {
             std::unique_ptr<glm_backend> b;
             GLM_TRY(glm_backend_cuda_create(device, b));
@@ -161,6 +162,12 @@ static uint64_t min_free_gpu_bytes(const EngineParams& params, int n) {
     return capacity;
 }
 
+// The KV type a run uses: --kv-type, else bf16 on GPUs and the session default on the CPU.
+static EngineParams with_kv_type(EngineParams params, bool on_gpu) {
+    if (params.kv_type_auto && on_gpu) params.session.kv_type = GLM_TYPE_BF16;
+    return params;
+}
+
 // The memory plan of n ranks: each rank's weight share, its caches and activations, against
 // capacity (0: not checked).
 static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
@@ -176,7 +183,8 @@ static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& param
     return plan_memory(model.config(), weights, pp);
 }
 
-Status Engine::plan(const EngineParams& params, std::string& report) {
+Status Engine::plan(const EngineParams& requested, std::string& report) {
+    const EngineParams params = with_kv_type(requested, !requested.use_cpu);  // a plan is for GPUs unless --cpu
     LoadedModel model;
     if (params.synthetic) GLM_TRY(open_synthetic_model(params.model_dir, params.index_pattern, params.synthetic_seed, model));
     else GLM_TRY(open_model(params.model_dir, params.index_pattern, model));
@@ -213,9 +221,9 @@ Status Engine::plan(const EngineParams& params, std::string& report) {
     return check_memory_plan(plan);
 }
 
-Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
+Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out) {
     auto impl = std::make_unique<Impl>();
-    impl->params = params;
+    EngineParams params = requested;
     const std::string& dir = params.model_dir;
     struct stat st;
     const bool has_tokenizer = ::stat((dir + "/tokenizer.json").c_str(), &st) == 0;
@@ -233,6 +241,8 @@ Status Engine::load(const EngineParams& params, std::unique_ptr<Engine>& out) {
     const int n_ranks = int(impl->backends.size());
     GLM_TRY(check_tp_split(config, impl->model.records, n_ranks));
     const bool on_gpu = std::string(impl->backends.front()->name()).rfind("cuda:", 0) == 0;
+    params = with_kv_type(params, on_gpu);
+    impl->params = params;
     uint64_t capacity = 0, reserve = 1ull << 30;
     if (on_gpu) {
         capacity = min_free_gpu_bytes(params, n_ranks);

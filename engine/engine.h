@@ -17,6 +17,9 @@ struct EngineParams {
     int n_threads = 0;             // CPU threads (0: all cores)
     std::string index_pattern;     // --index-pattern: one F/S per layer, overrides the config
     SessionParams session;         // -c, --ubatch, --kv-type, --attn, --dump-tensors ...
+    // No --kv-type given: bf16 on GPUs (what their attention kernels are built for: tensor-core MLA
+    // reads bf16 or fp8 rows), session.kv_type (f32, exact) on the CPU.
+    bool kv_type_auto = false;
     bool show_progress = true;     // load progress bar (only drawn on a TTY)
     int n_cpu_ranks = 1;           // --cpu with -tp N: N CPU ranks through the host communicator (tests)
     bool synthetic = false;        // --synthetic: seeded random weights of the config's shapes, no shards
@@ -24,6 +27,7 @@ struct EngineParams {
     // --precise: tensor-core GEMMs (prefill, N > 8) take f32-grade activations (bf16 hi + lo split,
     // about half the rate) instead of bf16-rounded ones; for comparisons against f32 references.
     bool precise = false;
+    bool fuse = true;              // --no-fuse: every graph node its own GPU launch (A/B, bisecting)
     bool p2p = true;               // --no-p2p: NCCL for every all-reduce (no custom peer-to-peer path)
 };
 

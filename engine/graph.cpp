@@ -17,6 +17,30 @@ glm_tensor* swiglu_mlp(glm_context& ctx, glm_tensor* x, glm_tensor* gate, glm_te
     return glm_mul_mat(ctx, down, glm_swiglu(ctx, g, u));
 }
 
+// The products of one input with several weights: one product with their stacked rows when the
+// loader placed them back to back (`stacked`, rows in the order of `parts`), each output a view of its
+// rows; one product each otherwise. Null parts (and any rows past `n_used` parts) are skipped.
+std::vector<glm_tensor*> project(glm_context& ctx, glm_tensor* stacked, const std::vector<glm_tensor*>& parts,
+                                 size_t n_used, glm_tensor* x, const std::string& name) {
+    std::vector<glm_tensor*> out(parts.size(), nullptr);
+    if (!stacked) {
+        for (size_t i = 0; i < n_used; ++i)
+            if (parts[i]) out[i] = glm_mul_mat(ctx, parts[i], x);
+        return out;
+    }
+    int64_t rows = 0;
+    for (size_t i = 0; i < n_used; ++i) rows += parts[i] ? parts[i]->ne[1] : 0;
+    glm_tensor* w = rows == stacked->ne[1] ? stacked : glm_view_2d(ctx, stacked, stacked->ne[0], rows, stacked->nb[1], 0);
+    glm_tensor* y = named(glm_mul_mat(ctx, w, x), name);
+    int64_t first = 0;
+    for (size_t i = 0; i < n_used; ++i) {
+        if (!parts[i]) continue;
+        out[i] = glm_view_2d(ctx, y, parts[i]->ne[1], y->ne[1], y->nb[1], size_t(first) * sizeof(float));
+        first += parts[i]->ne[1];
+    }
+    return out;
+}
+
 struct LayerState {
     glm_tensor* prev_topk = nullptr;  // threaded from F layers to the S layers after them
 };
@@ -38,17 +62,25 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
 
     glm_tensor* x = named(glm_rms_norm(ctx, h, L.attn_norm, hp.norm_eps), blk(il, "attn_norm"));
 
+    // ---- the products of x (q_a, kv_a, the indexer's key and head weights), of q_resid (q_b, the
+    // indexer's queries); the indexer's only where this layer runs it
+    const size_t n_x = shared_indexer ? 2 : 4;
+    const std::vector<glm_tensor*> xp = project(ctx, L.x_proj, {L.q_a, L.kv_a, L.idx_wk, L.idx_weights}, n_x, x,
+                                                 blk(il, "x_proj"));
+
     // ---- queries: q_resid = norm(q_a x) feeds both MLA and the indexer
-    glm_tensor* q_resid = named(glm_rms_norm(ctx, glm_mul_mat(ctx, L.q_a, x), L.q_a_norm, hp.lora_norm_eps),
-                                blk(il, "q_resid"));
-    glm_tensor* q = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.q_b, q_resid), hp.head_dim_qk(), H, S);
+    glm_tensor* q_resid = named(glm_rms_norm(ctx, xp[0], L.q_a_norm, hp.lora_norm_eps), blk(il, "q_resid"));
+    const std::vector<glm_tensor*> qp = project(ctx, L.q_proj, {L.q_b, L.idx_wq_b}, shared_indexer ? 1 : 2, q_resid,
+                                                 blk(il, "q_proj"));
+    glm_tensor* q = glm_view_3d(ctx, qp[0], hp.head_dim_qk(), H, S, size_t(hp.head_dim_qk()) * sizeof(float),
+                                qp[0]->nb[1], 0);
     glm_tensor* q_nope = glm_view_3d(ctx, q, dn, H, S, q->nb[1], q->nb[2], 0);
     glm_tensor* q_rot = glm_view_3d(ctx, q, dr, H, S, q->nb[1], q->nb[2], size_t(dn) * sizeof(float));
     q_rot = named(glm_rope(ctx, q_rot, pos, int(dr), hp.rope_theta, rope_mode(hp.rope_interleave)),
                   blk(il, "q_rot"));
 
     // ---- latent KV: c = norm(kv_a x)[:r_kv], k_rot = rope(kv_a x)[r_kv:], stored as one row
-    glm_tensor* ckv = glm_mul_mat(ctx, L.kv_a, x);
+    glm_tensor* ckv = xp[1];
     glm_tensor* c = glm_rms_norm(ctx, glm_view_2d(ctx, ckv, r_kv, S, ckv->nb[1], 0), L.kv_a_norm,
                                  hp.lora_norm_eps);
     glm_tensor* k_rot = glm_view_3d(ctx, ckv, dr, 1, S, ckv->nb[1], ckv->nb[1], size_t(r_kv) * sizeof(float));
@@ -62,15 +94,14 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     if (!shared_indexer) {
         const int64_t Hi = hp.index_n_head, Di = hp.index_head_dim;
         const glm_rope_mode imode = rope_mode(hp.indexer_rope_interleave);
-        glm_tensor* qi = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.idx_wq_b, q_resid), Di, Hi, S);
+        glm_tensor* qi = glm_view_3d(ctx, qp[1], Di, Hi, S, size_t(Di) * sizeof(float), qp[1]->nb[1], 0);
         glm_tensor* qi_rot = glm_rope(ctx, glm_view_3d(ctx, qi, dr, Hi, S, qi->nb[1], qi->nb[2], 0), pos,
                                       int(dr), hp.rope_theta, imode);
         glm_tensor* qi_pass =
             glm_view_3d(ctx, qi, Di - dr, Hi, S, qi->nb[1], qi->nb[2], size_t(dr) * sizeof(float));
         qi = named(glm_concat(ctx, qi_rot, qi_pass, 0), blk(il, "index_q"));
 
-        glm_tensor* ki = glm_layer_norm(ctx, glm_mul_mat(ctx, L.idx_wk, x), L.idx_k_norm, L.idx_k_norm_bias,
-                                        hp.index_norm_eps);
+        glm_tensor* ki = glm_layer_norm(ctx, xp[2], L.idx_k_norm, L.idx_k_norm_bias, hp.index_norm_eps);
         ki = glm_reshape_3d(ctx, ki, Di, 1, S);
         glm_tensor* ki_rot = glm_rope(ctx, glm_view_3d(ctx, ki, dr, 1, S, ki->nb[1], ki->nb[2], 0), pos,
                                       int(dr), hp.rope_theta, imode);
@@ -83,7 +114,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         // With T <= index_topk every key is selected: dense causal attention, exactly.
         if (opt.attn == AttnMode::dsa && T > hp.index_topk) {
             glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, T, icache->nb[1], 0);
-            glm_tensor* weights = glm_scale(ctx, glm_mul_mat(ctx, L.idx_weights, x), 1.0f / std::sqrt(float(Hi)));
+            glm_tensor* weights = glm_scale(ctx, xp[3], 1.0f / std::sqrt(float(Hi)));
             glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, weights, pos, 1.0f / std::sqrt(float(Di))),
                                        blk(il, "index_scores"));
             // Candidates bounded by each query's position: a decode graph built for the whole context
@@ -95,35 +126,23 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         topk = state.prev_topk;
     }
 
-    // ---- attention
-    glm_tensor* o;
-    if (S > k_max_absorbed_batch) {
-        // Prefill: the expanded form of the reference (K/V per head through kv_b).
-        glm_tensor* c_T = glm_cont(ctx, glm_view_2d(ctx, cache_T, r_kv, T, cache_T->nb[1], 0));
-        glm_tensor* kv_full = glm_reshape_3d(ctx, glm_mul_mat(ctx, L.kv_b, c_T), dn + dv, H, T);
-        glm_tensor* k_nope = glm_view_3d(ctx, kv_full, dn, H, T, kv_full->nb[1], kv_full->nb[2], 0);
-        glm_tensor* v = glm_view_3d(ctx, kv_full, dv, H, T, kv_full->nb[1], kv_full->nb[2],
-                                    size_t(dn) * sizeof(float));
-        glm_tensor* k_rot_T = glm_view_3d(ctx, cache_T, dr, 1, T, cache_T->nb[1], cache_T->nb[1],
-                                          size_t(r_kv) * glm_type_block_bytes(cache_T->type));
-        const int64_t rep[4] = {dr, H, T, 1};
-        glm_tensor* k_full = glm_concat(ctx, k_nope, glm_repeat(ctx, k_rot_T, rep), 0);
-        glm_tensor* q_full = glm_concat(ctx, q_nope, q_rot, 0);
-        o = glm_attn(ctx, q_full, k_full, v, pos, topk, attn_scale);
-    } else {
-        // Decode and small batches (a speculative verify step): the absorbed form. q_lat[h] = q_nope[h] W_UK[h]; attention over the latent
-        // rows (one shared head); o[h] = o_lat[h] W_UV[h]^T.
-        const size_t row = L.kv_b->nb[1];
-        glm_tensor* w_uk = glm_transpose(ctx, glm_view_3d(ctx, L.kv_b, r_kv, dn, H, row, (dn + dv) * row, 0));
-        glm_tensor* q_lat = glm_mul_mat(ctx, w_uk, glm_permute(ctx, q_nope, 0, 2, 1, 3));  // [r_kv, S, H]
-        glm_tensor* q_abs = glm_concat(ctx, glm_permute(ctx, q_lat, 0, 2, 1, 3), q_rot, 0);  // [kv_row, H, S]
-        glm_tensor* k_lat = glm_view_3d(ctx, cache_T, kv_row, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
-        glm_tensor* v_lat = glm_view_3d(ctx, cache_T, r_kv, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
-        glm_tensor* o_lat = named(glm_attn(ctx, q_abs, k_lat, v_lat, pos, topk, attn_scale), blk(il, "attn_lat"));
-        glm_tensor* w_uv = glm_view_3d(ctx, L.kv_b, r_kv, dv, H, row, (dn + dv) * row, dn * row);
-        glm_tensor* o_h = glm_mul_mat(ctx, w_uv, glm_permute(ctx, o_lat, 0, 2, 1, 3));  // [dv, S, H]
-        o = glm_cont(ctx, glm_permute(ctx, o_h, 0, 2, 1, 3));
-    }
+    // ---- attention, in the absorbed MLA form for every batch: q_lat[h] = q_nope[h] W_UK[h]; attention
+    // over the latent rows (one shared 576-wide key head); o[h] = o_lat[h] W_UV[h]^T. The reference's
+    // expanded form (K/V per head through kv_b for every cached row) would re-expand the whole cache for
+    // each prefill chunk -- quadratic over a chunked prompt, gigabytes of activations at long context --
+    // while a DSA selection reads 2,048 latent rows per query however long the context is. The two
+    // forms are equal in exact arithmetic; the fixture tests hold the absorbed one to transformers.
+    const size_t row = L.kv_b->nb[1];
+    glm_tensor* w_uk = glm_transpose(ctx, glm_view_3d(ctx, L.kv_b, r_kv, dn, H, row, (dn + dv) * row, 0));
+    glm_tensor* q_lat = glm_mul_mat(ctx, w_uk, glm_permute(ctx, q_nope, 0, 2, 1, 3));  // [r_kv, S, H]
+    glm_tensor* q_abs = glm_concat(ctx, glm_permute(ctx, q_lat, 0, 2, 1, 3), q_rot, 0);  // [kv_row, H, S]
+    glm_tensor* k_lat = glm_view_3d(ctx, cache_T, kv_row, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
+    glm_tensor* v_lat = glm_view_3d(ctx, cache_T, r_kv, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
+    glm_tensor* o_lat = named(glm_attn(ctx, q_abs, k_lat, v_lat, pos, topk, attn_scale), blk(il, "attn_lat"));
+    glm_tensor* w_uv = glm_view_3d(ctx, L.kv_b, r_kv, dv, H, row, (dn + dv) * row, dn * row);
+    glm_tensor* o_h = glm_mul_mat(ctx, w_uv, glm_permute(ctx, o_lat, 0, 2, 1, 3));  // [dv, S, H]
+    glm_tensor* o = glm_permute(ctx, o_h, 0, 2, 1, 3);
+    if (!glm_is_contiguous(o)) o = glm_cont(ctx, o);  // one token: [dv, 1, H] is already [dv, H, 1]
     named(o, blk(il, "attn_heads"));
     glm_tensor* attn_out = glm_mul_mat(ctx, L.o, glm_reshape_2d(ctx, o, dv * H, S));
     if (opt.n_ranks > 1) attn_out = glm_all_reduce(ctx, attn_out);  // each rank holds its heads' share
@@ -143,6 +162,8 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
                            blk(il, "expert_ids"));
         glm_tensor* weights =
             named(glm_moe_weights(ctx, probs, expert_ids, hp.expert_norm, hp.expert_scale), blk(il, "expert_w"));
+        // Router, scores, choice and weights as consecutive nodes: a backend may run them as one launch.
+        glm_graph_expand(graph, weights);
         glm_tensor* x3 = glm_reshape_3d(ctx, x2, hp.n_embd, 1, S);
         glm_tensor* g = glm_mul_mat_id(ctx, L.exp_gate, x3, expert_ids);
         glm_tensor* u = glm_mul_mat_id(ctx, L.exp_up, x3, expert_ids);

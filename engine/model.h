@@ -58,6 +58,13 @@ struct LayerTensors {
     glm_tensor* shexp_gate = nullptr;
     glm_tensor* shexp_up = nullptr;
     glm_tensor* shexp_down = nullptr;
+    // Projections that read the same input, placed back to back in the weight buffer so that one
+    // product computes them all (one GEMV launch instead of four at decode); null when their types or
+    // placement do not allow it (the graph then multiplies them one by one). Rows, in order:
+    // x_proj = [q_a ; kv_a ; idx_wk ; idx_weights] (input: the attention-normed hidden state),
+    // q_proj = [q_b ; idx_wq_b] (input: q_resid); without an indexer only the first two / one.
+    glm_tensor* x_proj = nullptr;
+    glm_tensor* q_proj = nullptr;
     // MTP (NextN) layer only
     glm_tensor* mtp_enorm = nullptr;
     glm_tensor* mtp_hnorm = nullptr;
@@ -78,9 +85,8 @@ struct ModelTensors {
 
 enum class AttnMode { dsa, dense };
 
-// Batches up to this size use the absorbed MLA form (no per-head expansion of every cached row):
-// decode, and the few positions of a speculative verify step. Longer batches (prefill) use the
-// reference's expanded form, which is cheaper once S is large.
+// Batches up to this size count as small (decode, a speculative verify step): they take the
+// N <= 8 GEMV kernels and a recorded graph.
 constexpr int64_t k_max_absorbed_batch = 8;
 
 // Per-layer caches: the latent row [c_kv (normalised) ; k_rot (roped)] and the indexer key. Index

@@ -30,7 +30,9 @@ std::string node_key(const std::string& name) {
 
 // The class a key names, or count when the key tells nothing about the kernel class.
 KernelClass class_of_key(const std::string& key) {
-    if (contains({"q_a", "q_b", "kv_a", "kv_b", "q_lat", "q_nope", "q_rot", "q_resid", "kv_latent", "k_rot",
+    // x_proj / q_proj: the stacked products (q_a, kv_a + the indexer's key and weights; q_b + the
+    // indexer's queries), mostly attention bytes.
+    if (contains({"x_proj", "q_proj", "q_a", "q_b", "kv_a", "kv_b", "q_lat", "q_nope", "q_rot", "q_resid", "kv_latent", "k_rot",
                   "attn_lat", "attn_v", "attn_heads", "attn_out", "o"},
                  key))
         return KernelClass::attn_proj;

@@ -1,6 +1,7 @@
 #include "engine/session.h"
 
 #include <algorithm>
+#include <set>
 #include <unordered_set>
 
 #include "engine/npy.h"
@@ -38,6 +39,12 @@ ForwardOptions Session::options(const Rank& rank, bool all_logits, bool keep, bo
     return opt;
 }
 
+// Every position's logits (a verify step's; the same graph as the last position's for one token), and
+// the (max, id) pairs for greedy sampling: one recorded graph serves every caller of its size.
+ForwardOptions Session::recorded_options(const Rank& rank) const {
+    return options(rank, /*all_logits=*/true, /*keep=*/false, /*max_arg=*/true);
+}
+
 Status Session::init() {
     for (Rank& rank : ranks_) {
         // ---- KV cache: one latent row and one indexer key per position and layer. Every rank computes
@@ -68,27 +75,36 @@ Status Session::init() {
         // Unwritten cache rows are never read (causal mask); zero them anyway so a bug reads zeros, not junk.
         rank.backend->buffer_clear(rank.kv_buffer, 0);
 
-        // ---- activation arena: the worst case is the largest chunk at the end of the context
-        const int64_t n_tokens = std::min(params_.n_ubatch, params_.n_ctx);
+        // ---- activation arena, sized by the largest graph any step builds, each measured at the end of
+        // the context (the largest cache views): prefill chunks and the single-token step, each verify
+        // size with every position's logits, and the MTP layer at each of those sizes (the prompt's rows in chunks, a round's accepted rows, draft steps). The recorded
+        // graphs are measured as record() builds them (same options, same position), so each fits.
         glm_context ctx;
-        ForwardOptions opt = options(rank, params_.logits_all, /*keep=*/true, /*max_arg=*/true);
         size_t worst = 0;
-        // Both the full-chunk prefill and a single-token decode graph (different attention forms).
-        for (int64_t n : {n_tokens, std::min(n_tokens, k_max_absorbed_batch), int64_t(1)}) {
-            ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, params_.n_ctx - n, opt);
-            worst = std::max(worst, glm_arena_measure(fg.graph).size);
-            if (rank.weights->has_mtp) {
-                ForwardGraph draft = build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, params_.n_ctx - n, opt);
-                worst = std::max(worst, glm_arena_measure(draft.graph).size);
+        // Each size at both ends of the context: the graph's nodes differ with and without a DSA
+        // selection (T > index_topk), and the best-fit packing of a different node list can peak
+        // higher even when its tensors are smaller.
+        auto measure = [&](int64_t n, const ForwardOptions& opt) {
+            for (int64_t pos : {params_.n_ctx - n, int64_t(0)}) {
+                ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
+                worst = std::max(worst, glm_arena_measure(fg.graph).size);
+                if (rank.weights->has_mtp) {
+                    ForwardGraph draft = build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
+                    worst = std::max(worst, glm_arena_measure(draft.graph).size);
+                }
             }
-        }
-        // The speculative verify graph: a few positions, each with its logits.
-        if (params_.n_verify > 0) {
-            const int64_t n = std::min(params_.n_verify, params_.n_ctx);
-            opt.all_logits = true;
-            ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, params_.n_ctx - n, opt);
-            worst = std::max(worst, glm_arena_measure(fg.graph).size);
-        }
+        };
+        const int64_t n_chunk = std::min(params_.n_ubatch, params_.n_ctx);
+        std::set<std::pair<int64_t, bool>> eager;  // (tokens, all_logits)
+        for (int64_t n : {n_chunk, std::min(n_chunk, k_max_absorbed_batch), int64_t(1)})
+            eager.emplace(n, params_.logits_all);
+        for (int64_t n = 1; n <= std::min(params_.n_verify, params_.n_ctx); ++n) eager.emplace(n, true);
+        for (const auto& [n, all_logits] : eager)
+            measure(n, options(rank, all_logits, /*keep=*/true, /*max_arg=*/true));
+        for (int64_t n = 1; n <= max_recorded(); ++n) measure(n, recorded_options(rank));
+        // Best-fit packing is not monotonic in the batch size: a size between the measured ones can
+        // peak a little higher (seen: 4% on a small fixture). An eighth more covers it.
+        worst += worst / 8 + (size_t(64) << 10);
         GLM_TRY(rank.backend->alloc_buffer(worst, "activations", &rank.arena));
     }
     return {};
@@ -130,7 +146,9 @@ Status Session::eval_greedy(const int32_t* tokens, int64_t n, int32_t* next) {
     for (int64_t done = 0; done < n;) {
         const int64_t chunk = std::min(params_.n_ubatch, n - done);
         const bool last = done + chunk == n;
-        GLM_TRY(eval_chunk(tokens + done, chunk, nullptr, nullptr, nullptr, false, last ? next : nullptr));
+        std::vector<int32_t> ids;
+        GLM_TRY(eval_chunk(tokens + done, chunk, nullptr, nullptr, nullptr, false, last ? &ids : nullptr));
+        if (last) *next = ids.back();
         done += chunk;
     }
     return {};
@@ -138,11 +156,22 @@ Status Session::eval_greedy(const int32_t* tokens, int64_t n, int32_t* next) {
 
 Status Session::eval_verify(const int32_t* tokens, int64_t n, std::vector<float>* logits,
                             std::vector<float>* hidden) {
+    return verify(tokens, n, logits, nullptr, hidden);
+}
+
+Status Session::eval_verify_greedy(const int32_t* tokens, int64_t n, std::vector<int32_t>* ids,
+                                   std::vector<float>* hidden) {
+    GLM_ASSERT(ids);
+    return verify(tokens, n, nullptr, ids, hidden);
+}
+
+Status Session::verify(const int32_t* tokens, int64_t n, std::vector<float>* logits, std::vector<int32_t>* greedy,
+                       std::vector<float>* hidden) {
     // The arena was measured for this batch size with every position's logits (init).
     GLM_ASSERT(n >= 1 && n <= params_.n_verify);
     GLM_TRY(check_tokens(tokens, n));
     if (hidden) hidden->clear();
-    return eval_chunk(tokens, n, logits, nullptr, hidden, true);
+    return eval_chunk(tokens, n, logits, nullptr, hidden, true, greedy);
 }
 
 void Session::build(Step& step, GraphKind kind, int64_t n, int64_t pos, const ForwardOptions& base) {
@@ -157,79 +186,103 @@ void Session::build(Step& step, GraphKind kind, int64_t n, int64_t pos, const Fo
     }
 }
 
-bool Session::can_replay() const {
-    if (!params_.replay_decode || replay_.failed || !params_.dump_names.empty()) return false;
-    for (const Rank& rank : ranks_)
-        if (!rank.backend->supports_capture()) return false;
-    // The decode step's all-reduces carry one hidden row of f32.
-    return !comm_ || comm_->capturable(size_t(hp_.n_embd) * sizeof(float));
+// Steps of one token (decode, a draft step) and the small batches of a speculative round (verify, the
+// MTP rows of the accepted drafts) up to n_verify: the batches whose launch overhead a recording
+// removes (prefill chunks are few, large and launch-bound only in their small kernels).
+int64_t Session::max_recorded() const {
+    return std::min({std::max<int64_t>(params_.n_verify, 1), k_max_absorbed_batch, params_.n_ctx});
 }
 
-Status Session::decode_replay(int32_t token, std::vector<float>* logits, std::vector<float>* hidden, int32_t* greedy) {
+bool Session::can_replay(int64_t n) const {
+    if (!params_.replay_decode || !params_.dump_names.empty() || n < 1 || n > max_recorded()) return false;
+    for (const Rank& rank : ranks_)
+        if (!rank.backend->supports_capture()) return false;
+    // The step's all-reduces carry n hidden rows of f32 (one rank has none).
+    return ranks_.size() == 1 || !comm_ || comm_->capturable(size_t(n * hp_.n_embd) * sizeof(float));
+}
+
+// Every recorded graph lives in the rank's one arena, as do the eager steps' graphs: glm_arena_allocate
+// lays each graph out on its own from offset 0 (glm_arena_measure plans one graph's liveness and nothing
+// else), so graph A's tensors share bytes with graph B's, inputs included. That is safe because a
+// replay needs nothing the arena held before it: its only arena leaves are the inputs (tokens,
+// positions, prev_hidden), which write_inputs rewrites before every replay, and every other arena tensor
+// is written by one of the graph's own nodes before any node reads it (its slot is reserved from the
+// node that produces it); weights and caches have buffers of their own. Steps run one at a time (each
+// waits for every rank) and their outputs are read before the next step runs, so no two graphs use the
+// arena at once. A graph is placed once, here: allocating another graph later places that graph's
+// tensors, never these, so the addresses the capture recorded stay this graph's layout. init() measured
+// each recorded shape at this position, so the layout fits the arena.
+Status Session::record(GraphKind kind, int64_t n, Recorded& rec) {
+    // Shapes of the last n positions: cache views of every row, the DSA selection present whenever the
+    // context can exceed index_topk. Positions come from the input tensor at each replay.
+    build(rec.step, kind, n, params_.n_ctx - n, recorded_options(ranks_.front()));
     std::vector<glm_backend*> backends;
     std::vector<const glm_graph*> graphs;
-    if (!replay_.ready) {
-        // Shapes of the last position: cache views of every row, the DSA selection present whenever
-        // the context can exceed index_topk. Positions come from the input tensor at each replay.
-        build(replay_.step, GraphKind::forward, 1, params_.n_ctx - 1,
-              options(ranks_.front(), false, /*keep=*/false, /*max_arg=*/true));
-        for (size_t r = 0; r < ranks_.size(); ++r) {
-            glm_arena_allocate(replay_.step.fg[r].graph, ranks_[r].arena);
-            backends.push_back(ranks_[r].backend);
-            graphs.push_back(&replay_.step.fg[r].graph);
-        }
-        for (glm_backend* b : backends) b->synchronize();
-        Status st;
-        size_t begun = 0;
-        for (; begun < backends.size() && st.ok(); ++begun) st = backends[begun]->capture_begin();
-        if (st.ok()) st = glm_tp_compute(backends, graphs, comm_);
-        replay_.ids.assign(backends.size(), -1);
-        for (size_t r = 0; r < begun; ++r) {
-            const Status end = backends[r]->capture_end(&replay_.ids[r]);
-            if (st.ok()) st = end;
-        }
-        if (!st.ok()) {
-            log_warn("decode graph recording failed ({}); decoding without replay", st.message());
-            replay_.failed = true;
-            return Status::device("{}", st.message());
-        }
-        replay_.ready = true;
-        backends.clear();
-    }
-    const int32_t pos = int32_t(n_past_);
     for (size_t r = 0; r < ranks_.size(); ++r) {
-        const ForwardGraph& fg = replay_.step.fg[r];
-        ranks_[r].backend->tensor_set(fg.tokens, &token, 0, 4);
-        ranks_[r].backend->tensor_set(fg.positions, &pos, 0, 4);
+        glm_arena_allocate(rec.step.fg[r].graph, ranks_[r].arena);
+        backends.push_back(ranks_[r].backend);
+        graphs.push_back(&rec.step.fg[r].graph);
     }
-    for (size_t r = 0; r < ranks_.size(); ++r) GLM_TRY(ranks_[r].backend->replay(replay_.ids[r]));
+    for (glm_backend* b : backends) b->synchronize();
+    Status st;
+    size_t begun = 0;
+    for (; begun < backends.size() && st.ok(); ++begun) st = backends[begun]->capture_begin();
+    if (st.ok()) st = glm_tp_compute(backends, graphs, comm_);
+    rec.ids.assign(backends.size(), -1);
+    for (size_t r = 0; r < begun; ++r) {
+        const Status end = backends[r]->capture_end(&rec.ids[r]);
+        if (st.ok()) st = end;
+    }
+    return st;
+}
+
+Status Session::replay(GraphKind kind, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden,
+                       const Step** replayed) {
+    *replayed = nullptr;
+    if (!can_replay(n)) return {};
+    auto it = recorded_.find({kind, n});
+    if (it == recorded_.end()) {
+        // After a refused capture the graphs recorded before it still replay; new shapes run eagerly.
+        if (record_failed_) return {};
+        it = recorded_.try_emplace({kind, n}).first;
+        const Status st = record(kind, n, it->second);
+        if (!st.ok()) {
+            log_warn("recording the {} graph of {} token(s) failed ({}); running steps without replay",
+                     kind == GraphKind::forward ? "forward" : "MTP draft", n, st.message());
+            recorded_.erase(it);
+            record_failed_ = true;
+            return {};
+        }
+    }
+    const Recorded& rec = it->second;
+    write_inputs(rec.step, tokens, n, pos, prev_hidden);
+    for (size_t r = 0; r < ranks_.size(); ++r) GLM_TRY(ranks_[r].backend->replay(rec.ids[r]));
     for (const Rank& rank : ranks_) rank.backend->synchronize();
-    if (logits) read_logits(replay_.step, *logits);
-    if (greedy) *greedy = read_greedy(replay_.step);
-    if (hidden) read_f32(ranks_.front(), replay_.step.fg.front().hidden, *hidden, /*append=*/true);
-    n_past_ += 1;
+    *replayed = &rec.step;
     return {};
 }
 
 Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
-                           std::vector<float>* hidden, bool all_logits, int32_t* greedy) {
-    if (n == 1 && !capture && can_replay()) {
-        const Status st = decode_replay(tokens[0], logits, hidden, greedy);
-        if (st.ok() || !replay_.failed) return st;
-        // recording was refused: fall through to the eager path for this and every later step
+                           std::vector<float>* hidden, bool all_logits, std::vector<int32_t>* greedy) {
+    // The recorded forward graphs give every position's logits (the same as the last one's for n = 1).
+    const Step* step = nullptr;
+    if (!capture && (n == 1 || all_logits)) GLM_TRY(replay(GraphKind::forward, tokens, n, n_past_, nullptr, &step));
+    Step eager;
+    if (!step) {
+        build(eager, GraphKind::forward, n, n_past_,
+              options(ranks_.front(), all_logits, capture != nullptr, greedy != nullptr));
+        if (!params_.dump_names.empty()) {
+            const std::unordered_set<std::string> wanted(params_.dump_names.begin(), params_.dump_names.end());
+            for (glm_tensor* t : eager.fg.front().graph.nodes)
+                if (wanted.count(t->name)) t->flags |= GLM_FLAG_OUTPUT;
+        }
+        GLM_TRY(run(eager, tokens, n, n_past_, nullptr));
+        step = &eager;
     }
-    Step step;
-    build(step, GraphKind::forward, n, n_past_, options(ranks_.front(), all_logits, capture != nullptr, greedy != nullptr));
-    const ForwardGraph& fg0 = step.fg.front();
-    if (!params_.dump_names.empty()) {
-        const std::unordered_set<std::string> wanted(params_.dump_names.begin(), params_.dump_names.end());
-        for (glm_tensor* t : fg0.graph.nodes)
-            if (wanted.count(t->name)) t->flags |= GLM_FLAG_OUTPUT;
-    }
-    GLM_TRY(run(step, tokens, n, n_past_, nullptr));
+    const ForwardGraph& fg0 = step->fg.front();
     const Rank& rank0 = ranks_.front();
-    if (logits) read_logits(step, *logits);
-    if (greedy) *greedy = read_greedy(step);
+    if (logits) read_logits(*step, *logits);
+    if (greedy) read_greedy(*step, *greedy);
     // fg.hidden is always a graph output (the MTP draft consumes it): reading it costs one copy.
     if (hidden) read_f32(rank0, fg0.hidden, *hidden, /*append=*/true);
     if (capture) {
@@ -264,7 +317,7 @@ Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>*
         }
         read_f32(rank0, fg0.hidden, capture->hidden, /*append=*/true);
     }
-    if (!params_.dump_names.empty()) GLM_TRY(dump(step.ctx.front()));
+    if (!params_.dump_names.empty()) GLM_TRY(dump(eager.ctx.front()));  // never replayed (can_replay)
     n_past_ += n;
     return {};
 }
@@ -287,35 +340,58 @@ Status Session::dump(const glm_context& ctx) {
 
 Status Session::eval_draft(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos,
                            std::vector<float>* logits, std::vector<float>* hidden) {
+    return draft(tokens, prev_hidden, n, pos, logits, nullptr, hidden);
+}
+
+Status Session::eval_draft_greedy(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos,
+                                  std::vector<int32_t>* ids, std::vector<float>* hidden) {
+    GLM_ASSERT(ids);
+    return draft(tokens, prev_hidden, n, pos, nullptr, ids, hidden);
+}
+
+Status Session::draft(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos,
+                      std::vector<float>* logits, std::vector<int32_t>* greedy, std::vector<float>* hidden) {
     if (!has_draft()) return Status::bad_input("this model has no MTP layer (model.layers.N with N = num_hidden_layers)");
     if (n < 1 || n > params_.n_ubatch || pos < 0 || pos + n > params_.n_ctx)
         return Status::bad_input("draft step of {} tokens at position {} does not fit the context ({})", n, pos, params_.n_ctx);
-    Step step;
-    build(step, GraphKind::draft, n, pos, options(ranks_.front(), false, false, false));
-    GLM_TRY(run(step, tokens, n, pos, prev_hidden));
-    if (logits) read_logits(step, *logits);
-    if (hidden) read_f32(ranks_.front(), step.fg.front().hidden, *hidden, /*append=*/false);
+    const Step* step = nullptr;
+    GLM_TRY(replay(GraphKind::draft, tokens, n, pos, prev_hidden, &step));
+    Step eager;
+    if (!step) {
+        build(eager, GraphKind::draft, n, pos, options(ranks_.front(), false, false, greedy != nullptr));
+        GLM_TRY(run(eager, tokens, n, pos, prev_hidden));
+        step = &eager;
+    }
+    if (logits) read_logits(*step, *logits);
+    if (greedy) read_greedy(*step, *greedy);
+    if (hidden) read_f32(ranks_.front(), step->fg.front().hidden, *hidden, /*append=*/false);
     return {};
 }
 
 Status Session::run(Step& step, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden) {
-    std::vector<int32_t> positions(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(pos + i);
     std::vector<glm_backend*> backends;
     std::vector<const glm_graph*> graphs;
     for (size_t r = 0; r < ranks_.size(); ++r) {
-        const Rank& rank = ranks_[r];
-        const ForwardGraph& fg = step.fg[r];
-        glm_arena_allocate(fg.graph, rank.arena);
-        rank.backend->tensor_set(fg.tokens, tokens, 0, size_t(n) * 4);
-        rank.backend->tensor_set(fg.positions, positions.data(), 0, size_t(n) * 4);
-        if (fg.prev_hidden) rank.backend->tensor_set(fg.prev_hidden, prev_hidden, 0, size_t(n * hp_.n_embd) * 4);
-        backends.push_back(rank.backend);
-        graphs.push_back(&fg.graph);
+        glm_arena_allocate(step.fg[r].graph, ranks_[r].arena);
+        backends.push_back(ranks_[r].backend);
+        graphs.push_back(&step.fg[r].graph);
     }
+    write_inputs(step, tokens, n, pos, prev_hidden);
     GLM_TRY(glm_tp_compute(backends, graphs, comm_));
     for (const Rank& rank : ranks_) rank.backend->synchronize();
     return {};
+}
+
+void Session::write_inputs(const Step& step, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden) {
+    std::vector<int32_t> positions(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(pos + i);
+    for (size_t r = 0; r < ranks_.size(); ++r) {
+        const ForwardGraph& fg = step.fg[r];
+        glm_backend* b = ranks_[r].backend;
+        b->tensor_set(fg.tokens, tokens, 0, size_t(n) * 4);
+        b->tensor_set(fg.positions, positions.data(), 0, size_t(n) * 4);
+        if (fg.prev_hidden) b->tensor_set(fg.prev_hidden, prev_hidden, 0, size_t(n * hp_.n_embd) * 4);
+    }
 }
 
 void Session::read_f32(const Rank& rank, const glm_tensor* t, std::vector<float>& out, bool append) const {
@@ -337,16 +413,17 @@ void Session::read_logits(const Step& step, std::vector<float>& out) const {
     }
 }
 
-int32_t Session::read_greedy(const Step& step) const {
-    // Ranks hold ascending vocabulary ranges: keep the first rank's pair on ties (the first maximum).
-    float best = 0.0f;
-    int32_t id = -1;
+void Session::read_greedy(const Step& step, std::vector<int32_t>& ids) const {
+    // Per column, ranks hold ascending vocabulary ranges: keep the first rank's pair on ties (the first
+    // maximum, as argmax()).
+    const int64_t cols = step.fg.front().max_arg->ne[1];
+    std::vector<float> best(static_cast<size_t>(cols), 0.0f), pairs;
+    ids.assign(static_cast<size_t>(cols), -1);
     for (size_t r = 0; r < ranks_.size(); ++r) {
         const glm_tensor* t = step.fg[r].max_arg;
-        GLM_ASSERT(t);
-        float pair[2];
-        ranks_[r].backend->tensor_get(t, pair, size_t(t->ne[1] - 1) * t->nb[1], sizeof(pair));
-        if (id < 0 || pair[0] > best) best = pair[0], id = int32_t(pair[1]);
+        GLM_ASSERT(t && t->ne[0] == 2 && t->ne[1] == cols && t->nb[1] == 2 * sizeof(float));
+        read_f32(ranks_[r], t, pairs, /*append=*/false);
+        for (size_t c = 0; c < size_t(cols); ++c)
+            if (ids[c] < 0 || pairs[2 * c] > best[c]) best[c] = pairs[2 * c], ids[c] = int32_t(pairs[2 * c + 1]);
     }
-    return id;
 }

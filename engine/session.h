@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,8 +19,9 @@ struct SessionParams {
     AttnMode attn = AttnMode::dsa;
     bool logits_all = false;         // keep logits of every position (tests, --logits-out of prompts)
     int64_t n_verify = 0;            // largest eval_verify batch (speculative decoding: drafts + 1; 0 = none)
-    // Decode steps replay one recorded graph (CUDA graphs) built for the whole context, when every
-    // rank's backend can record; false: a graph is built and launched node by node for every step.
+    // Decode, verify and MTP draft steps of up to n_verify tokens replay graphs recorded once (CUDA
+    // graphs, one per step kind and size) built for the whole context, when every rank's backend can
+    // record; false (--no-graph-replay): a graph is built and launched node by node for every step.
     bool replay_decode = true;
     std::vector<std::string> dump_names;  // intermediates to write as .npy (--dump-tensors)
     std::string dump_dir = ".";
@@ -59,6 +61,9 @@ public:
     // Speculative verify: n <= params.n_verify tokens in one graph; logits of every position
     // ([n_vocab * n]) and the final-norm hidden state of every position ([n_embd * n]).
     Status eval_verify(const int32_t* tokens, int64_t n, std::vector<float>* logits, std::vector<float>* hidden);
+    // The same for greedy sampling without penalties: ids receives the id of the largest logit of every
+    // position (n ids, first maximum wins, as argmax()); only (max, id) pairs come back, not the logits.
+    Status eval_verify_greedy(const int32_t* tokens, int64_t n, std::vector<int32_t>* ids, std::vector<float>* hidden);
     // Greedy step: evaluate n tokens and return the id of the largest logit of the last position (first
     // maximum wins, as argmax()). Only (max, id) pairs come back from the device, not the logits.
     Status eval_greedy(const int32_t* tokens, int64_t n, int32_t* next);
@@ -67,6 +72,9 @@ public:
     // Requires a model with an MTP layer; writes the MTP layer's own caches.
     Status eval_draft(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos,
                       std::vector<float>* logits, std::vector<float>* hidden = nullptr);
+    // The same with the id of the largest logit of every token (n ids) instead of the logits.
+    Status eval_draft_greedy(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos,
+                             std::vector<int32_t>* ids, std::vector<float>* hidden = nullptr);
     bool has_draft() const { return ranks_.front().weights->has_mtp; }
     int n_ranks() const { return int(ranks_.size()); }
     int64_t n_past() const { return n_past_; }
@@ -75,8 +83,10 @@ public:
     // Forget everything after the first n tokens (the cache rows past n are simply overwritten later).
     void truncate(int64_t n) { n_past_ = std::min(n_past_, n); }
     const SessionParams& params() const { return params_; }
-    // Turn the recorded decode graph off (profiling: node timers need node-by-node launches) or on.
+    // Turn the recorded graphs off (profiling: node timers need node-by-node launches) or on.
     void set_replay_decode(bool on) { params_.replay_decode = on; }
+    // How many step graphs have been recorded so far (tests: recording really happened).
+    size_t recorded_graphs() const { return recorded_.size(); }
     const ModelHparams& hparams() const { return hp_; }
     size_t kv_bytes() const { return ranks_.front().kv_bytes; }  // per rank (the cache is replicated)
     size_t arena_bytes() const { return ranks_.front().arena ? ranks_.front().arena->size : 0; }
@@ -103,31 +113,47 @@ private:
     Status check_tokens(const int32_t* tokens, int64_t n) const;
     ForwardOptions options(const Rank& rank, bool all_logits, bool keep, bool max_arg) const;
     void build(Step& step, GraphKind kind, int64_t n, int64_t pos, const ForwardOptions& base);
+    // greedy (optional) receives the device's argmax of every logits column (the last position only
+    // unless all_logits).
     Status eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
-                      std::vector<float>* hidden, bool all_logits, int32_t* greedy = nullptr);
+                      std::vector<float>* hidden, bool all_logits, std::vector<int32_t>* greedy = nullptr);
+    Status verify(const int32_t* tokens, int64_t n, std::vector<float>* logits, std::vector<int32_t>* greedy,
+                  std::vector<float>* hidden);
+    Status draft(const int32_t* tokens, const float* prev_hidden, int64_t n, int64_t pos, std::vector<float>* logits,
+                 std::vector<int32_t>* greedy, std::vector<float>* hidden);
     // Place each rank's graph in its arena, write the inputs (positions pos..pos+n-1), compute on all
     // ranks (meeting at the all-reduces) and wait.
     Status run(Step& step, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden);
+    void write_inputs(const Step& step, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden);
     void read_f32(const Rank& rank, const glm_tensor* t, std::vector<float>& out, bool append) const;
     // Logits of all ranks' vocabulary shares, position by position.
     void read_logits(const Step& step, std::vector<float>& out) const;
-    int32_t read_greedy(const Step& step) const;
+    // The id of the largest logit of every logits column, from the ranks' (max, id) pairs.
+    void read_greedy(const Step& step, std::vector<int32_t>& ids) const;
     Status dump(const glm_context& ctx);
 
-    // The recorded single-token decode step: built once for T = n_ctx (kernels bound their work by
-    // the position, which lives in device memory), captured on every rank, replayed for each token.
-    struct DecodeReplay {
+    // Recorded steps: graphs built once for T = n_ctx (kernels bound their work by the positions, which
+    // live in device memory), captured on every rank, replayed with fresh inputs. One per step kind and
+    // token count: the decode step, each verify size, each MTP step size (a draft step, a round's rows).
+    struct Recorded {
         Step step;
-        std::vector<int> ids;   // one recorded graph per rank
-        bool ready = false;
-        bool failed = false;    // capture refused: decode eagerly from then on
+        std::vector<int> ids;  // one recorded graph per rank
     };
-    bool can_replay() const;
-    Status decode_replay(int32_t token, std::vector<float>* logits, std::vector<float>* hidden, int32_t* greedy);
+    int64_t max_recorded() const;
+    ForwardOptions recorded_options(const Rank& rank) const;
+    // Whether steps of n tokens may replay recorded graphs (recording a new one also needs !record_failed_).
+    bool can_replay(int64_t n) const;
+    // Build (kind, n) at the end of the context, place it in the arena and capture it on every rank.
+    Status record(GraphKind kind, int64_t n, Recorded& rec);
+    // Replay the recorded graph of (kind, n) at positions pos..pos+n-1, recording it first if needed;
+    // *replayed is the step whose outputs to read, or null when the step must run eagerly.
+    Status replay(GraphKind kind, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden,
+                  const Step** replayed);
 
     std::deque<Rank> ranks_;
     glm_comm* comm_ = nullptr;
-    DecodeReplay replay_;
+    std::map<std::pair<GraphKind, int64_t>, Recorded> recorded_;
+    bool record_failed_ = false;  // a capture was refused: no more recording, steps without one run eagerly
     ModelHparams hp_;
     SessionParams params_;
     int64_t n_past_ = 0;

@@ -58,26 +58,36 @@ Status SpeculativeDecoder::observe(const int32_t* tokens, int64_t n, int64_t sta
     // Write the rows now (rather than with the first draft step) so the prompt's MTP cost counts as
     // prefill, and a long prompt does not queue its hidden states.
     const double t0 = now_s();
-    GLM_TRY(flush_rows(nullptr, nullptr));
+    GLM_TRY(flush_rows(/*device_greedy=*/false, nullptr));
     stats_.draft_s += now_s() - t0;
     return {};
 }
 
-Status SpeculativeDecoder::flush_rows(std::vector<float>* logits, std::vector<float>* hidden) {
+Status SpeculativeDecoder::propose(const int32_t* tokens, const float* h, int64_t n, int64_t pos, bool device_greedy,
+                                   Proposal* next) {
+    if (!next) return session_.eval_draft(tokens, h, n, pos, nullptr, nullptr);
+    if (device_greedy) {
+        std::vector<int32_t> ids;
+        GLM_TRY(session_.eval_draft_greedy(tokens, h, n, pos, &ids, &next->hidden));
+        next->argmax = ids.back();
+        next->logits.clear();
+    } else {
+        GLM_TRY(session_.eval_draft(tokens, h, n, pos, &next->logits, &next->hidden));
+        next->logits.erase(next->logits.begin(), next->logits.end() - long(session_.hparams().n_vocab));
+    }
+    next->hidden.erase(next->hidden.begin(), next->hidden.end() - long(n_embd_));
+    return {};
+}
+
+Status SpeculativeDecoder::flush_rows(bool device_greedy, Proposal* next) {
     const int64_t ubatch = session_.params().n_ubatch;
     int64_t done = 0;
     const int64_t total = int64_t(rows_tok_.size());
     while (done < total) {
         const int64_t chunk = std::min(ubatch, total - done);
         const bool last = done + chunk == total;
-        std::vector<float> l, h;
-        GLM_TRY(session_.eval_draft(rows_tok_.data() + done, rows_hid_.data() + done * n_embd_, chunk,
-                                    rows_pos_ + done, last && logits ? &l : nullptr, last && hidden ? &h : nullptr));
-        if (last && logits) {
-            const size_t n_vocab = l.size() / size_t(chunk);
-            logits->assign(l.end() - long(n_vocab), l.end());
-        }
-        if (last && hidden) hidden->assign(h.end() - n_embd_, h.end());
+        GLM_TRY(propose(rows_tok_.data() + done, rows_hid_.data() + done * n_embd_, chunk, rows_pos_ + done,
+                        device_greedy, last ? next : nullptr));
         done += chunk;
     }
     rows_tok_.erase(rows_tok_.begin(), rows_tok_.begin() + done);
@@ -110,6 +120,9 @@ Status SpeculativeDecoder::step(int32_t first, Sampler& sampler, int64_t max_new
     const int64_t p = session_.n_past();
     const int64_t n_vocab = session_.hparams().n_vocab;
     const bool greedy = sampler.is_greedy();
+    // Greedy without penalties: every choice is the argmax of raw logits, which the device makes; only
+    // (max, id) pairs come back from the verify and draft steps, not n_vocab floats per position.
+    const bool device_greedy = sampler.is_plain_greedy();
     // Drafts that can be used: the verify batch p..p+n must fit the context, and the round yields up to
     // n + 1 tokens. Without the target's state at p - 1 (a new or rewritten history) there is nothing to
     // draft from: a plain decode step, which also re-establishes it.
@@ -132,24 +145,26 @@ Status SpeculativeDecoder::step(int32_t first, Sampler& sampler, int64_t max_new
     std::vector<std::vector<float>> q;  // draft distributions (sampling only)
     if (n > 0) {
         const double t0 = now_s();
-        std::vector<float> logits, hidden;
-        GLM_TRY(flush_rows(&logits, &hidden));
+        Proposal next;
+        GLM_TRY(flush_rows(device_greedy, &next));
         // Penalties see the drafts as history, as the target's sampler will when it checks them.
         Sampler ds = sampler;
         for (int64_t i = 0; i < n; ++i) {
             int32_t d;
-            if (greedy) {
-                d = ds.sample(logits);  // penalties, then the first maximum: no random draw
-                if (params_.draft_override) d = params_.draft_override(p + i + 1, d);
+            if (device_greedy) {
+                d = next.argmax;
+            } else if (greedy) {
+                d = ds.sample(next.logits);  // penalties, then the first maximum: no random draw
             } else {
-                q.push_back(ds.distribution(logits));
+                q.push_back(ds.distribution(next.logits));
                 d = draw(q.back());
             }
+            if (greedy && params_.draft_override) d = params_.draft_override(p + i + 1, d);
             draft.push_back(d);
             ds.accept(d);
             if (i + 1 < n) {
-                const std::vector<float> h_in = k_mtp_chain_draft_hidden ? hidden : tail_;
-                GLM_TRY(session_.eval_draft(&d, h_in.data(), 1, p + i + 1, &logits, &hidden));
+                const std::vector<float> h_in = k_mtp_chain_draft_hidden ? next.hidden : tail_;
+                GLM_TRY(propose(&d, h_in.data(), 1, p + i + 1, device_greedy, &next));
             }
         }
         stats_.draft_s += now_s() - t0;
@@ -160,20 +175,29 @@ Status SpeculativeDecoder::step(int32_t first, Sampler& sampler, int64_t max_new
     std::vector<int32_t> batch = {first};
     batch.insert(batch.end(), draft.begin(), draft.end());
     std::vector<float> tl, th;
-    GLM_TRY(session_.eval_verify(batch.data(), n + 1, &tl, &th));
-    GLM_ASSERT(int64_t(tl.size()) == (n + 1) * n_vocab && int64_t(th.size()) == (n + 1) * n_embd_);
+    std::vector<int32_t> target_ids;  // device_greedy: the target's argmax at each position
+    if (device_greedy) GLM_TRY(session_.eval_verify_greedy(batch.data(), n + 1, &target_ids, &th));
+    else GLM_TRY(session_.eval_verify(batch.data(), n + 1, &tl, &th));
+    GLM_ASSERT(int64_t(th.size()) == (n + 1) * n_embd_);
+    GLM_ASSERT(device_greedy ? int64_t(target_ids.size()) == n + 1 : int64_t(tl.size()) == (n + 1) * n_vocab);
     auto row = [&](int64_t i) { return std::vector<float>(tl.begin() + i * n_vocab, tl.begin() + (i + 1) * n_vocab); };
+    // What decoding without speculation would pick at position i (greedy: penalties, then argmax).
+    auto target_sample = [&](int64_t i) {
+        if (device_greedy) return target_ids[size_t(i)];
+        std::vector<float> logits = row(i);
+        return sampler.sample(logits);
+    };
     bool stopped = false;  // a stop token or max_new ended the round inside the drafts
     int64_t accepted = 0;
     for (int64_t i = 0; i < n; ++i) stats_.tried[size_t(i)]++;
     for (int64_t i = 0; i < n; ++i) {
-        std::vector<float> logits = row(i);
         const int32_t d = draft[size_t(i)];
         int32_t next = -1;
         if (greedy) {
-            const int32_t t = sampler.sample(logits);  // penalties, then argmax: what decoding would pick
+            const int32_t t = target_sample(i);
             if (t != d) next = t;
         } else {
+            std::vector<float> logits = row(i);
             const std::vector<float> pt = sampler.distribution(logits);
             const std::vector<float>& qd = q[size_t(i)];
             std::uniform_real_distribution<double> uniform(0.0, 1.0);
@@ -202,8 +226,7 @@ Status SpeculativeDecoder::step(int32_t first, Sampler& sampler, int64_t max_new
     }
     if (!stopped && int64_t(out.size()) == accepted) {
         // Every draft passed: the bonus token from the target's last position.
-        std::vector<float> logits = row(n);
-        const int32_t t = sampler.sample(logits);
+        const int32_t t = target_sample(n);
         sampler.accept(t);
         out.push_back(t);
     }

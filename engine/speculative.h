@@ -5,7 +5,8 @@
 //    h_{p-1} is the target's final-norm hidden state; step i > 1 is (d_{i-1}, the draft's own output
 //    hidden state of step i-1) at position p+i-1 (k_mtp_chain_draft_hidden);
 //  - verify: the target evaluates [x_p, d_1..d_N] in one batch with every position's logits and accepts
-//    the longest prefix it would have produced: greedy, d_i == argmax; sampling, the standard rejection
+//    the longest prefix it would have produced: greedy, d_i == argmax (without penalties the device's
+//    argmax of each position, so no logits come back, for the drafts either); sampling, the standard rejection
 //    rule (accept with min(1, p/q), else draw from norm(max(0, p - q)); a bonus draw when all pass), so
 //    the output distribution is exactly the target's;
 //  - the target's cache is truncated to the accepted positions (their rows are already right: the verify
@@ -77,9 +78,18 @@ public:
     const SpecParams& params() const { return params_; }
 
 private:
-    // Evaluate the pending rows through the MTP layer (ubatch chunks); logits and hidden receive the
-    // last row's.
-    Status flush_rows(std::vector<float>* logits, std::vector<float>* hidden);
+    // What an MTP evaluation hands the drafting loop about its last row.
+    struct Proposal {
+        std::vector<float> logits;  // [n_vocab] (empty when device_greedy)
+        int32_t argmax = -1;        // the device's argmax of the logits (device_greedy only)
+        std::vector<float> hidden;  // [n_embd], the MTP layer's output hidden state
+    };
+    // Evaluate n MTP rows at positions pos..; next (optional) receives the last row's proposal, with
+    // device_greedy only its argmax instead of its logits.
+    Status propose(const int32_t* tokens, const float* h, int64_t n, int64_t pos, bool device_greedy, Proposal* next);
+    // Evaluate the pending rows through the MTP layer (ubatch chunks); next receives the last row's
+    // proposal.
+    Status flush_rows(bool device_greedy, Proposal* next);
     int32_t draw(const std::vector<float>& p);
 
     Session& session_;

@@ -153,6 +153,30 @@ public:
         return t;
     }
 
+    // One weight over the rows of `parts` (non-null, in order) when they sit back to back in the
+    // buffer with one type and row length; null otherwise. It aliases their bytes (no copy).
+    glm_tensor* stacked_rows(const std::string& name, std::initializer_list<glm_tensor*> list) {
+        std::vector<glm_tensor*> parts;
+        for (glm_tensor* t : list)
+            if (t) parts.push_back(t);
+        if (parts.size() < 2 || !buffer_) return nullptr;
+        const glm_tensor* first = parts.front();
+        int64_t rows = 0;
+        for (size_t i = 0; i < parts.size(); ++i) {
+            const glm_tensor* t = parts[i];
+            if (t->type != first->type || t->type == GLM_TYPE_NVFP4 || t->ne[0] != first->ne[0] || t->ne[2] != 1 ||
+                !glm_is_contiguous(t) || t->buffer != first->buffer)
+                return nullptr;
+            if (i > 0 && t->offset != parts[i - 1]->offset + glm_nbytes(parts[i - 1])) return nullptr;
+            rows += t->ne[1];
+        }
+        glm_tensor* s = ctx_.new_tensor_2d(first->type, first->ne[0], rows);
+        glm_set_name(s, name);
+        glm_place(s, buffer_, first->offset);
+        s->flags |= GLM_FLAG_WEIGHT;
+        return s;
+    }
+
 private:
     void place(glm_tensor* t) {
         offset_ = (offset_ + 255) / 256 * 256;
@@ -310,17 +334,23 @@ void map_all(WeightPlacer& p, const ModelWeights& ck, ModelTensors& out) {
         LayerTensors t;
         t.attn_norm = p.record(L.input_layernorm, 1.0f, 0.05f);
         t.ffn_norm = p.record(L.post_attention_layernorm, 1.0f, 0.05f);
+        // The projections of one input back to back (see LayerTensors::x_proj / q_proj).
         t.q_a = p.linear(L.q_a_proj, R);
-        t.q_a_norm = p.record(L.q_a_layernorm, 1.0f, 0.05f);
-        t.q_b = p.linear(L.q_b_proj, ROWS);
         t.kv_a = p.linear(L.kv_a_proj_with_mqa, R);
+        if (L.has_indexer) {
+            t.idx_wk = p.linear(L.indexer_wk, R);
+            t.idx_weights = p.linear(L.indexer_weights_proj, R);
+        }
+        t.q_b = p.linear(L.q_b_proj, ROWS);
+        if (L.has_indexer) t.idx_wq_b = p.linear(L.indexer_wq_b, R);
+        const std::string blk_name = fmt::format("blk.{}.", L.index);
+        t.x_proj = p.stacked_rows(blk_name + "x_proj", {t.q_a, t.kv_a, t.idx_wk, t.idx_weights});
+        t.q_proj = p.stacked_rows(blk_name + "q_proj", {t.q_b, t.idx_wq_b});
+        t.q_a_norm = p.record(L.q_a_layernorm, 1.0f, 0.05f);
         t.kv_a_norm = p.record(L.kv_a_layernorm, 1.0f, 0.05f);
         t.kv_b = p.linear(L.kv_b_proj, ROWS);
         t.o = p.linear(L.o_proj, COLS);
         if (L.has_indexer) {
-            t.idx_wq_b = p.linear(L.indexer_wq_b, R);
-            t.idx_wk = p.linear(L.indexer_wk, R);
-            t.idx_weights = p.linear(L.indexer_weights_proj, R);
             t.idx_k_norm = p.record(L.indexer_k_norm_weight, 1.0f, 0.05f);
             t.idx_k_norm_bias = p.record(L.indexer_k_norm_bias, 0.0f, 0.01f);
         }
@@ -333,10 +363,9 @@ void map_all(WeightPlacer& p, const ModelWeights& ck, ModelTensors& out) {
             // with a small bias does (--bench reports the usage histogram).
             t.router = p.record(L.router_weight, 0.0f, std::sqrt(3.0f / float(std::max<int64_t>(1, L.router_weight->shape.back()))));
             t.router_bias = p.record(L.router_bias, 0.0f, 0.01f);
-            const std::string prefix = fmt::format("blk.{}.", L.index);
-            t.exp_gate = p.experts(L.experts, &ExpertWeights::gate, ROWS, prefix + "exp_gate");
-            t.exp_up = p.experts(L.experts, &ExpertWeights::up, ROWS, prefix + "exp_up");
-            t.exp_down = p.experts(L.experts, &ExpertWeights::down, COLS, prefix + "exp_down");
+            t.exp_gate = p.experts(L.experts, &ExpertWeights::gate, ROWS, blk_name + "exp_gate");
+            t.exp_up = p.experts(L.experts, &ExpertWeights::up, ROWS, blk_name + "exp_up");
+            t.exp_down = p.experts(L.experts, &ExpertWeights::down, COLS, blk_name + "exp_down");
             t.shexp_gate = p.linear(L.shared_gate, ROWS);
             t.shexp_up = p.linear(L.shared_up, ROWS);
             t.shexp_down = p.linear(L.shared_down, COLS);

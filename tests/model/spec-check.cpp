@@ -48,41 +48,52 @@ SamplerParams greedy_params() {
     return sp;
 }
 
-// Greedy ids with and without MTP for drafts 1..3. oracle: replace the MTP layer's drafts by the
-// plain run's tokens, 3 positions in 11 wrong, so that accepted and rejected drafts both occur.
-void check_lossless(const std::function<std::unique_ptr<Session>(SessionParams)>& make,
-                    const std::vector<int32_t>& prompt, int64_t ubatch, size_t n_gen, const std::string& what,
-                    bool oracle) {
+std::vector<std::vector<int32_t>> check_lossless(const MakeSession& make, const std::vector<int32_t>& prompt,
+                                                 SessionParams p, size_t n_gen, const std::string& what, bool oracle) {
+    REQUIRE(p.n_ctx >= int64_t(prompt.size() + n_gen));
+    p.n_verify = 4;
+    SamplerParams plain_greedy = greedy_params();
+    plain_greedy.repeat_penalty = 1.0f;
+    std::vector<std::vector<int32_t>> plain_ids;
+    for (const SamplerParams& sp : {greedy_params(), plain_greedy}) {
+        const std::string run = what + (sp.repeat_penalty == 1.0f ? ", device argmax" : ", repeat penalty");
+        Sampler plain_sampler(sp);
+        REQUIRE(plain_sampler.is_plain_greedy() == (sp.repeat_penalty == 1.0f));
+        for (int32_t t : prompt) plain_sampler.accept(t);
+        const std::vector<int32_t> want = generate_plain(*make(p), prompt, plain_sampler, n_gen);
+        for (int n_draft = 1; n_draft <= 3; ++n_draft) {
+            CAPTURE(run);
+            CAPTURE(n_draft);
+            auto s = make(p);
+            SpecParams spec_params;
+            spec_params.n_draft = n_draft;
+            if (oracle)
+                spec_params.draft_override = [&](int64_t pos, int32_t proposed) {
+                    const size_t i = size_t(pos) - prompt.size();  // generated token i sits at prompt + i
+                    if (i >= want.size()) return proposed;
+                    return pos * 37 % 11 < 3 ? (want[i] == 0 ? 1 : 0) : want[i];  // period 11: no round aligns
+                };
+            SpeculativeDecoder spec(*s, spec_params);
+            Sampler sampler(sp);
+            for (int32_t t : prompt) sampler.accept(t);
+            const std::vector<int32_t> got = generate_spec(*s, spec, prompt, sampler, n_gen);
+            CHECK(got == want);
+            MESSAGE(run, " drafts ", n_draft, ": ", spec.stats().summary());
+            // Drafts were really accepted (several tokens per step) and rejected.
+            CHECK(spec.stats().mean_accepted_length() > 1.2);
+            const SpecStats& st = spec.stats();
+            CHECK(std::accumulate(st.hits.begin(), st.hits.end(), int64_t(0)) <
+                  std::accumulate(st.tried.begin(), st.tried.end(), int64_t(0)));
+        }
+        plain_ids.push_back(want);
+    }
+    return plain_ids;
+}
+
+void check_lossless(const MakeSession& make, const std::vector<int32_t>& prompt, int64_t ubatch, size_t n_gen,
+                    const std::string& what, bool oracle) {
     SessionParams p;
     p.n_ctx = int64_t(prompt.size() + n_gen) + 8;
     p.n_ubatch = ubatch;
-    p.n_verify = 4;
-    Sampler plain_sampler(greedy_params());
-    for (int32_t t : prompt) plain_sampler.accept(t);
-    const std::vector<int32_t> want = generate_plain(*make(p), prompt, plain_sampler, n_gen);
-    for (int n_draft = 1; n_draft <= 3; ++n_draft) {
-        CAPTURE(what);
-        CAPTURE(n_draft);
-        auto s = make(p);
-        SpecParams sp;
-        sp.n_draft = n_draft;
-        if (oracle)
-            sp.draft_override = [&](int64_t pos, int32_t proposed) {
-                const size_t i = size_t(pos) - prompt.size();  // generated token i sits at prompt + i
-                if (i >= want.size()) return proposed;
-                return pos * 37 % 11 < 3 ? (want[i] == 0 ? 1 : 0) : want[i];  // period 11: no round aligns
-            };
-        SpeculativeDecoder spec(*s, sp);
-        Sampler sampler(greedy_params());
-        for (int32_t t : prompt) sampler.accept(t);
-        const std::vector<int32_t> got = generate_spec(*s, spec, prompt, sampler, n_gen);
-        CHECK(got == want);
-        MESSAGE(what, " drafts ", n_draft, ": ", spec.stats().summary());
-        // Drafts were really accepted (several tokens per step) and rejected.
-        CHECK(spec.stats().mean_accepted_length() > 1.2);
-        const SpecStats& st = spec.stats();
-        CHECK(std::accumulate(st.hits.begin(), st.hits.end(), int64_t(0)) <
-              std::accumulate(st.tried.begin(), st.tried.end(), int64_t(0)));
-    }
+    check_lossless(make, prompt, p, n_gen, what, oracle);
 }
-

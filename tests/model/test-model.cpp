@@ -136,6 +136,29 @@ TEST_CASE("decode after prefill equals a full prefill, chunked prefill equals on
     }
 }
 
+TEST_CASE("the activation arena holds a prompt of every length, then decode steps") {
+    // Session::init sizes the arena from a few measured graphs; the graphs of other batch sizes and
+    // positions must fit it too (an overflow aborts). The fixtures' index_topk (8, 12) puts the
+    // dense-to-sparse switch inside the sweep.
+    for (const char* name : {"dense_moe", "index_cache", "groups"}) {
+        CAPTURE(name);
+        ModelFixture fx;
+        fx.load(name);
+        std::vector<int32_t> tokens = fx.prompt(2);
+        const int64_t n_ctx = 40;
+        while (int64_t(tokens.size()) < n_ctx) tokens.push_back(tokens[tokens.size() % 7]);
+        for (int64_t n = 1; n + 3 <= n_ctx; ++n) {
+            CAPTURE(n);
+            SessionParams p;
+            p.n_ctx = n_ctx;
+            auto session = fx.session(p);
+            std::vector<float> logits;
+            REQUIRE(session->eval(tokens.data(), n, &logits).ok());
+            for (int64_t i = 0; i < 3; ++i) REQUIRE(session->eval(&tokens[size_t(n + i)], 1, &logits).ok());
+        }
+    }
+}
+
 TEST_CASE("dense attention equals DSA while the sequence fits index_topk") {
     ModelFixture fx;
     fx.load("dense_moe");

@@ -1,6 +1,7 @@
 // MTP speculative decoding (engine/speculative.*) on the CPU backend:
-//  - lossless: with temperature 0 (and the default repetition penalty, so the penalties' view of the
-//    drafts is exercised too) the ids generated with MTP equal those without it, 64 tokens, drafts 1..3,
+//  - lossless: with temperature 0, with the default repetition penalty (the penalties' view of the
+//    drafts is exercised too) and without it (the verify and draft steps return only the argmax of each
+//    position), the ids generated with MTP equal those without it, 64 tokens, drafts 1..3,
 //    on every fixture with an MTP layer (index_cache has none) and on the bundled tiny model, whose MTP
 //    layer is trained so that drafts are really accepted (and rejected). The fixtures' random MTP layers
 //    never guess right, so there the drafts also go through an oracle (the plain run's tokens, 3 positions in 11

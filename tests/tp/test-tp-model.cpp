@@ -1,7 +1,8 @@
 // Tensor parallelism on GPUs (label tp; the 2- and 4-GPU machines): every fixture and the bundled
 // model split over 2 and 4 CUDA ranks through the CUDA communicator (peer-to-peer one-shot, and NCCL
 // when forced) against one GPU: greedy tokens identical for 32 steps, logits within 1e-2; MTP stays
-// lossless at TP = 4; bad setups give clear errors.
+// lossless at TP = 4; on one GPU, MTP with recorded verify and draft graphs equals MTP with eager steps
+// and plain greedy decoding; bad setups give clear errors.
 #include <doctest/doctest.h>
 
 #include "cuda/backend.h"
@@ -97,6 +98,49 @@ TEST_CASE("TP on GPUs: MTP speculative decoding is lossless at TP = 4 (TP = 2 on
     const std::vector<int32_t> prompt = {1, 50, 300, 7, 1000, 22, 5, 91, 4000, 12};
     check_lossless([&](SessionParams p) { return tp.session(p); }, prompt, 512, 64,
                    fmt::format("glm-tiny TP={} GPU", n), false);
+}
+
+// Speculative steps replay recorded graphs (engine/session.cpp: one per verify size and MTP step size,
+// built for the whole context) or run eagerly (replay_decode = false). In a context longer than the run
+// (the graphs span cache rows that are not filled yet), with and without the repetition penalty (the
+// host picks from the logits, or the device's argmax pairs decide): MTP ids equal plain decoding's in
+// both modes (check_lossless), and plain decoding's are the same in both modes.
+TEST_CASE("GPU: MTP with recorded verify and draft graphs equals eager steps and plain decoding") {
+    if (gpus_or_skip(1) < 1) return;
+    cuda_mma_set_activations(MmaActivations::bf16x2);  // f32-grade prefill: no near-tie flips in the fixtures
+    auto check = [](const TestModel& m, const std::vector<int32_t>& prompt, const std::string& what, bool oracle) {
+        const MakeSession make = [&](SessionParams p) { return m.session(p); };
+        std::vector<std::vector<int32_t>> plain[2];
+        for (bool replay : {false, true}) {
+            SessionParams p;
+            p.n_ctx = std::min<int64_t>(m.hp.n_ctx_train, 512);
+            p.replay_decode = replay;
+            const std::string run = what + (replay ? ", recorded" : ", eager");
+            plain[replay ? 1 : 0] = check_lossless(make, prompt, p, 64, run, oracle);
+            // The recorded path really ran: a verify batch and a draft step at least.
+            p.n_verify = 4;
+            auto s = make(p);
+            SpecParams sp;
+            sp.n_draft = 3;
+            SpeculativeDecoder spec(*s, sp);
+            Sampler sampler(greedy_params());
+            for (int32_t t : prompt) sampler.accept(t);
+            generate_spec(*s, spec, prompt, sampler, 16);
+            if (replay) CHECK(s->recorded_graphs() >= 2);
+            else CHECK(s->recorded_graphs() == 0);
+        }
+        CHECK(plain[0] == plain[1]);
+    };
+    for (const std::string& name : fixture_names()) {
+        CAPTURE(name);
+        ModelFixture fx;
+        fx.load_on(name, std::move(gpu_ranks(1).front()));
+        if (!fx.tensors().has_mtp) continue;
+        check(fx, fx.prompt(1), name, /*oracle=*/true);  // random MTP layers never guess right
+    }
+    TestModel tiny;
+    tiny.load_dir(std::string(GLMRUN_SOURCE_DIR) + "/models/glm-tiny", std::move(gpu_ranks(1).front()));
+    check(tiny, {1, 50, 300, 7, 1000, 22, 5, 91, 4000, 12}, "glm-tiny", /*oracle=*/false);
 }
 
 TEST_CASE("TP on GPUs: bad setups are clear errors") {
