@@ -11,6 +11,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -71,7 +72,25 @@ struct BenchRow {
     double decode_tok_s = 0;
     DecodeBytes bytes;                  // read per decoded token, per rank, at depth ctx
     StepProfile profile;
+    StepProfile prefill_profile;  // the prompt's last chunk, us per chunk
+    int64_t prefill_chunk = 0;
+    // --mtp on: one more repetition decoding through MTP speculative rounds (greedy)
+    bool mtp = false;
+    double mtp_tok_s = 0;
+    SpecStats mtp_stats;
 };
+
+// Expected tokens per second of MTP decoding at per-position acceptance rates `accept` (unconditional:
+// position i is accepted only when 1..i-1 were), from measured times per round: one verify of
+// n_draft + 1 positions and n_draft draft steps.
+double mtp_expected_tok_s(const std::vector<double>& accept, double verify_s, double draft_s) {
+    double tokens = 1.0;
+    for (double a : accept) tokens += a;
+    const double round_s = verify_s + draft_s;
+    return round_s > 0 ? tokens / round_s : 0.0;
+}
+// GLM-5.1's published MTP acceptance per draft position (issue 12).
+const std::vector<double> k_published_acceptance = {0.80, 0.55, 0.29};
 
 // The measured (unprofiled) time of one decode step.
 double step_us(const BenchRow& r) { return r.decode_tok_s > 0 ? 1e6 / r.decode_tok_s : 0.0; }
@@ -133,29 +152,21 @@ std::string describe_index_pattern(const ModelHparams& hp) {
     return fmt::format("{} ({} F of {})", pattern, full, pattern.size());
 }
 
-// A few decode steps at depth n_prompt with every rank's timers on.
-Status profile_decode(Engine& engine, Session& session, int64_t n_prompt, int32_t first, StepProfile& out) {
+// Sum every rank's node timers over one profiled pass, divided by `per` (steps or chunks).
+Status profiled_pass(Engine& engine, const std::function<Status()>& pass, double per, StepProfile& out) {
     const std::vector<glm_backend*> ranks = engine.backends();
     for (glm_backend* b : ranks) {
         b->take_profile();  // drop anything left from before
         b->set_profiling(true);
     }
-    session.truncate(n_prompt);
-    // Node timers need node-by-node launches: the replayed graph is set aside for the pass (the
-    // same kernels run either way; the launch gaps are what the replay removes).
-    const bool replay = session.params().replay_decode;
-    session.set_replay_decode(false);
-    int32_t tok = first;
-    Status st;
-    for (int64_t i = 0; i < k_profile_steps && st.ok(); ++i) st = session.eval_greedy(&tok, 1, &tok);
-    session.set_replay_decode(replay);
+    const Status st = pass();
     for (glm_backend* b : ranks) b->set_profiling(false);
     GLM_TRY(st);
     for (glm_backend* b : ranks) {
         const std::vector<glm_node_time> nodes = b->take_profile();
         if (nodes.empty()) continue;
         KernelTimes t = sum_profile(nodes);
-        for (double& us : t.us) us /= double(k_profile_steps);
+        for (double& us : t.us) us /= per;
         out.per_rank.push_back(t);
     }
     out.have = !out.per_rank.empty();
@@ -163,6 +174,32 @@ Status profile_decode(Engine& engine, Session& session, int64_t n_prompt, int32_
         for (int c = 0; c < k_classes; ++c) out.class_us[c] += t.us[c] / double(out.per_rank.size());
     for (double us : out.class_us) out.kernel_us += us;
     return {};
+}
+
+// A few decode steps at depth n_prompt with every rank's timers on.
+Status profile_decode(Engine& engine, Session& session, int64_t n_prompt, int32_t first, StepProfile& out) {
+    session.truncate(n_prompt);
+    // Node timers need node-by-node launches: the replayed graph is set aside for the pass (the
+    // same kernels run either way; the launch gaps are what the replay removes).
+    const bool replay = session.params().replay_decode;
+    session.set_replay_decode(false);
+    const Status st = profiled_pass(engine, [&]() -> Status {
+        int32_t tok = first;
+        for (int64_t i = 0; i < k_profile_steps; ++i) GLM_TRY(session.eval_greedy(&tok, 1, &tok));
+        return {};
+    }, double(k_profile_steps), out);
+    session.set_replay_decode(replay);
+    return st;
+}
+
+// The prompt's last prefill chunk again (same tokens, same depth) with every rank's timers on.
+Status profile_prefill(Engine& engine, Session& session, const std::vector<int32_t>& prompt, int64_t chunk,
+                       StepProfile& out) {
+    const int64_t n = std::min<int64_t>(chunk, int64_t(prompt.size()));
+    const int64_t start = int64_t(prompt.size()) - n;
+    session.truncate(start);
+    std::vector<float> logits;
+    return profiled_pass(engine, [&]() { return session.eval(prompt.data() + start, n, &logits); }, 1.0, out);
 }
 
 std::string gb_per_s(double bytes_per_s) { return fmt::format("{:.0f} GB/s", bytes_per_s / 1e9); }
@@ -222,6 +259,19 @@ std::string roofline_tables(const std::vector<BenchRow>& rows, const Machine& ma
     line("**kernels**", [](const BenchRow& r) { return r.profile.kernel_us; });
     line("gaps (step - kernels)", [](const BenchRow& r) { return step_us(r) - r.profile.kernel_us; });
     line("**step (measured)**", [](const BenchRow& r) { return step_us(r); });
+
+    // The prefill chunk: where a cold prompt's time goes (mostly large GEMMs, attention, indexer).
+    out += "\n### Prefill chunk profile (us per chunk: the prompt's last chunk at its depth, mean over ranks)\n\n| class |";
+    for (const BenchRow& r : rows) out += fmt::format(" {} ({} tok) |", label(r.ctx), r.prefill_chunk);
+    out += "\n" + rule + "\n";
+    auto pline = [&](const std::string& name, auto value) {
+        out += "| " + name + " |";
+        for (const BenchRow& r : rows) out += r.prefill_profile.have ? fmt::format(" {:.1f} |", value(r)) : " n/a |";
+        out += "\n";
+    };
+    for (int c = 0; c < k_classes; ++c)
+        pline(kernel_class_name(KernelClass(c)), [c](const BenchRow& r) { return r.prefill_profile.class_us[c]; });
+    pline("**kernels**", [](const BenchRow& r) { return r.prefill_profile.kernel_us; });
     return out;
 }
 }  // namespace
@@ -275,6 +325,9 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     roof.kv_type = session.params().kv_type;
     roof.attn = session.params().attn;
 
+    std::unique_ptr<SpeculativeDecoder> spec;  // --mtp on only (the bench's default is plain decoding)
+    if (o.mtp == "on") GLM_TRY(make_speculative(o, *engine, spec));
+
     std::vector<BenchRow> rows;
     bool interrupted = false;
     for (int64_t L : run) {
@@ -290,7 +343,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         session.reset();
         std::vector<float> logits;
         const double t0 = now_s();
-        GLM_TRY(prefill(session, prompt.data(), row.n_prompt, o.ubatch, logits, interrupted));
+        GLM_TRY(prefill(session, prompt.data(), row.n_prompt, o.ubatch, logits, interrupted, spec.get()));
         if (interrupted) break;
         row.prefill_s = now_s() - t0;
         const int32_t first = argmax(logits.data(), n_vocab);
@@ -319,9 +372,36 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         }
         if (row.rep_decode_tok_s.empty()) break;
         row.decode_tok_s = median(row.rep_decode_tok_s);
+        if (spec && !interrupted) {
+            // The same depth again, through speculative rounds: what MTP costs at this context with these
+            // weights (synthetic weights make the draft wrong, so acceptance is near 0 there; the round's
+            // cost is what carries over to real weights).
+            session.truncate(row.n_prompt);
+            spec->reset_stats();
+            Sampler greedy(SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 64, 0.0f, 0.0f, 0});
+            for (int32_t t : prompt) greedy.accept(t);
+            greedy.accept(first);
+            int32_t tok = first;
+            int64_t produced = 0;
+            std::vector<int32_t> out;
+            const double t0m = now_s();
+            while (produced < budget && !interrupted) {
+                if (term_interrupted()) interrupted = true;
+                GLM_TRY(spec->step(tok, greedy, budget - produced, [](int32_t) { return false; }, out));
+                produced += int64_t(out.size());
+                tok = out.back();
+            }
+            row.mtp = true;
+            row.mtp_tok_s = double(produced) / std::max(now_s() - t0m, 1e-9);
+            row.mtp_stats = spec->stats();
+        }
         roof.n_ctx = L;  // the decoded tokens end at depth L (they start budget tokens before)
         row.bytes = decode_bytes_per_rank(hp, roof);
         if (!interrupted) GLM_TRY(profile_decode(*engine, session, row.n_prompt, first, row.profile));
+        if (!interrupted) {
+            row.prefill_chunk = std::min<int64_t>(o.ubatch, row.n_prompt);
+            GLM_TRY(profile_prefill(*engine, session, prompt, o.ubatch, row.prefill_profile));
+        }
         if (!o.quiet)
             err_write(fmt::format("bench: context {}: prefill {:.1f} tok/s, TTFT {:.1f} ms, decode {:.2f} tok/s\n",
                                   label(L), row.prefill_s > 0 ? row.n_prompt / row.prefill_s : 0.0,
@@ -380,6 +460,23 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     for (const BenchRow& r : rows)
         table += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.2f} |\n", label(r.ctx), r.n_prompt,
                              r.prefill_s > 0 ? r.n_prompt / r.prefill_s : 0.0, r.ttft_s * 1e3, r.decode_tok_s);
+    if (std::any_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.mtp; })) {
+        table += "\n### MTP speculative decoding (greedy, one repetition per context)\n\n"
+                 "| context | decode tok/s | MTP tok/s | accepted length | verify ms / round | draft ms / round | "
+                 "verify / decode step | expected tok/s at 0.80/0.55/0.29 |\n"
+                 "|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+        for (const BenchRow& r : rows) {
+            if (!r.mtp) continue;
+            const SpecStats& s = r.mtp_stats;
+            const double rounds = double(std::max<int64_t>(s.rounds, 1));
+            const double verify_s = s.verify_s / rounds, draft_s = s.draft_s / rounds;
+            const double step_s = r.decode_tok_s > 0 ? 1.0 / r.decode_tok_s : 0.0;
+            table += fmt::format("| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f}x | {:.1f} |\n", label(r.ctx),
+                                 r.decode_tok_s, r.mtp_tok_s, s.mean_accepted_length(), verify_s * 1e3, draft_s * 1e3,
+                                 step_s > 0 ? verify_s / step_s : 0.0,
+                                 mtp_expected_tok_s(k_published_acceptance, verify_s, draft_s));
+        }
+    }
     out_write(table + roofline_tables(rows, machine, n_ranks));
     if (!o.quiet)
         err_write(term_dim(fmt::format("model {} on {}; decode: median of {} repetitions of {} tokens after {} "
@@ -418,13 +515,13 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                                        {"total_bytes_per_token_per_rank", r.bytes.total()},
                                        {"roofline_tok_s", bound > 0 ? nlohmann::json(bound) : nlohmann::json()},
                                        {"achieved", bound > 0 ? nlohmann::json(r.decode_tok_s / bound) : nlohmann::json()}};
+            auto classes = [](const double* us) {
+                nlohmann::json c = nlohmann::json::object();
+                for (int k = 0; k < k_classes; ++k) c[kernel_class_name(KernelClass(k))] = us[k];
+                return c;
+            };
             nlohmann::json profile;  // null when the backends have no timers
             if (r.profile.have) {
-                auto classes = [](const double* us) {
-                    nlohmann::json c = nlohmann::json::object();
-                    for (int k = 0; k < k_classes; ++k) c[kernel_class_name(KernelClass(k))] = us[k];
-                    return c;
-                };
                 nlohmann::json per_rank = nlohmann::json::array();
                 for (const KernelTimes& t : r.profile.per_rank) per_rank.push_back(classes(t.us));
                 profile = {{"kernel_us_per_token", classes(r.profile.class_us)}, {"per_rank", per_rank},
@@ -435,7 +532,17 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                                {"prefill_tok_s", r.prefill_s > 0 ? r.n_prompt / r.prefill_s : 0.0},
                                {"ttft_s", r.ttft_s}, {"decode_tok_s", r.decode_tok_s},
                                {"decode_tok_s_per_rep", r.rep_decode_tok_s}, {"decode_token_s", r.token_s},
-                               {"roofline", roofline}, {"profile", profile}});
+                               {"roofline", roofline}, {"profile", profile},
+                               {"mtp", r.mtp ? nlohmann::json{{"tok_s", r.mtp_tok_s}, {"rounds", r.mtp_stats.rounds},
+                                                              {"tokens", r.mtp_stats.tokens},
+                                                              {"accepted_length", r.mtp_stats.mean_accepted_length()},
+                                                              {"verify_s", r.mtp_stats.verify_s}, {"draft_s", r.mtp_stats.draft_s}}
+                                             : nlohmann::json()},
+                               {"prefill_profile", r.prefill_profile.have
+                                                       ? nlohmann::json{{"chunk_tokens", r.prefill_chunk},
+                                                                        {"kernel_us_per_chunk", classes(r.prefill_profile.class_us)},
+                                                                        {"kernels_us", r.prefill_profile.kernel_us}}
+                                                       : nlohmann::json()}});
         }
         j["results"] = results;
         j["interrupted"] = interrupted;

@@ -113,6 +113,7 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     p.session.replay_decode = !o.no_graph_replay;
     // Room for the verify graph whenever MTP may run (its arena share is a few rows of logits).
     if (o.mtp != "off") p.session.n_verify = o.n_draft + 1;
+    p.kv_type_auto = o.kv_type.empty();
     if (!o.kv_type.empty()) {
         Status st = parse_kv_type(o.kv_type, p.session.kv_type);
         if (!st) return Status::usage("--kv-type: {}", st.message());

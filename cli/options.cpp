@@ -62,8 +62,11 @@ Backend:
                           graph replay; for comparisons)
       --precise           f32-grade activations in the GPU's prefill GEMMs
                           (about half their speed; default bf16)
+      --no-fuse           run every graph node as its own GPU kernel (no
+                          fused launches; for comparisons)
   -t, --threads N         CPU threads (default: all cores)
-      --kv-type T         KV cache type: f32 | bf16 | f16 | fp8
+      --kv-type T         KV cache type: f32 | bf16 | f16 | fp8 (default bf16
+                          on GPUs, f32 on the CPU)
       --attn dsa|dense    sparse (DSA, default) or dense attention
       --index-pattern P   one F (full) / S (shared) per layer for the indexer
       --ubatch N          prefill chunk size (default 512)
@@ -121,6 +124,7 @@ void apply_engine_flags(const CliOptions& o, EngineParams& p) {
     p.n_cpu_ranks = o.cpu && o.tp > 0 ? o.tp : 1;
     p.p2p = o.p2p;
     p.precise = o.precise;
+    p.fuse = !o.no_fuse;
     p.synthetic = o.synthetic;
     p.synthetic_seed = o.synthetic_seed;
 }
@@ -222,6 +226,7 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     app.add_flag("--no-p2p", no_p2p);
     app.add_flag("--no-graph-replay", o.no_graph_replay);
     app.add_flag("--precise", o.precise);
+    app.add_flag("--no-fuse", o.no_fuse);
     auto* opt_gpus = app.add_option("--gpus", gpus);
     auto* opt_tp = app.add_option("--tensor-parallel", tp);
     app.add_option("-t,--threads", o.threads);

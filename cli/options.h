@@ -43,6 +43,7 @@ struct CliOptions {
     bool p2p = true;                  // --no-p2p: NCCL for every all-reduce
     bool no_graph_replay = false;     // --no-graph-replay
     bool precise = false;             // --precise
+    bool no_fuse = false;             // --no-fuse
     int threads = 0;                  // -t
     std::string kv_type;              // --kv-type
     std::string attn = "dsa";         // --attn
