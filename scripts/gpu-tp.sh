@@ -49,7 +49,7 @@ cat "$OUT/allreduce.md" | tee -a "$OUT/summary.txt"
 
 log "glmrun -tp $N end to end (dense_moe ids vs --cpu; bundled model text)"
 ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('tests/fixtures/dense_moe/reference.json'))['prompts'][2])))")
-gpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe -tp "$N" --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids --precise 2>"$OUT/glmrun-tp.err")
+gpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe -tp "$N" --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids --precise --kv-type f32 2>"$OUT/glmrun-tp.err")
 cpu=$(build-gpu/glmrun -m tests/fixtures/dense_moe --cpu --raw --prompt-ids "$ids" -n 16 --temp 0 --repeat-penalty 1 --print-ids 2>"$OUT/glmrun-cpu.err")
 echo "tp$N: $gpu" | tee -a "$OUT/summary.txt"; echo "cpu: $cpu" | tee -a "$OUT/summary.txt"
 [[ -n "$gpu" && "$gpu" == "$cpu" ]] && log "TP$N == CPU" || log "TP$N != CPU"
