@@ -2,6 +2,7 @@
 # One call on a 4-GPU machine: the full-size synthetic GLM-5.1 REAP-160 --bench sweep (issue 9).
 #   bash scripts/gpu-sweep.sh [--tests] NAME CONTEXTS SECONDS [glmrun flags...]   (more runs: separate with --)
 # e.g. bash scripts/gpu-sweep.sh dsa 256,4k,16k,32k,64k,128k 520 --kv-type fp8
+# MODEL=dir and TP=n replace the model (default models/glm-5.1-reap-160) and the rank count (all GPUs).
 # --tests first runs the CUDA tests (test-cuda on GPU 0, test-tp-model and test-allreduce on every GPU).
 # Each run gets SIGINT after SECONDS (or at until-N: N seconds after the script started), so the
 # bench prints the contexts it finished. Logs to $OUT
@@ -44,8 +45,8 @@ while [[ $# -ge 3 ]]; do
   while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift
   max=$(python3 -c "import sys;v=[int(x[:-1])*1024 if x.endswith('k') else int(x) for x in sys.argv[1].split(',')];print(max(v))" "$ctx")
-  log "$name: -tp $N --bench-ctx $ctx -c $max ${flags[*]}"
-  timeout -s INT -k 30 "$secs" build-gpu/glmrun -m models/glm-5.1-reap-160 --synthetic -tp "$N" --bench --bench-ctx "$ctx" \
+  log "$name: ${MODEL:-models/glm-5.1-reap-160} -tp ${TP:-$N} --bench-ctx $ctx -c $max ${flags[*]}"
+  timeout -s INT -k 30 "$secs" build-gpu/glmrun -m "${MODEL:-models/glm-5.1-reap-160}" --synthetic -tp "${TP:-$N}" --bench --bench-ctx "$ctx" \
     -c "$max" --bench-reps 1 -n 64 --bench-json "$FINAL_OUT/$name.json" "${flags[@]}" > "$FINAL_OUT/$name.md" 2> "$FINAL_OUT/$name.err"
   echo "rc=$?" | tee -a "$FINAL_OUT/summary.txt"
   grep -E "bench: context|mtp:|error|Error" "$FINAL_OUT/$name.err" | tail -12 | tee -a "$FINAL_OUT/summary.txt"
