@@ -221,14 +221,28 @@ __global__ void __launch_bounds__(kMmaThreads, kF8 ? 1 : 2) indexer_mma_kernel(I
 
     // q fragments: entry (ch, nt, hl, ln) holds head nt * 8 + ln / 4, dims c0 .. c0 + 7 with
     // c0 = ch * 32 + (ln % 4) * 8, as 4 bf16 pairs (lower dim in the lower half).
+    // f32 rows with 16-byte alignment (the graph's concat output): the 8 dims of an entry are two
+    // float4 loads instead of 8 typed element loads.
+    const bool q_vec = p.q.type == GLM_TYPE_F32 && p.q.nb[0] == 4 && p.q.nb[1] % 16 == 0 && p.q.nb[2] % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(p.q.data) % 16 == 0;
 #pragma unroll 1
     for (int i = tid; i < kNCH * kNT * 64; i += kMmaThreads) {
         const int ln = i & 31, hl = (i >> 5) & 1, nt = (i >> 6) % kNT, ch = (i >> 6) / kNT;
         const int head = nt * 8 + (ln >> 2), c0 = ch * 32 + (ln & 3) * 8;
+        float xq[8];
+        if (q_vec) {
+            const float4* src = reinterpret_cast<const float4*>(p.q.data + int64_t(s) * p.q.nb[2] +
+                                                                int64_t(head) * p.q.nb[1] + int64_t(c0) * 4);
+            const float4 lo = src[0], hi = src[1];
+            xq[0] = lo.x, xq[1] = lo.y, xq[2] = lo.z, xq[3] = lo.w, xq[4] = hi.x, xq[5] = hi.y, xq[6] = hi.z, xq[7] = hi.w;
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) xq[j] = load_at(p.q, c0 + j, head, s);
+        }
         uint32_t r[4];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-            float x0 = load_at(p.q, c0 + 2 * j, head, s), x1 = load_at(p.q, c0 + 2 * j + 1, head, s);
+            float x0 = xq[2 * j], x1 = xq[2 * j + 1];
             if (hl) {
                 x0 -= __bfloat162float(__float2bfloat16_rn(x0));
                 x1 -= __bfloat162float(__float2bfloat16_rn(x1));

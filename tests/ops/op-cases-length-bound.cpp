@@ -36,25 +36,15 @@ std::vector<double> row_of(const OpBuild& b, const glm_tensor* t, int64_t n0, in
 }
 
 // ---- attention ---------------------------------------------------------------------------------
-// in = {q, k, v, q_pos, key_ids or null}. Query s attends key slots t <= q_pos[s] (t < T), or with
-// key_ids the listed slots among those (entries < 0 or > q_pos[s] ignored; the cases list no slot
-// twice). Softmax of scale * q.k in double; no visible key gives zeros.
-Ref attn_reference(const OpBuild& b, const glm_tensor* out) {
-    const glm_tensor *q = b.in[0], *k = b.in[1], *v = b.in[2], *qp = b.in[3], *kid = b.in[4];
-    const int64_t Dk = q->ne[0], H = q->ne[1], S = q->ne[2], Hk = k->ne[1], T = k->ne[2], Dv = v->ne[0];
+}  // namespace
+
+Ref attn_reference_over(const OpBuild& b, const glm_tensor* out, const std::function<std::vector<int64_t>(int64_t)>& keys_of) {
+    const glm_tensor *q = b.in[0], *k = b.in[1], *v = b.in[2];
+    const int64_t Dk = q->ne[0], H = q->ne[1], S = q->ne[2], Hk = k->ne[1], Dv = v->ne[0];
     const double scale = double(out->params[0].f);
     Ref r(size_t(Dv * H * S), 0.0);
     for (int64_t s = 0; s < S; ++s) {
-        const int64_t pos = b.geti(qp, s);
-        std::vector<int64_t> keys;
-        if (kid) {
-            for (int64_t j = 0; j < kid->ne[0]; ++j) {
-                const int64_t t = b.geti(kid, j, s);
-                if (t >= 0 && t <= pos && t < T) keys.push_back(t);
-            }
-        } else {
-            for (int64_t t = 0; t <= pos && t < T; ++t) keys.push_back(t);
-        }
+        const std::vector<int64_t> keys = keys_of(s);
         if (keys.empty()) continue;  // zeros
         for (int64_t kh = 0; kh < Hk; ++kh) {
             std::vector<std::vector<double>> krows, vrows;  // decoded once per (query, K/V head)
@@ -83,6 +73,29 @@ Ref attn_reference(const OpBuild& b, const glm_tensor* out) {
         }
     }
     return r;
+}
+
+namespace {
+
+// in = {q, k, v, q_pos, key_ids or null}. Query s attends key slots t <= q_pos[s] (t < T), or with
+// key_ids the listed slots among those (entries < 0 or > q_pos[s] ignored; the cases list no slot
+// twice). Softmax of scale * q.k in double; no visible key gives zeros.
+Ref attn_reference(const OpBuild& b, const glm_tensor* out) {
+    const glm_tensor *qp = b.in[3], *kid = b.in[4];
+    const int64_t T = b.in[1]->ne[2];
+    return attn_reference_over(b, out, [&](int64_t s) {
+        const int64_t pos = b.geti(qp, s);
+        std::vector<int64_t> keys;
+        if (kid) {
+            for (int64_t j = 0; j < kid->ne[0]; ++j) {
+                const int64_t t = b.geti(kid, j, s);
+                if (t >= 0 && t <= pos && t < T) keys.push_back(t);
+            }
+        } else {
+            for (int64_t t = 0; t <= pos && t < T; ++t) keys.push_back(t);
+        }
+        return keys;
+    });
 }
 
 // key_ids column of n_sel entries for a query at pos over T slots: n_valid distinct slots of [0, T)

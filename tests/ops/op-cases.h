@@ -116,4 +116,9 @@ void add_max_arg_cases(std::vector<OpCase>& cases);       // max_arg (tensor-par
 void add_decode_cases(std::vector<OpCase>& cases);        // decode patterns: top-k attention, W_UK^T, gate/up
 void add_fused_cases(std::vector<OpCase>& cases);         // decode-shape norms / routing, fused patterns
 
+// Attention in double for in = {q, k, v, ...}: query s attends the key slots keys_of(s) lists (each
+// once; none gives zeros), softmax of scale (out's param) * q.k; shared by the attention op cases.
+std::vector<double> attn_reference_over(const OpBuild& b, const glm_tensor* out,
+                                        const std::function<std::vector<int64_t>(int64_t)>& keys_of);
+
 }  // namespace optest
