@@ -8,8 +8,17 @@
 # bench prints the contexts it finished. Logs to $OUT
 # (NAME.md, NAME.json, NAME.err, summary.txt). Carry .deps (scripts/stage-deps.sh).
 set -uo pipefail
-FINAL_OUT="${OUT:-/tmp/glmrun-out}"
-mkdir -p "$FINAL_OUT"
+# Everything is written to a scratch folder; at exit summary.txt and the runs' .md tables are copied to
+# $OUT and the rest packed into logs.tgz (the device tool brings back at most 8 files).
+RESULT_DIR="${OUT:-/tmp/glmrun-out}"
+FINAL_OUT=/tmp/gpu-sweep-logs
+rm -rf "$FINAL_OUT"; mkdir -p "$FINAL_OUT" "$RESULT_DIR"
+finish() {
+  cp "$FINAL_OUT/summary.txt" "$RESULT_DIR/" 2>/dev/null
+  ls "$FINAL_OUT"/*.md 2>/dev/null | head -6 | xargs -r -I{} cp {} "$RESULT_DIR/"
+  tar czf "$RESULT_DIR/logs.tgz" -C "$FINAL_OUT" . 2>/dev/null
+}
+trap finish EXIT
 export PATH=/usr/local/cuda/bin:$PATH NCCL_NVLS_ENABLE=0
 log() { echo "== $*" | tee -a "$FINAL_OUT/summary.txt"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$FINAL_OUT/summary.txt"
@@ -45,8 +54,12 @@ while [[ $# -ge 3 ]]; do
   while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift
   max=$(python3 -c "import sys;v=[int(x[:-1])*1024 if x.endswith('k') else int(x) for x in sys.argv[1].split(',')];print(max(v))" "$ctx")
-  log "$name: ${MODEL:-models/glm-5.1-reap-160} -tp ${TP:-$N} --bench-ctx $ctx -c $max ${flags[*]}"
-  timeout -s INT -k 30 "$secs" build-gpu/glmrun -m "${MODEL:-models/glm-5.1-reap-160}" --synthetic -tp "${TP:-$N}" --bench --bench-ctx "$ctx" \
+  log "$name: ${MODEL:-models/glm-5.1-reap-160} -tp ${TP:-$N} (unless given) --bench-ctx $ctx -c $max ${flags[*]}"
+  # A run's own -m / -tp (or --gpus) replace MODEL / TP.
+  base=()
+  [[ " ${flags[*]} " == *" -m "* ]] || base+=(-m "${MODEL:-models/glm-5.1-reap-160}")
+  [[ " ${flags[*]} " == *" -tp "* || " ${flags[*]} " == *" --gpus "* ]] || base+=(-tp "${TP:-$N}")
+  timeout -s INT -k 30 "$secs" build-gpu/glmrun "${base[@]}" --synthetic --bench --bench-ctx "$ctx" \
     -c "$max" --bench-reps 1 -n 64 --bench-json "$FINAL_OUT/$name.json" "${flags[@]}" > "$FINAL_OUT/$name.md" 2> "$FINAL_OUT/$name.err"
   echo "rc=$?" | tee -a "$FINAL_OUT/summary.txt"
   grep -E "bench: context|mtp:|error|Error" "$FINAL_OUT/$name.err" | tail -12 | tee -a "$FINAL_OUT/summary.txt"
