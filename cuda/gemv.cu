@@ -2,8 +2,9 @@
 // every mul_mat_id; mul-mat.cu dispatches here), and the fused gate/up/SwiGLU of one token. All
 // arithmetic is f32 (products and sums), as in the CPU reference; NVFP4 factors the per-slice global
 // scale out of the sum (sum(e2m1 * block_scale * x) * global, exact algebra). Decode is batch 1 and
-// memory-bound, so the layouts below count bytes, not FLOPs:
-//  - gemv1_kernel (N = 1: every decode mul_mat and every mul_mat_id): a row pair is owned by a
+// memory-bound, so the layouts below count bytes, not FLOPs. One kernel, gemv1_kernel<WT, NC, IDS,
+// PAIR>, serves every case; NC is the number of x columns a block stages and multiplies:
+//  - NC = 1 (every decode mul_mat and every single-token mul_mat_id): a row pair is owned by a
 //    group of G threads (G = 1 .. 256, a power of two chosen per shape by choose_group): G < 32
 //    packs several row pairs into a warp so short rows (routed down_proj, K = 512 = 16 NVFP4
 //    chunks -> G = 8) leave no lane idle; G > 32 splits K over several warps for small M (kv_a:
@@ -14,40 +15,41 @@
 //    within the group, then (G > 32) per-warp sums added in warp order in shared memory:
 //    deterministic. MUL_MAT_ID: one (slot, token) per grid-y index (several per block for
 //    prefill-sized grids, x re-staged only when it changes); only chosen experts are read.
-//  - the same kernel in paired mode is the fused gate/up/SwiGLU (cuda_fused_gate_up_swiglu): a
-//    group's two rows are row m of the gate weight and row m of the up weight, so x is staged
+//  - NC = 2..8 (MTP verify: N token columns): the same row groups, pipeline and sums with NC
+//    accumulators per row; the block stages its NC columns once (all columns' loads in flight
+//    together) and every weight chunk is read once and multiplied into all of them, so a block
+//    moves the weight bytes of N = 1 plus NC staged columns. MUL_MAT: grid z = column groups of NC
+//    (one group whenever N columns fit shared memory, up to 227 KiB: K = 6144, N = 8 uses 221 KB).
+//    MUL_MAT_ID with 2..8 tokens (NC = kGroupCols = 2): the block of pair s serves every pair that
+//    chose s's expert when s is the first of them (the others' blocks return at once), 2 pairs
+//    per pass (a lone pair: a pass instantiated for 1 column), so pairs with an expert of their
+//    own cost what they cost at N = 1, and an expert shared by n tokens is read ceil(n / 2) times.
+//    choose_group caps G so a block's staged columns stay within twice its weight bytes.
+//  - the same kernel in paired mode is the fused gate/up/SwiGLU (cuda_fused_gate_up_swiglu, NC =
+//    1): a group's two rows are row m of the gate weight and row m of the up weight, so x is staged
 //    once for both products and the group writes silu(gate . x) * (up . x); the two projections
 //    never reach memory. Same loads in flight per thread, half the output rows per block.
-//  - gemv_kernel (2 <= N <= 8 columns, contiguous 16-byte-aligned weight rows, K a multiple of the
-//    16-byte chunk, x fits 96 KiB of shared memory): 256 threads = 8 warps, each warp owns
-//    kRowsPerWarp = 2 rows and walks them with 16-byte __ldg loads (lane i reads chunk i, i + 32,
-//    ... of both rows; two chunks per row in flight), dequantises in registers, accumulates f32,
-//    and ends with a warp-shuffle reduction. When M alone gives < 2 blocks per SM, ksplit (2, 4, 8)
-//    warps share a row pair, each taking every ksplit-th 32-chunk stripe of K; their sums meet in
-//    shared memory in a fixed order (deterministic). The block first stages its x columns in
-//    shared memory as f32 (any x strides), padded by 4 floats every 32 so that the lane-strided
-//    float4 reads are bank-conflict free for every chunk width (4, 8, 16, 32 elements per lane).
-//    Weight rows are read once for all NC columns. MUL_MAT_ID uses the same kernel with one
-//    (slot, token) pair per grid-y index: only the chosen experts' rows are read, and the
-//    expert's global scale is applied after the reduction.
 //
 // Bandwidth notes. Every lane keeps 4 x 16 B of weights in flight (2 rows x 2 chunks), 2 KB per
-// warp; at <= 64 registers (NC = 1) 4 blocks = 32 warps fit an SM: 64 KB in flight, well above what
-// H100 HBM3 needs per SM (~3.35 TB/s x ~0.7 us / 132 SMs = ~18 KB). BF16 costs ~1 FMA + 1 integer
-// op per weight: memory-bound. NVFP4 gives 32 weights per load; E2M1 is decoded by masking nibble
-// pairs straight into fp16 bits (magnitude to bits 9..11, sign to bit 15: exact, times 2^-14,
-// folded into the block scale) and widening to f32: ~2 integer ops + 1 widen + 1 FMA per weight
-// and row, ~4 issue slots per 0.5 byte, i.e. ~13 B/clk/SM of issue capacity against ~14.5 B/clk/SM
-// of H100 bandwidth: the NVFP4 GEMV sits near both limits. Staged x costs one L2 read of K floats
-// per block of 16 / ksplit rows, a visible overhead at high ksplit.
+// warp; at <= 80 registers 3 blocks = 24 warps fit an SM: 48 KB in flight, well above what H100
+// HBM3 needs per SM (~3.35 TB/s x ~0.7 us / 132 SMs = ~18 KB). BF16 costs ~1 FMA + 1 integer op
+// per weight and column: memory-bound up to NC = 8 (x from shared memory: 32 B per column per
+// 2 x 16 B of weights, ~116 B/clk/SM at NC = 8 against 128). NVFP4 gives 32 weights per load;
+// E2M1 is decoded by masking nibble pairs straight into fp16 bits (magnitude to bits 9..11, sign to
+// bit 15: exact, times 2^-14, folded into the block scale) and widening to f32: ~2 integer ops +
+// 1 widen + 1 FMA per weight and row, ~4 issue slots per 0.5 byte, i.e. ~13 B/clk/SM of issue
+// capacity against ~14.5 B/clk/SM of H100 bandwidth: the NVFP4 GEMV sits near both limits, and
+// each extra column adds an FMA per weight (a shared expert at NC = 4 is ALU-bound, still ~2x
+// cheaper than reading it twice). Staged x costs one L2 read of NC x K floats per block of
+// 2 x 256 / G rows, a visible overhead at large G.
 //
 // Next steps for speed (in order of value):
 //  1. NVFP4: x split into bf16x3 (or f16 hi/lo) and mma.sync m16n8k16 with e2m1 -> f16 via lop3,
 //     or re-lay the codes at upload so one lane's 8 nibbles map to an MMA fragment; removes the
-//     ALU bound and gives prefill tensor cores in the same kernel.
-//  2. Give gemv_kernel (N = 2..8, MTP verify) gemv1_kernel's row groups and split K; stage x once
-//     per SM for MUL_MAT_ID (persistent blocks over (row, slot)) instead of once per block; the
-//     NVFP4 decode (~3 integer/convert ops per weight) is near the issue limit at full bandwidth.
+//     ALU bound (which several columns make worse) and gives prefill tensor cores in the same
+//     kernel.
+//  2. Stage x once per SM for MUL_MAT_ID (persistent blocks over (row, slot)) instead of once per
+//     block; for NC > 1 at small M (kv_a) read x through L1 rather than per-block staging.
 #include "cuda/gemv.cuh"
 
 #include "cuda/mul-mat.cuh"
@@ -55,7 +57,7 @@
 namespace mul_mat {
 namespace {
 
-// ---- GEMV kernel: contiguous rows, 16-byte chunks, x staged in shared memory ---------------------
+// ---- shared pieces: contiguous rows, 16-byte chunks, x staged in shared memory -------------------
 
 constexpr int kGemvWarps = 8, kGemvThreads = kGemvWarps * 32;
 constexpr int kRowsPerWarp = 2;
@@ -98,6 +100,47 @@ __device__ __forceinline__ void stage_column(float* xs, const uint8_t* col, int6
     }
 }
 
+// Stage C x columns into xs + c * xstride (cols[c]: column c's first element; null: zeros). One
+// column: stage_column<4>. Several contiguous, 16-byte-aligned columns: float4 copies with every
+// column's loads in flight together (~8 per thread), so the staging takes about one column's
+// round trips; any other layout (strided x views) column by column through stage_column.
+template <int C>
+__device__ __forceinline__ void stage_columns(float* xs, int64_t xstride, const uint8_t* const (&cols)[C], int64_t nb0,
+                                              int64_t K) {
+    if constexpr (C == 1) {
+        stage_column<4>(xs, cols[0], nb0, K);
+    } else {
+        bool vec = nb0 == int64_t(sizeof(float));
+#pragma unroll
+        for (int c = 0; c < C; ++c) vec = vec && (reinterpret_cast<uintptr_t>(cols[c]) & 15u) == 0;  // null: aligned
+        if (!vec) {
+#pragma unroll
+            for (int c = 0; c < C; ++c) stage_column<1>(xs + c * xstride, cols[c], nb0, K);
+            return;
+        }
+        constexpr int UNR = C >= 8 ? 1 : 8 / C;
+        const int64_t K4 = K / 4;
+        for (int64_t i0 = threadIdx.x; i0 < K4; i0 += UNR * int64_t(blockDim.x)) {
+            float4 tmp[C][UNR];
+#pragma unroll
+            for (int c = 0; c < C; ++c)
+#pragma unroll
+                for (int j = 0; j < UNR; ++j) {
+                    const int64_t i = i0 + int64_t(j) * blockDim.x;
+                    tmp[c][j] = cols[c] != nullptr && i < K4 ? __ldg(reinterpret_cast<const float4*>(cols[c]) + i)
+                                                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+#pragma unroll
+            for (int c = 0; c < C; ++c)
+#pragma unroll
+                for (int j = 0; j < UNR; ++j) {
+                    const int64_t i = i0 + int64_t(j) * blockDim.x;
+                    if (i < K4) *reinterpret_cast<float4*>(xs + c * xstride + xs_index(4 * i)) = tmp[c][j];
+                }
+        }
+    }
+}
+
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
@@ -108,9 +151,29 @@ __device__ __forceinline__ float2 half2_bits_to_float2(uint32_t bits) {
     return __half22float2(h);
 }
 
-// Dequantise group g (G elements) of a chunk into f. NVFP4 values come out scaled by 2^-14.
-template <int WT, int G>
-__device__ __forceinline__ void dequant_group(const uint4& v, int g, float (&f)[G]) {
+// The 8 E2M1 codes of a 32-bit word (elements 0..7, low nibble = even element) as f32 times 2^-14:
+// four fp16 pairs as in e2m1_fast, each built with two masks and two shifts: (0, 4) from nibbles 0
+// and 4, (1, 5), (2, 6), (3, 7); magnitude bits to fp16 bits 9..11 (and 25..27), sign bits to 15
+// (and 31).
+__device__ __forceinline__ void e2m1x8_to_float(uint32_t u, float (&f)[8]) {
+    const float2 p04 = half2_bits_to_float2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12));
+    const float2 p15 = half2_bits_to_float2(((u & 0x00700070u) << 5) | ((u & 0x00800080u) << 8));
+    const float2 p26 = half2_bits_to_float2(((u & 0x07000700u) << 1) | ((u & 0x08000800u) << 4));
+    const float2 p37 = half2_bits_to_float2(((u & 0x70007000u) >> 3) | (u & 0x80008000u));
+    f[0] = p04.x;
+    f[4] = p04.y;
+    f[1] = p15.x;
+    f[5] = p15.y;
+    f[2] = p26.x;
+    f[6] = p26.y;
+    f[3] = p37.x;
+    f[7] = p37.y;
+}
+
+// Dequantise a 16-byte chunk of a float-type weight (F32, F16, BF16, F8_E4M3: E elements) into f.
+template <int WT, int E>
+__device__ __forceinline__ void dequant_chunk(const uint4& v, float (&f)[E]) {
+    static_assert(WT != GLM_TYPE_NVFP4, "NVFP4 chunks: nvfp4_chunk1 / nvfp4_chunk");
     if constexpr (WT == GLM_TYPE_F32) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) f[i] = __uint_as_float(word_of(v, i));
@@ -123,7 +186,7 @@ __device__ __forceinline__ void dequant_group(const uint4& v, int g, float (&f)[
             f[2 * i] = p.x;
             f[2 * i + 1] = p.y;
         }
-    } else if constexpr (WT == GLM_TYPE_F8_E4M3) {
+    } else {
         // E4M3 -> f16 is exact (hardware cvt on sm_89+), NaN stays NaN.
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -137,186 +200,41 @@ __device__ __forceinline__ void dequant_group(const uint4& v, int g, float (&f)[
                 f[4 * i + 2 * h + 1] = p.y;
             }
         }
-    } else {  // NVFP4: group g = words 2g, 2g+1 (16 codes, one block)
-        // Per 32-bit word (elements 0..7, low nibble = even element), four fp16 pairs as in
-        // e2m1_fast (values times 2^-14), each built with two masks and two shifts:
-        // (0, 4) from nibbles 0 and 4, (1, 5), (2, 6), (3, 7); magnitude bits to fp16 bits 9..11
-        // (and 25..27), sign bits to 15 (and 31).
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            const uint32_t u = word_of(v, 2 * g + i);
-            const float2 p04 = half2_bits_to_float2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12));
-            const float2 p15 = half2_bits_to_float2(((u & 0x00700070u) << 5) | ((u & 0x00800080u) << 8));
-            const float2 p26 = half2_bits_to_float2(((u & 0x07000700u) << 1) | ((u & 0x08000800u) << 4));
-            const float2 p37 = half2_bits_to_float2(((u & 0x70007000u) >> 3) | (u & 0x80008000u));
-            f[8 * i + 0] = p04.x;
-            f[8 * i + 4] = p04.y;
-            f[8 * i + 1] = p15.x;
-            f[8 * i + 5] = p15.y;
-            f[8 * i + 2] = p26.x;
-            f[8 * i + 6] = p26.y;
-            f[8 * i + 3] = p37.x;
-            f[8 * i + 7] = p37.y;
-        }
     }
 }
 
-// acc[r][n] += dot(chunk of row r, x[k0 .. k0 + E) of column n).
+// acc[r][n] += dot(chunk of row r, x[k0 .. k0 + E) of column n), float-type weights: both rows
+// dequantised, then each column's x read once for both rows.
 template <int WT, int NC>
-__device__ __forceinline__ void gemv_chunk(const uint4 (&v)[kRowsPerWarp], const uint32_t (&sc)[kRowsPerWarp],
-                                           const float* xs, int64_t xstride, int64_t k0,
-                                           float (&acc)[kRowsPerWarp][NC]) {
-    constexpr int E = kChunkElems<WT>, G = E < 16 ? E : 16;
+__device__ __forceinline__ void gemv_chunk(const uint4 (&v)[kRowsPerWarp], const float* xs, int64_t xstride,
+                                           int64_t k0, float (&acc)[kRowsPerWarp][NC]) {
+    constexpr int E = kChunkElems<WT>;
+    float f[kRowsPerWarp][E];
 #pragma unroll
-    for (int g = 0; g < E / G; ++g) {
-        float f[kRowsPerWarp][G];
-        float bs[kRowsPerWarp];
+    for (int r = 0; r < kRowsPerWarp; ++r) dequant_chunk<WT, E>(v[r], f[r]);
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) {
-            dequant_group<WT, G>(v[r], g, f[r]);
-            if constexpr (WT == GLM_TYPE_NVFP4) bs[r] = e4m3_fast((sc[r] >> (8 * g)) & 0xffu) * 16384.0f;
-            else bs[r] = 1.0f;
-        }
+    for (int n = 0; n < NC; ++n) {
+        const float* xc = xs + n * xstride + xs_index(k0);
+        float part[kRowsPerWarp];
 #pragma unroll
-        for (int n = 0; n < NC; ++n) {
-            const float* xc = xs + n * xstride + xs_index(k0 + g * G);
-            float part[kRowsPerWarp];
+        for (int r = 0; r < kRowsPerWarp; ++r) part[r] = 0.0f;
 #pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) part[r] = 0.0f;
-#pragma unroll
-            for (int q = 0; q < G / 4; ++q) {
-                const float4 x4 = *reinterpret_cast<const float4*>(xc + 4 * q);
-#pragma unroll
-                for (int r = 0; r < kRowsPerWarp; ++r) {
-                    part[r] = fmaf(f[r][4 * q + 0], x4.x, part[r]);
-                    part[r] = fmaf(f[r][4 * q + 1], x4.y, part[r]);
-                    part[r] = fmaf(f[r][4 * q + 2], x4.z, part[r]);
-                    part[r] = fmaf(f[r][4 * q + 3], x4.w, part[r]);
-                }
-            }
+        for (int q = 0; q < E / 4; ++q) {
+            const float4 x4 = *reinterpret_cast<const float4*>(xc + 4 * q);
 #pragma unroll
             for (int r = 0; r < kRowsPerWarp; ++r) {
-                if constexpr (WT == GLM_TYPE_NVFP4) acc[r][n] = fmaf(part[r], bs[r], acc[r][n]);
-                else acc[r][n] += part[r];
+                part[r] = fmaf(f[r][4 * q + 0], x4.x, part[r]);
+                part[r] = fmaf(f[r][4 * q + 1], x4.y, part[r]);
+                part[r] = fmaf(f[r][4 * q + 2], x4.z, part[r]);
+                part[r] = fmaf(f[r][4 * q + 3], x4.w, part[r]);
             }
         }
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) acc[r][n] += part[r];
     }
 }
 
-// The K loop of one warp over rows m0, m0 + 1 (clamped to M - 1): chunks c0, c0 + step, ...
-template <int WT, int NC>
-__device__ __forceinline__ void gemv_rows(const MmArgs& a, const Slice& sl, const float* xs, int64_t xstride,
-                                          int64_t m0, int64_t c0, int64_t step, int64_t nchunks,
-                                          float (&acc)[kRowsPerWarp][NC]) {
-    constexpr int E = kChunkElems<WT>;
-    const uint4* wrow[kRowsPerWarp];
-    const uint16_t* srow[kRowsPerWarp];
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-        const int64_t m = m0 + r < a.M ? m0 + r : a.M - 1;  // rows past M compute a duplicate, never stored
-        wrow[r] = reinterpret_cast<const uint4*>(sl.w + m * a.w.nb[1]);
-        srow[r] = WT == GLM_TYPE_NVFP4 ? reinterpret_cast<const uint16_t*>(sl.ws + m * a.w.snb[1]) : nullptr;
-    }
-    int64_t c = c0;
-    for (; c + step < nchunks; c += 2 * step) {  // two chunks per row in flight
-        uint4 v0[kRowsPerWarp], v1[kRowsPerWarp];
-        uint32_t s0[kRowsPerWarp], s1[kRowsPerWarp];
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) {
-            v0[r] = __ldg(wrow[r] + c);
-            v1[r] = __ldg(wrow[r] + c + step);
-            if constexpr (WT == GLM_TYPE_NVFP4) {
-                s0[r] = __ldg(srow[r] + c);
-                s1[r] = __ldg(srow[r] + c + step);
-            } else {
-                s0[r] = s1[r] = 0;
-            }
-        }
-        gemv_chunk<WT, NC>(v0, s0, xs, xstride, c * E, acc);
-        gemv_chunk<WT, NC>(v1, s1, xs, xstride, (c + step) * E, acc);
-    }
-    if (c < nchunks) {
-        uint4 v0[kRowsPerWarp];
-        uint32_t s0[kRowsPerWarp];
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) {
-            v0[r] = __ldg(wrow[r] + c);
-            if constexpr (WT == GLM_TYPE_NVFP4) s0[r] = __ldg(srow[r] + c);
-            else s0[r] = 0;
-        }
-        gemv_chunk<WT, NC>(v0, s0, xs, xstride, c * E, acc);
-    }
-}
-
-// grid: x = row groups of kRowsPerWarp * kGemvWarps / ksplit rows, y = slices (grid-stride),
-// z = column groups of NC. dynamic smem: NC * xs_stride(K) floats. With ksplit > 1, the ksplit
-// warps of a row group take interleaved 32-chunk stripes of K and their sums meet in shared
-// memory (fixed order: deterministic).
-template <int WT, int NC, bool IDS>
-__global__ void __launch_bounds__(kGemvThreads, NC == 1 ? 4 : NC <= 4 ? 2 : 1) gemv_kernel(MmArgs a) {
-    extern __shared__ float4 smem_f4[];
-    float* xs = reinterpret_cast<float*>(smem_f4);
-    __shared__ float part_sums[kGemvWarps][kRowsPerWarp][NC];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int ksplit = a.ksplit, kpart = warp % ksplit, rgroup = warp / ksplit;
-    const int64_t xstride = xs_stride(a.K);
-    const int64_t n0 = int64_t(blockIdx.z) * NC;
-    const int64_t m0 = int64_t(blockIdx.x) * (kRowsPerWarp * (kGemvWarps / ksplit)) + rgroup * kRowsPerWarp;
-    const int64_t nchunks = a.K / kChunkElems<WT>, step = 32 * int64_t(ksplit);
-
-    for (int64_t s = blockIdx.y; s < a.n_slices; s += gridDim.y) {
-        const Slice sl = resolve_slice<WT, IDS>(a, s);
-        __syncthreads();  // the previous slice's readers are done with xs
-#pragma unroll
-        for (int c = 0; c < NC; ++c) {
-            const int64_t n = n0 + c;
-            stage_column<1>(xs + c * xstride, n < a.N ? sl.x + n * a.x_nb[1] : nullptr, a.x_nb[0], a.K);
-        }
-        __syncthreads();
-
-        float acc[kRowsPerWarp][NC];
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-            for (int n = 0; n < NC; ++n) acc[r][n] = 0.0f;
-        if (m0 < a.M) gemv_rows<WT, NC>(a, sl, xs, xstride, m0, kpart * 32 + lane, step, nchunks, acc);
-
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-            for (int n = 0; n < NC; ++n) {
-#pragma unroll
-                for (int off = 16; off > 0; off >>= 1) acc[r][n] += __shfl_xor_sync(0xffffffffu, acc[r][n], off);
-            }
-        if (ksplit > 1) {  // uniform over the block
-            if (lane == 0)
-#pragma unroll
-                for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-                    for (int n = 0; n < NC; ++n) part_sums[warp][r][n] = acc[r][n];
-            __syncthreads();
-            if (kpart == 0)
-#pragma unroll
-                for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-                    for (int n = 0; n < NC; ++n) {
-                        float v = part_sums[warp][r][n];
-                        for (int p = 1; p < ksplit; ++p) v += part_sums[warp + p][r][n];
-                        acc[r][n] = v;
-                    }
-        }
-        if (kpart == 0)
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-                for (int n = 0; n < NC; ++n)
-                    if (lane == r * NC + n && m0 + r < a.M && n0 + n < a.N)
-                        store_dst(a, sl, m0 + r, n0 + n, acc[r][n] * sl.g);
-    }
-}
-static_assert(kRowsPerWarp * kMaxCols <= 32, "one lane stores each (row, column) result");
-
-// ---- single-column GEMV (N = 1: decode mul_mat and every mul_mat_id) ----------------------------
+// ---- gemv1_kernel ---------------------------------------------------------------------------------
 // 256 threads; a row group of G threads (G = a.ksplit, a power of two in [1, 256]) owns
 // kRowsPerWarp rows; its threads take the row's 16-byte chunks t, t + G, t + 2G, ... (split K
 // inside the group: G < 32 packs several row groups into one warp, G > 32 spans several warps).
@@ -327,14 +245,13 @@ static_assert(kRowsPerWarp * kMaxCols <= 32, "one lane stores each (row, column)
 // A block handles a.spb consecutive slices of its grid-y index and re-stages x only when the
 // slice's x column changes (MUL_MAT_ID with one broadcast x: the slots of a token share it).
 // Paired mode (the fused gate/up/SwiGLU) is the same kernel with a group's two rows taken from two
-// weights: see gemv1_kernel.
+// weights: see gemv1_block.
 constexpr int kGemv1Unroll = 2;
 
 // NVFP4 chunk (32 codes = 2 blocks of 16) of each row against x, one 16-element block at a time:
 // the block's 16 x values are read once for all rows, each row's codes are decoded 8 at a time
-// (fp16 bit trick as in dequant_group, values times 2^-14) into a block partial sum, and the block
-// scale (times 2^14) is applied once per block. Fewer live registers than dequant_group's 16 floats
-// per row.
+// (e2m1x8_to_float, values times 2^-14) into a block partial sum, and the block scale (times 2^14)
+// is applied once per block. Fewer live registers than decoding both rows' 16 floats first.
 __device__ __forceinline__ void nvfp4_chunk1(const uint4 (&v)[kRowsPerWarp], const uint32_t (&sc)[kRowsPerWarp],
                                              const float* xs, int64_t k0, float (&acc)[kRowsPerWarp][1]) {
 #pragma unroll
@@ -354,175 +271,303 @@ __device__ __forceinline__ void nvfp4_chunk1(const uint4 (&v)[kRowsPerWarp], con
             float p = 0.0f;
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
-                const uint32_t u = word_of(v[r], 2 * g + i);
-                const float2 p04 = half2_bits_to_float2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12));
-                const float2 p15 = half2_bits_to_float2(((u & 0x00700070u) << 5) | ((u & 0x00800080u) << 8));
-                const float2 p26 = half2_bits_to_float2(((u & 0x07000700u) << 1) | ((u & 0x08000800u) << 4));
-                const float2 p37 = half2_bits_to_float2(((u & 0x70007000u) >> 3) | (u & 0x80008000u));
-                p = fmaf(p04.x, x[8 * i + 0], p);
-                p = fmaf(p15.x, x[8 * i + 1], p);
-                p = fmaf(p26.x, x[8 * i + 2], p);
-                p = fmaf(p37.x, x[8 * i + 3], p);
-                p = fmaf(p04.y, x[8 * i + 4], p);
-                p = fmaf(p15.y, x[8 * i + 5], p);
-                p = fmaf(p26.y, x[8 * i + 6], p);
-                p = fmaf(p37.y, x[8 * i + 7], p);
+                float w[8];
+                e2m1x8_to_float(word_of(v[r], 2 * g + i), w);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) p = fmaf(w[e], x[8 * i + e], p);
             }
             acc[r][0] = fmaf(p, e4m3_fast((sc[r] >> (8 * g)) & 0xffu) * 16384.0f, acc[r][0]);
         }
     }
 }
 
-// PAIR: the fused gate/up/SwiGLU. A row group owns one output row m; its kRowsPerWarp = 2 rows are
-// row m of the gate weight (a.w) and row m of the up weight (a.w2), so the loads in flight, the x
-// staging and the sums are those of the plain kernel, and the group stores silu(gate) * up.
-template <int WT, bool IDS, bool PAIR>
-__global__ void __launch_bounds__(kGemvThreads, WT == GLM_TYPE_NVFP4 ? 2 : 3) gemv1_kernel(MmArgs a) {
+// The same for C > 1 columns: per 8-code word, both rows' codes decoded once (16 floats live, not
+// 32) and each column's 8 x values read once for both rows; a partial sum per (row, column) and
+// block, scaled once per block. Summation order as nvfp4_chunk1's.
+template <int C>
+__device__ __forceinline__ void nvfp4_chunk(const uint4 (&v)[kRowsPerWarp], const uint32_t (&sc)[kRowsPerWarp],
+                                            const float* xs, int64_t xstride, int64_t k0,
+                                            float (&acc)[kRowsPerWarp][C]) {
+    constexpr int R = kRowsPerWarp;
+#pragma unroll
+    for (int g = 0; g < 2; ++g) {
+        float p[R][C];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int n = 0; n < C; ++n) p[r][n] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            float w[R][8];
+#pragma unroll
+            for (int r = 0; r < R; ++r) e2m1x8_to_float(word_of(v[r], 2 * g + i), w[r]);
+#pragma unroll
+            for (int n = 0; n < C; ++n) {
+                const float* xc = xs + n * xstride + xs_index(k0 + 16 * g + 8 * i);  // 8 contiguous floats
+                const float4 xa = *reinterpret_cast<const float4*>(xc), xb = *reinterpret_cast<const float4*>(xc + 4);
+                const float x[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) p[r][n] = fmaf(w[r][e], x[e], p[r][n]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float bs = e4m3_fast((sc[r] >> (8 * g)) & 0xffu) * 16384.0f;
+#pragma unroll
+            for (int n = 0; n < C; ++n) acc[r][n] = fmaf(p[r][n], bs, acc[r][n]);
+        }
+    }
+}
+
+
+// One slice times C staged columns, for the block's row range: the first step's weight loads, the
+// staging of cols (when restage; cols[c] null: zeros), the pipelined K loop, the sums, and
+// store(m, n, value) for each row m < M and column n < C (the caller drops columns it does not
+// own). NVFP4 takes nvfp4_chunk1 / nvfp4_chunk; other types gemv_chunk (x read once for both rows).
+// PAIR: a group's two rows are row m of the gate weight (a.w) and row m of the up weight (a.w2), so
+// the loads in flight, the x staging and the sums are those of the plain kernel, and the group
+// stores silu(gate) * up.
+// A thread's place in its block, the same for every slice the block visits: its row group's G
+// threads (t: its index there) own rows m0 (.. m0 + 1 unless PAIR).
+struct Gemv1Thread {
+    int G, t, lane, warp, nchunks, stride;
+    int64_t m0;
+    bool active;  // m0 < M
+};
+
+template <int WT, bool PAIR>
+__device__ __forceinline__ Gemv1Thread gemv1_thread(const MmArgs& a) {
+    constexpr int RM = PAIR ? 1 : kRowsPerWarp;  // output rows per group
+    Gemv1Thread th;
+    th.G = a.ksplit;
+    th.t = int(threadIdx.x) & (th.G - 1);
+    th.lane = threadIdx.x & 31;
+    th.warp = threadIdx.x >> 5;
+    const int64_t rows_per_block = int64_t(RM) * (kGemvThreads / th.G);
+    th.m0 = int64_t(blockIdx.x) * rows_per_block + int64_t(int(threadIdx.x) / th.G) * RM;
+    th.active = th.m0 < a.M;
+    th.nchunks = int(a.K / kChunkElems<WT>);  // K < 2^31 (checked by the launcher)
+    th.stride = kGemv1Unroll * th.G;
+    return th;
+}
+
+template <int WT, int C, bool PAIR, typename Store>
+__device__ __forceinline__ void gemv1_block(const MmArgs& a, const Gemv1Thread& th, const Slice& sl, float* xs,
+                                            float* part_sums, const uint8_t* const (&cols)[C], bool restage,
+                                            Store&& store) {
+    constexpr int E = kChunkElems<WT>, U = kGemv1Unroll, R = kRowsPerWarp;
+    static_assert(!PAIR || (R == 2 && C == 1), "paired mode: row 0 gate, row 1 up, one column");
+    const int G = th.G, t = th.t, lane = th.lane, warp = th.warp, nchunks = th.nchunks, stride = th.stride;
+    const int64_t m0 = th.m0;
+    const bool active = th.active;
+    const int64_t xstride = C == 1 ? 0 : xs_stride(a.K);
+
+    const uint4* wrow[R];
+    const uint16_t* srow[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int64_t mr = PAIR ? m0 : m0 + r;
+        const int64_t m = mr < a.M ? mr : a.M - 1;  // rows past M: a duplicate, never stored
+        const bool up = PAIR && r == 1;
+        const int64_t nb1 = up ? a.w2.nb[1] : a.w.nb[1], snb1 = up ? a.w2.snb[1] : a.w.snb[1];
+        wrow[r] = reinterpret_cast<const uint4*>((up ? sl.w2 : sl.w) + m * nb1);
+        srow[r] = WT == GLM_TYPE_NVFP4 ? reinterpret_cast<const uint16_t*>((up ? sl.ws2 : sl.ws) + m * snb1) : nullptr;
+    }
+    uint4 v[U][R];
+    uint32_t sv[U][R];
+    auto load_step = [&](int c0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int c = c0 + u * G;
+            const bool ok = active && c < nchunks;
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                v[u][r] = ok ? __ldg(wrow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+                if constexpr (WT == GLM_TYPE_NVFP4) sv[u][r] = ok ? uint32_t(__ldg(srow[r] + c)) : 0u;
+                else sv[u][r] = 0u;
+            }
+        }
+    };
+    load_step(t);  // in flight while x is staged
+
+    if (restage) {        // uniform over the block
+        __syncthreads();  // the previous slice's readers are done with xs
+        stage_columns<C>(xs, xstride, cols, a.x_nb[0], a.K);
+        __syncthreads();
+    }
+
+    float acc[R][C];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int n = 0; n < C; ++n) acc[r][n] = 0.0f;
+    for (int c0 = t; c0 < nchunks; c0 += stride) {
+        uint4 cv[U][R];
+        uint32_t cs[U][R];
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                cv[u][r] = v[u][r];
+                cs[u][r] = sv[u][r];
+            }
+        if (c0 + stride < nchunks) load_step(c0 + stride);  // next step in flight
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int c = c0 + u * G;
+            if (active && c < nchunks) {
+                if constexpr (WT == GLM_TYPE_NVFP4 && C == 1) nvfp4_chunk1(cv[u], cs[u], xs, c * E, acc);
+                else if constexpr (WT == GLM_TYPE_NVFP4) nvfp4_chunk<C>(cv[u], cs[u], xs, xstride, c * E, acc);
+                else gemv_chunk<WT, C>(cv[u], xs, xstride, c * E, acc);
+            }
+        }
+    }
+
+    const int width = G < 32 ? G : 32;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int n = 0; n < C; ++n)
+            for (int off = width >> 1; off > 0; off >>= 1) acc[r][n] += __shfl_xor_sync(0xffffffffu, acc[r][n], off);
+    if (G > 32) {  // uniform over the block
+        float(*ps)[R][C] = reinterpret_cast<float(*)[R][C]>(part_sums);  // [warp][row][column]
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int n = 0; n < C; ++n) ps[warp][r][n] = acc[r][n];
+        __syncthreads();
+        if (t == 0) {
+            const int nw = G / 32;
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int n = 0; n < C; ++n) {
+                    float sum = ps[warp][r][n];
+                    for (int p = 1; p < nw; ++p) sum += ps[warp + p][r][n];
+                    acc[r][n] = sum;
+                }
+        }
+        __syncthreads();  // part_sums is free for the next slice
+    }
+    if (t == 0) {
+        if constexpr (PAIR) {
+            // gate and up as their MUL_MAT nodes would store them, then SWIGLU's formula
+            const float gate = acc[0][0] * sl.g, up = acc[1][0] * sl.g2;
+            if (m0 < a.M) store(m0, 0, gate / (1.0f + expf(-gate)) * up);
+        } else {
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int n = 0; n < C; ++n)
+                    if (m0 + r < a.M) store(m0 + r, n, acc[r][n] * sl.g);
+        }
+    }
+}
+
+// MUL_MAT_ID, several tokens: the pairs (bit p: pair p; n_slices <= 64) that chose pair s's expert,
+// if s is the first of them; 0 otherwise (their leader's block computes them). Uniform over the
+// block: every warp reads the same ids.
+__device__ __forceinline__ uint64_t expert_members(const MmArgs& a, int64_t s) {
+    const int32_t e = pair_expert(a, s);
+    const int lane = threadIdx.x & 31;
+    uint64_t m = 0;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int64_t p = lane + 32 * h;
+        const bool same = p < a.n_slices && pair_expert(a, p) == e;
+        m |= uint64_t(__ballot_sync(0xffffffffu, same)) << (32 * h);
+    }
+    return (m & ((uint64_t(1) << s) - 1)) != 0 ? 0 : m;
+}
+
+// The lowest C pairs of rest (the caller leaves at least C) as one gemv1_block pass; they leave rest.
+template <int WT, int C>
+__device__ __forceinline__ void gemv1_pairs(const MmArgs& a, const Gemv1Thread& th, const Slice& sl, uint64_t& rest,
+                                            float* xs, float* part_sums) {
+    int pair[C];
+    const uint8_t* cols[C];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+        pair[c] = __ffsll((long long)rest) - 1;
+        rest &= rest - 1;
+        cols[c] = pair_x(a, pair[c]);
+    }
+    gemv1_block<WT, C, false>(a, th, sl, xs, part_sums, cols, true, [&](int64_t m, int n, float v) {
+        *reinterpret_cast<float*>(pair_dst(a, pair[n]) + m * a.d_nb[0]) = v;
+    });
+}
+
+// Registers for N = 1 as tuned (3 blocks per SM; NVFP4 needs ~125 registers: 2). Several columns:
+// 2 blocks (at K = 6144 their staged x, 110 KB at NC = 4, allows no more anyway), 128 registers,
+// except where that spills (ptxas, sm_90): E4M3 at NC >= 6 (16 dequantised floats per row) and
+// NVFP4 MUL_MAT at NC >= 4 (no GLM-5.1 product; the expert-grouped NVFP4 kernel has NC = 2).
+constexpr int gemv1_min_blocks(int wt, int nc) {
+    if (nc == 1) return wt == GLM_TYPE_NVFP4 ? 2 : 3;
+    return (wt == GLM_TYPE_F8_E4M3 && nc >= 6) || (wt == GLM_TYPE_NVFP4 && nc >= 4) ? 1 : 2;
+}
+
+// Pairs per pass of the expert-grouped MUL_MAT_ID kernel. 2: a pass of 4 would read a shared
+// expert once for up to 4 tokens, but its NVFP4 and BF16 bodies spill at 128 registers, and a
+// looser budget would cost every block (most experts serve one token) the occupancy of N = 1.
+constexpr int kGroupCols = 2;
+
+// grid: x = row groups, y = slices (a.spb per index, grid-stride), z = column groups of NC
+// (MUL_MAT); dynamic smem: NC * xs_stride(K) floats. IDS && NC > 1: y = pairs, grouped by expert.
+template <int WT, int NC, bool IDS, bool PAIR>
+__global__ void __launch_bounds__(kGemvThreads, gemv1_min_blocks(WT, NC)) gemv1_kernel(MmArgs a) {
     extern __shared__ float4 smem_f4[];
     float* xs = reinterpret_cast<float*>(smem_f4);
-    __shared__ float part_sums[kGemvWarps][kRowsPerWarp];
-    constexpr int E = kChunkElems<WT>, U = kGemv1Unroll, R = kRowsPerWarp;
-    constexpr int RM = PAIR ? 1 : R;  // output rows per group
-    static_assert(!PAIR || R == 2, "paired mode: row 0 gate, row 1 up");
-    const int G = a.ksplit;
-    const int t = int(threadIdx.x) & (G - 1), grp = int(threadIdx.x) / G;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t rows_per_block = int64_t(RM) * (kGemvThreads / G);
-    const int64_t m0 = int64_t(blockIdx.x) * rows_per_block + int64_t(grp) * RM;
-    const bool active = m0 < a.M;
-    const int nchunks = int(a.K / E), stride = U * G;  // K < 2^31 (checked by the launcher)
+    __shared__ float part_sums[kGemvWarps * kRowsPerWarp * NC];
+    const Gemv1Thread th = gemv1_thread<WT, PAIR>(a);
+    const int64_t n0 = NC == 1 ? 0 : int64_t(blockIdx.z) * NC;  // MUL_MAT: the block's first x column
     const uint8_t* staged_x = nullptr;
 
     for (int64_t sb = blockIdx.y; sb * a.spb < a.n_slices; sb += gridDim.y) {
         const int64_t s_end = (sb + 1) * a.spb < a.n_slices ? (sb + 1) * a.spb : a.n_slices;
         for (int64_t s = sb * a.spb; s < s_end; ++s) {
             const Slice sl = resolve_slice<WT, IDS, PAIR>(a, s);
-            const uint4* wrow[R];
-            const uint16_t* srow[R];
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const int64_t mr = PAIR ? m0 : m0 + r;
-                const int64_t m = mr < a.M ? mr : a.M - 1;  // rows past M: a duplicate, never stored
-                const bool up = PAIR && r == 1;
-                const int64_t nb1 = up ? a.w2.nb[1] : a.w.nb[1], snb1 = up ? a.w2.snb[1] : a.w.snb[1];
-                wrow[r] = reinterpret_cast<const uint4*>((up ? sl.w2 : sl.w) + m * nb1);
-                srow[r] = WT == GLM_TYPE_NVFP4 ? reinterpret_cast<const uint16_t*>((up ? sl.ws2 : sl.ws) + m * snb1)
-                                               : nullptr;
-            }
-            uint4 v[U][R];
-            uint32_t sv[U][R];
-            auto load_step = [&](int c0) {
-#pragma unroll
-                for (int u = 0; u < U; ++u) {
-                    const int c = c0 + u * G;
-                    const bool ok = active && c < nchunks;
-#pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        v[u][r] = ok ? __ldg(wrow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
-                        if constexpr (WT == GLM_TYPE_NVFP4) sv[u][r] = ok ? uint32_t(__ldg(srow[r] + c)) : 0u;
-                        else sv[u][r] = 0u;
-                    }
+            if constexpr (IDS && NC > 1) {
+                // passes of NC pairs, the last one instantiated for one pair if one is left
+                uint64_t rest = expert_members(a, s);
+                while (rest != 0) {  // uniform
+                    if (__popcll(rest) == 1) gemv1_pairs<WT, 1>(a, th, sl, rest, xs, part_sums);
+                    else gemv1_pairs<WT, NC>(a, th, sl, rest, xs, part_sums);
                 }
-            };
-            load_step(t);  // in flight while x is staged
-
-            if (sl.x != staged_x) {  // uniform: every thread resolves the same slice
-                __syncthreads();     // the previous slice's readers are done with xs
-                stage_column<4>(xs, sl.x, a.x_nb[0], a.K);
-                __syncthreads();
+            } else {
+                // MUL_MAT columns n0 .. n0 + NC - 1 of the slice (past N: zeros, not stored)
+                const uint8_t* cols[NC];
+#pragma unroll
+                for (int c = 0; c < NC; ++c)
+                    cols[c] = NC == 1 || n0 + c < a.N ? sl.x + (n0 + c) * a.x_nb[1] : nullptr;
+                const bool restage = sl.x != staged_x;  // uniform: every thread resolves the same slice
                 staged_x = sl.x;
-            }
-
-            float acc[R][1];
-#pragma unroll
-            for (int r = 0; r < R; ++r) acc[r][0] = 0.0f;
-            for (int c0 = t; c0 < nchunks; c0 += stride) {
-                uint4 cv[U][R];
-                uint32_t cs[U][R];
-#pragma unroll
-                for (int u = 0; u < U; ++u)
-#pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        cv[u][r] = v[u][r];
-                        cs[u][r] = sv[u][r];
-                    }
-                if (c0 + stride < nchunks) load_step(c0 + stride);  // next step in flight
-#pragma unroll
-                for (int u = 0; u < U; ++u) {
-                    const int c = c0 + u * G;
-                    if (active && c < nchunks) {
-                        if constexpr (WT == GLM_TYPE_NVFP4) nvfp4_chunk1(cv[u], cs[u], xs, c * E, acc);
-                        else gemv_chunk<WT, 1>(cv[u], cs[u], xs, 0, c * E, acc);
-                    }
-                }
-            }
-
-            const int width = G < 32 ? G : 32;
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-                for (int off = width >> 1; off > 0; off >>= 1) acc[r][0] += __shfl_xor_sync(0xffffffffu, acc[r][0], off);
-            if (G > 32) {  // uniform over the block
-                if (lane == 0)
-#pragma unroll
-                    for (int r = 0; r < R; ++r) part_sums[warp][r] = acc[r][0];
-                __syncthreads();
-                if (t == 0) {
-                    const int nw = G / 32;
-#pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        float sum = part_sums[warp][r];
-                        for (int p = 1; p < nw; ++p) sum += part_sums[warp + p][r];
-                        acc[r][0] = sum;
-                    }
-                }
-                __syncthreads();  // part_sums is free for the next slice
-            }
-            if (t == 0) {
-                if constexpr (PAIR) {
-                    // gate and up as their MUL_MAT nodes would store them, then SWIGLU's formula
-                    const float gate = acc[0][0] * sl.g, up = acc[1][0] * sl.g2;
-                    if (m0 < a.M) store_dst(a, sl, m0, 0, gate / (1.0f + expf(-gate)) * up);
-                } else {
-#pragma unroll
-                    for (int r = 0; r < R; ++r)
-                        if (m0 + r < a.M) store_dst(a, sl, m0 + r, 0, acc[r][0] * sl.g);
-                }
+                gemv1_block<WT, NC, PAIR>(a, th, sl, xs, part_sums, cols, restage, [&](int64_t m, int n, float v) {
+                    if (NC == 1 || n0 + n < a.N) store_dst(a, sl, m, n0 + n, v);
+                });
             }
         }
     }
 }
+
 // ---- launchers --------------------------------------------------------------------------------
 
-constexpr int64_t kMaxGemvSmem = 96 * 1024;  // bytes of staged x per block (opt-in above 48 KiB)
+// Bytes of staged x per block (opt-in above 48 KiB). One column: 96 KiB, as tuned for N = 1.
+// Several: what one sm_90 block may opt into (227 KiB) less the static part sums; reading the
+// weights once for all columns outweighs the lower occupancy (K = 6144: 2 blocks per SM at 4
+// columns, 1 at 8).
+constexpr int64_t kMaxGemvSmem = 96 * 1024;
+constexpr int64_t kMaxGemvSmemCols = 227 * 1024 - int64_t(sizeof(float)) * kGemvWarps * kRowsPerWarp * kMaxCols;
 
 int64_t chunk_elems_host(glm_type t) {
     return t == GLM_TYPE_F32 ? 4 : t == GLM_TYPE_F8_E4M3 ? 16 : t == GLM_TYPE_NVFP4 ? 32 : 8;
 }
 
-template <int WT, int NC, bool IDS>
-void launch_gemv_nc(CudaContext& ctx, const MmArgs& a) {
-    const size_t smem = size_t(NC) * size_t(xs_stride(a.K)) * sizeof(float);
-    auto kernel = gemv_kernel<WT, NC, IDS>;
-    static SmemOptIn opted_in;
-    cuda_allow_smem(kernel, smem, ctx.device, opted_in);
-    const int64_t rows_per_block = kRowsPerWarp * (kGemvWarps / a.ksplit);
-    const dim3 grid(unsigned(ceil_div(a.M, rows_per_block)), grid_dim(a.n_slices), unsigned(ceil_div(a.N, NC)));
-    kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
-    CUDA_CHECK_LAUNCH();
-}
-
-// Split K over 2, 4 or 8 warps when the row groups alone would leave the SMs short of loads in
-// flight (< 2 blocks per SM: small M, e.g. kv_a's 576 rows, or 8 experts x 512 rows per rank),
-// as long as every warp still gets >= 2 chunks per lane.
-int choose_ksplit(const CudaContext& ctx, glm_type wt, const MmArgs& a, int nc) {
-    const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
-    const int64_t nchunks = a.K / chunk_elems_host(wt);
-    const int64_t other = std::min<int64_t>(a.n_slices, 65535) * ceil_div(a.N, nc);
-    int ksplit = 1;
-    while (ksplit < kGemvWarps && ceil_div(a.M, kRowsPerWarp * (kGemvWarps / ksplit)) * other < 2 * n_sm &&
-           nchunks >= 64 * 2 * ksplit)
-        ksplit *= 2;
-    return ksplit;
+// Sixteenths of a byte of weights (NVFP4: codes and block scales) per element.
+int64_t weight_bytes16(glm_type t) {
+    return t == GLM_TYPE_F32 ? 64 : t == GLM_TYPE_F8_E4M3 ? 16 : t == GLM_TYPE_NVFP4 ? 9 : 32;
 }
 
 // gemv1_kernel's row-group width G: every thread gets >= kGemv1Unroll chunks of each row where K
@@ -532,43 +577,52 @@ int choose_ksplit(const CudaContext& ctx, glm_type wt, const MmArgs& a, int nc) 
 // owns rows_per_group output rows (2; 1 in paired mode). H100, N = 1: expert gate/up G = 32 (256
 // blocks), down G = 8 (768 blocks), o_proj/q_b/lm_head 32, q_a 64, kv_a 256. Paired, at TP 4:
 // routed experts (8 x 512 rows, NVFP4) G = 32 (512 blocks), shared expert (512 rows, BF16) G = 128
-// (256 blocks), dense MLP (3072 rows) G = 32 (384 blocks).
-int choose_group(const CudaContext& ctx, glm_type wt, const MmArgs& a, int64_t slices, int rows_per_group) {
+// (256 blocks), dense MLP (3072 rows) G = 32 (384 blocks). With nc > 1 staged columns G is capped
+// so a block's staged x (nc x K floats, from L2) stays within twice its weight bytes: BF16 G <= 256
+// / 128 / 64 at nc = 2 / 4 / 8 (kv_a at nc = 4: G = 128, 144 blocks), NVFP4 G <= 64 / 32.
+int choose_group(const CudaContext& ctx, glm_type wt, const MmArgs& a, int64_t slices, int rows_per_group, int nc) {
     const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
     const int64_t nchunks = a.K / chunk_elems_host(wt);
     auto threads = [&](int64_t g) {
         return ceil_div(a.M, int64_t(rows_per_group) * (kGemvThreads / g)) * int64_t(kGemvThreads) * slices;
     };
+    int64_t g_max = kGemvThreads;  // nc > 1: staged nc * 4 * K bytes <= 2 * (rows_per_group * 256 / G) * K * bytes
+    while (nc > 1 && g_max > 1 && nc * 4 * 16 * g_max > 2 * rows_per_group * kGemvThreads * weight_bytes16(wt))
+        g_max /= 2;
     int64_t g = 1;
-    while (g < 32 && 2 * g * kGemv1Unroll <= nchunks) g *= 2;
-    while (g < kGemvThreads && 2 * g * kGemv1Unroll <= nchunks && threads(g) < 12 * 32 * n_sm)
-        g *= 2;
+    while (g < 32 && g < g_max && 2 * g * kGemv1Unroll <= nchunks) g *= 2;
+    while (g < g_max && 2 * g * kGemv1Unroll <= nchunks && threads(g) < 12 * 32 * n_sm) g *= 2;
     return int(g);
 }
 
-template <int WT, bool IDS, bool PAIR>
+template <int WT, int NC, bool IDS, bool PAIR>
 void launch_gemv1(CudaContext& ctx, const MmArgs& a0) {
     MmArgs a = a0;
     const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
     const int rows_per_group = PAIR ? 1 : kRowsPerWarp;
-    a.ksplit = choose_group(ctx, glm_type(WT), a, std::min<int64_t>(a.n_slices, 65535), rows_per_group);
+    a.ksplit = choose_group(ctx, glm_type(WT), a, std::min<int64_t>(a.n_slices, 65535), rows_per_group, NC);
     const int64_t rows_per_block = int64_t(rows_per_group) * (kGemvThreads / a.ksplit);
     const int64_t bx = ceil_div(a.M, rows_per_block);
     GLM_ASSERT(bx <= 0x7fffffff && a.K < (int64_t(1) << 31));
     // Several slices per block only when the grid would be far beyond one resident wave
-    // (prefill-sized MUL_MAT_ID); decode keeps one slice per block.
-    a.spb = std::max<int64_t>(1, std::min<int64_t>(8, bx * a.n_slices / (8 * n_sm)));
-    const size_t smem = size_t(xs_stride(a.K)) * sizeof(float);
-    auto kernel = gemv1_kernel<WT, IDS, PAIR>;
+    // (prefill-sized MUL_MAT_ID); decode keeps one slice per block, and so does the expert-grouped
+    // mode (one pair per grid-y index).
+    constexpr bool grouped = IDS && NC > 1;
+    GLM_ASSERT(!grouped || a.n_slices <= 64);
+    a.spb = grouped ? 1 : std::max<int64_t>(1, std::min<int64_t>(8, bx * a.n_slices / (8 * n_sm)));
+    const int64_t bz = IDS ? 1 : ceil_div(a.N, NC);
+    GLM_ASSERT(bz <= 65535);
+    const size_t smem = size_t(NC) * size_t(xs_stride(a.K)) * sizeof(float);
+    auto kernel = gemv1_kernel<WT, NC, IDS, PAIR>;
     static SmemOptIn opted_in;
     cuda_allow_smem(kernel, smem, ctx.device, opted_in);
-    const dim3 grid(unsigned(bx), grid_dim(ceil_div(a.n_slices, a.spb)));
+    const dim3 grid(unsigned(bx), grid_dim(ceil_div(a.n_slices, a.spb)), unsigned(bz));
     kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
     CUDA_CHECK_LAUNCH();
 }
 
-// N >= 2 (N = 1 and MUL_MAT_ID go to gemv1_kernel). When only one staged column fits shared
-// memory, one gemv1_kernel launch per column (x and dst offset to that column).
+// MUL_MAT with N >= 2 columns, nc per block. When only one staged column fits shared memory, one
+// N = 1 launch per column (x and dst offset to that column).
 template <int WT>
 void launch_gemv_columns(CudaContext& ctx, const MmArgs& a, int nc) {
     switch (nc) {
@@ -578,17 +632,32 @@ void launch_gemv_columns(CudaContext& ctx, const MmArgs& a, int nc) {
                 c.N = 1;
                 c.x += n * a.x_nb[1];
                 c.dst += n * a.d_nb[1];
-                launch_gemv1<WT, false, false>(ctx, c);
+                launch_gemv1<WT, 1, false, false>(ctx, c);
             }
             break;
-        case 2: launch_gemv_nc<WT, 2, false>(ctx, a); break;
-        case 3: launch_gemv_nc<WT, 3, false>(ctx, a); break;
-        case 4: launch_gemv_nc<WT, 4, false>(ctx, a); break;
-        case 5: launch_gemv_nc<WT, 5, false>(ctx, a); break;
-        case 6: launch_gemv_nc<WT, 6, false>(ctx, a); break;
-        case 7: launch_gemv_nc<WT, 7, false>(ctx, a); break;
-        default: launch_gemv_nc<WT, 8, false>(ctx, a); break;
+        case 2: launch_gemv1<WT, 2, false, false>(ctx, a); break;
+        case 3: launch_gemv1<WT, 3, false, false>(ctx, a); break;
+        case 4: launch_gemv1<WT, 4, false, false>(ctx, a); break;
+        case 5: launch_gemv1<WT, 5, false, false>(ctx, a); break;
+        case 6: launch_gemv1<WT, 6, false, false>(ctx, a); break;
+        case 7: launch_gemv1<WT, 7, false, false>(ctx, a); break;
+        default: launch_gemv1<WT, 8, false, false>(ctx, a); break;
     }
+}
+
+// MUL_MAT_ID. Expert-grouped (BF16 and NVFP4 experts, 2..8 tokens, at most 64 pairs: one bit each
+// in a block's member mask) where kGroupCols columns fit the staging budget; otherwise one pair per
+// grid-y index.
+template <int WT>
+void launch_gemv_ids(CudaContext& ctx, const MmArgs& a) {
+    if constexpr (WT == GLM_TYPE_BF16 || WT == GLM_TYPE_NVFP4) {
+        const int64_t T = a.n_used > 0 ? a.n_slices / a.n_used : 0;
+        if (T >= 2 && a.n_slices <= 64 && gemv_cols_that_fit(a.K, kGroupCols) == kGroupCols) {
+            launch_gemv1<WT, kGroupCols, true, false>(ctx, a);
+            return;
+        }
+    }
+    launch_gemv1<WT, 1, true, false>(ctx, a);
 }
 
 }  // namespace
@@ -612,22 +681,16 @@ bool gemv_layout_ok(const glm_tensor* w) {
 
 int gemv_cols_that_fit(int64_t K, int64_t want) {
     for (int64_t nc = std::min<int64_t>(want, kMaxCols); nc >= 1; --nc)
-        if (nc * xs_stride(K) * int64_t(sizeof(float)) <= kMaxGemvSmem) return int(nc);
+        if (nc * xs_stride(K) * int64_t(sizeof(float)) <= (nc == 1 ? kMaxGemvSmem : kMaxGemvSmemCols)) return int(nc);
     return 0;
 }
 
 void launch_gemv(CudaContext& ctx, const MmArgs& a, glm_type wt, bool ids, int nc) {
     with_weight_type(wt, [&](auto wt_tag) {
         constexpr int WT = decltype(wt_tag)::value;
-        if (ids) {
-            launch_gemv1<WT, true, false>(ctx, a);
-        } else if (a.N == 1) {
-            launch_gemv1<WT, false, false>(ctx, a);
-        } else {
-            MmArgs g = a;
-            g.ksplit = choose_ksplit(ctx, wt, a, nc);
-            launch_gemv_columns<WT>(ctx, g, nc);
-        }
+        if (ids) launch_gemv_ids<WT>(ctx, a);
+        else if (a.N == 1) launch_gemv1<WT, 1, false, false>(ctx, a);
+        else launch_gemv_columns<WT>(ctx, a, nc);
     });
 }
 
@@ -643,7 +706,7 @@ bool cuda_fused_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* u
     const glm_tensor* x = gate->src[1];
     if (up->src[1] != x || up->src[2] != gate->src[2]) return false;
     // One token: MUL_MAT with one x column (more columns read each weight row once per column here,
-    // where gemv_kernel reads it once for all); MUL_MAT_ID with the token counts gemv1_kernel serves
+    // where gemv1_kernel with NC columns reads it once for all); MUL_MAT_ID with the token counts gemv1_kernel serves
     // unfused (more go to the grouped tensor-core GEMM).
     if (op == GLM_OP_MUL_MAT ? x->ne[1] != 1 : gate->src[2]->ne[1] > kMaxCols) return false;
     // The types the paired kernel is built for: BF16 (dense MLP, shared expert) and NVFP4 (experts).
@@ -662,8 +725,8 @@ bool cuda_fused_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* u
     with_weight_type(w_gate->type, [&](auto wt_tag) {
         constexpr int WT = decltype(wt_tag)::value;
         if constexpr (WT == GLM_TYPE_BF16 || WT == GLM_TYPE_NVFP4) {
-            if (ids) launch_gemv1<WT, true, true>(ctx, a);
-            else launch_gemv1<WT, false, true>(ctx, a);
+            if (ids) launch_gemv1<WT, 1, true, true>(ctx, a);
+            else launch_gemv1<WT, 1, false, true>(ctx, a);
         }
     });
     return true;

@@ -40,8 +40,7 @@ struct MmArgs {
     const uint8_t* ids;  // I32 [n_used, T]
     int64_t ids_nb0, ids_nb1, n_used;
     int x_bcast;
-    int ksplit;  // gemv_kernel: warps sharing one row group, each taking every ksplit-th 32-chunk stripe;
-                 // gemv1_kernel: threads per row group (power of two, 1..256)
+    int ksplit;   // gemv1_kernel: threads per row group (power of two, 1..256)
     int64_t spb;  // gemv1_kernel: consecutive slices per grid-y index
 };
 
@@ -72,18 +71,31 @@ __device__ __forceinline__ void weight_slice(const WeightArg& w, int64_t i2, int
     }
 }
 
+// MUL_MAT_ID pair s = j + t * n_used (slot j, token t): its expert, its x column, its dst column.
+__device__ __forceinline__ int32_t pair_expert(const MmArgs& a, int64_t s) {
+    const int64_t j = s % a.n_used, t = s / a.n_used;
+    return *reinterpret_cast<const int32_t*>(a.ids + j * a.ids_nb0 + t * a.ids_nb1);
+}
+__device__ __forceinline__ const uint8_t* pair_x(const MmArgs& a, int64_t s) {
+    const int64_t j = s % a.n_used, t = s / a.n_used;
+    return a.x + (a.x_bcast ? 0 : j) * a.x_nb[1] + t * a.x_nb[2];
+}
+__device__ __forceinline__ uint8_t* pair_dst(const MmArgs& a, int64_t s) {
+    const int64_t j = s % a.n_used, t = s / a.n_used;
+    return a.dst + j * a.d_nb[1] + t * a.d_nb[2];
+}
+
 template <int WT, bool IDS, bool PAIR = false>
 __device__ __forceinline__ Slice resolve_slice(const MmArgs& a, int64_t s) {
     int64_t i2, i3;
     Slice r;
     if constexpr (IDS) {
-        const int64_t j = s % a.n_used, t = s / a.n_used;
-        const int32_t e = *reinterpret_cast<const int32_t*>(a.ids + j * a.ids_nb0 + t * a.ids_nb1);
+        const int32_t e = pair_expert(a, s);
         if (e < 0 || e >= a.w.ne2) __trap();  // the CPU backend asserts the same
         i2 = e;
         i3 = 0;
-        r.x = a.x + (a.x_bcast ? 0 : j) * a.x_nb[1] + t * a.x_nb[2];
-        r.d = a.dst + j * a.d_nb[1] + t * a.d_nb[2];
+        r.x = pair_x(a, s);
+        r.d = pair_dst(a, s);
     } else {
         const int64_t b2 = s % a.ne2, b3 = s / a.ne2;
         i2 = b2 / a.r2;
@@ -155,8 +167,9 @@ MmArgs node_args(const glm_tensor* node, glm_tensor* out);
 bool gemv_layout_ok(const glm_tensor* w);
 // Largest column count (<= want) whose staged x fits the shared-memory budget; 0 if none.
 int gemv_cols_that_fit(int64_t K, int64_t want);
-// a.N == 1 or ids (one column per slice): gemv1_kernel; 2..8 columns: gemv_kernel with nc staged
-// columns per block (nc from gemv_cols_that_fit).
+// gemv1_kernel. MUL_MAT: nc staged columns per block (nc from gemv_cols_that_fit(K, N); nc == 1
+// with N > 1: one launch per column). MUL_MAT_ID (ids): pairs that share an expert in one block
+// when several tokens allow it, one pair per block otherwise.
 void launch_gemv(CudaContext& ctx, const MmArgs& a, glm_type wt, bool ids, int nc);
 
 }  // namespace mul_mat

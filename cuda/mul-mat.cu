@@ -5,7 +5,8 @@
 //
 // Paths, by shape and layout (this file's dispatch; kernels of other files named):
 //  - N <= 8 columns (decode, MTP verify) with weight rows contiguous along K, 16-byte aligned:
-//    the GEMVs of gemv.cu (gemv1_kernel for N = 1 and every mul_mat_id, gemv_kernel for 2..8).
+//    gemv.cu's gemv1_kernel (N = 1, and 2..8 columns staged per block; mul_mat_id with <= 8
+//    tokens, pairs that share an expert grouped).
 //  - N > 8 (prefill, MTP verify beyond 8 tokens) and MUL_MAT_ID with T > 8 tokens: the
 //    tensor-core GEMMs of gemm-mma.cu (BF16 / F16 / NVFP4 weights with rows contiguous along K;
 //    routed experts grouped by expert on the device). What they do not take comes here:

@@ -7,7 +7,13 @@
 //  - the absorbed-MLA q_lat = W_UK^T q_nope product: a transposed bf16 view of kv_b, batched over
 //    heads, times permuted q_nope (the CUDA transposed GEMV);
 //  - swiglu(gate x, up x) with MUL_MAT (bf16, nvfp4) and MUL_MAT_ID (nvfp4, bf16) projections of one
-//    token (the CUDA fused gate/up/SwiGLU kernel), and shapes it declines (two tokens).
+//    token (the CUDA fused gate/up/SwiGLU kernel), and shapes it declines (two tokens);
+//  - the MTP verify step's products of N = 2..8 token columns (the CUDA multi-column GEMV): bf16
+//    MUL_MAT on odd M and K (K = 1000: a partial last step; K = 6144 at N = 8: the largest staged
+//    x), strided and misaligned x views, broadcast slices, other weight types at the NC where their
+//    register budget changes; NVFP4 MUL_MAT_ID of 24 experts at the routed gate/up and down shapes
+//    with 2..8 tokens, x shared by the slots or per slot, experts shared by tokens (grouped by
+//    expert on CUDA: passes of two pairs, a lone pair, the 64-pair limit) or not.
 // References are naive double precision, written from ggml-like/tensor.h.
 #include <algorithm>
 #include <cmath>
@@ -58,12 +64,10 @@ std::vector<uint8_t> top_k_bytes(const OpBuild& b, const glm_tensor* top_k) {
 // distinct slots its column lists with 0 <= t <= q_pos[s] and t < T; softmax of scale * q.k in
 // double, no visible key gives zeros.
 Ref attn_over_top_k(const OpBuild& b, const glm_tensor* out) {
-    const glm_tensor *q = b.in[0], *k = b.in[1], *v = b.in[2], *qp = b.in[3], *kid = b.in[4];
-    const int64_t Dk = q->ne[0], H = q->ne[1], S = q->ne[2], T = k->ne[2], Dv = v->ne[0];
-    const double scale = double(out->params[0].f);
+    const glm_tensor *qp = b.in[3], *kid = b.in[4];
+    const int64_t T = b.in[1]->ne[2];
     const std::vector<uint8_t> ids = top_k_bytes(b, glm_view_root(const_cast<glm_tensor*>(kid)));
-    Ref r(size_t(Dv * H * S), 0.0);
-    for (int64_t s = 0; s < S; ++s) {
+    return attn_reference_over(b, out, [&](int64_t s) {
         const int64_t pos = b.geti(qp, s);
         std::vector<int64_t> keys;
         for (int64_t j = 0; j < kid->ne[0]; ++j) {
@@ -72,36 +76,8 @@ Ref attn_over_top_k(const OpBuild& b, const glm_tensor* out) {
         }
         std::sort(keys.begin(), keys.end());
         keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-        if (keys.empty()) continue;
-        for (int64_t kh = 0; kh < k->ne[1]; ++kh) {
-            std::vector<std::vector<double>> krows, vrows;  // decoded once per (query, K/V head)
-            for (int64_t t : keys) {
-                krows.emplace_back(size_t(Dk));
-                vrows.emplace_back(size_t(Dv));
-                for (int64_t c = 0; c < Dk; ++c) krows.back()[size_t(c)] = b.get(k, c, kh, t);
-                for (int64_t d = 0; d < Dv; ++d) vrows.back()[size_t(d)] = b.get(v, d, kh, t);
-            }
-            for (int64_t h = 0; h < H; ++h) {
-                if ((k->ne[1] == 1 ? 0 : h) != kh) continue;
-                std::vector<double> qh(static_cast<size_t>(Dk)), p(keys.size());
-                for (int64_t c = 0; c < Dk; ++c) qh[size_t(c)] = b.get(q, c, h, s);
-                double mx = -INF, sum = 0;
-                for (size_t i = 0; i < keys.size(); ++i) {
-                    double d = 0;
-                    for (int64_t c = 0; c < Dk; ++c) d += qh[size_t(c)] * krows[i][size_t(c)];
-                    p[i] = scale * d;
-                    mx = std::max(mx, p[i]);
-                }
-                for (double& x : p) sum += (x = std::exp(x - mx));
-                for (int64_t d = 0; d < Dv; ++d) {
-                    double acc = 0;
-                    for (size_t i = 0; i < keys.size(); ++i) acc += p[i] * vrows[i][size_t(d)];
-                    r[size_t(d + Dv * (h + H * s))] = acc / sum;
-                }
-            }
-        }
-    }
-    return r;
+        return keys;
+    });
 }
 
 // Scores without ties (a random permutation, scaled, plus noise below the spacing): the top-k set
@@ -299,6 +275,88 @@ void add_gate_up_id_cases(std::vector<OpCase>& cases) {
     }
 }
 
+// ---- multi-column products (MTP verify: N = 2..8 tokens) ------------------------------------------
+
+// mul_mat(w [K, M, E], x [K, N, B]) with B / E slices per weight slice. view: 0 plain x; 1 x columns
+// every other row of a wider buffer (strided, 16-byte aligned); 2 the same one float in (misaligned:
+// scalar staging). in = {w, x}.
+void add_multi_column_cases(std::vector<OpCase>& cases) {
+    struct MC { glm_type wt; int64_t K, M, N, E, B; int view; };
+    for (const MC& g : {MC{GLM_TYPE_BF16, 6144, 77, 2, 1, 1, 0}, MC{GLM_TYPE_BF16, 6144, 512, 4, 1, 1, 0},
+                        MC{GLM_TYPE_BF16, 2048, 4096, 3, 1, 1, 0}, MC{GLM_TYPE_BF16, 1000, 77, 5, 1, 1, 0},
+                        MC{GLM_TYPE_BF16, 1000, 512, 8, 1, 1, 0}, MC{GLM_TYPE_BF16, 6144, 77, 8, 1, 1, 0},
+                        MC{GLM_TYPE_BF16, 2048, 512, 4, 1, 1, 1}, MC{GLM_TYPE_BF16, 1000, 77, 3, 1, 1, 2},
+                        MC{GLM_TYPE_BF16, 1000, 77, 4, 2, 4, 0}, MC{GLM_TYPE_BF16, 1001, 77, 4, 1, 1, 0},
+                        MC{GLM_TYPE_F8_E4M3, 2048, 77, 8, 1, 1, 0}, MC{GLM_TYPE_F16, 1000, 77, 6, 1, 1, 1},
+                        MC{GLM_TYPE_NVFP4, 6144, 77, 4, 1, 1, 0}, MC{GLM_TYPE_NVFP4, 512, 300, 8, 2, 2, 2}}) {
+        const char* vname[] = {"", " (strided x)", " (misaligned strided x)"};
+        OpCase c;
+        c.name = fmt::format("mul_mat verify {} w=[{}x{}x{}] x=[{}x{}x{}]{}", glm_type_name(g.wt), g.K, g.M, g.E, g.K,
+                             g.N, g.B, vname[g.view]);
+        c.build = [g](OpBuild& b) {
+            glm_tensor* w = g.wt == GLM_TYPE_NVFP4 ? b.nvfp4(g.K, g.M, g.E) : b.rand(g.wt, {g.K, g.M, g.E});
+            glm_tensor* x;
+            if (g.view == 0) {
+                x = b.rand(GLM_TYPE_F32, {g.K, g.N, g.B});
+            } else {
+                glm_tensor* buf = b.rand(GLM_TYPE_F32, {g.K + 4, 2 * g.N, g.B});
+                x = glm_view_3d(b.ctx, buf, g.K, g.N, g.B, 2 * buf->nb[1], buf->nb[2], g.view == 2 ? sizeof(float) : 0);
+            }
+            b.in = {w, x};
+            return glm_mul_mat(b.ctx, w, x);
+        };
+        c.reference = [](const OpBuild& b, const glm_tensor* out) {
+            return each_element(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
+                return dot_ref(b, b.in[0], b.in[1], m, n, b2, b3);
+            });
+        };
+        c.tol = TOL_MATMUL;
+        cases.push_back(std::move(c));
+    }
+}
+
+// mul_mat_id(experts [K, M, E], x, ids [n_used, T]). experts: 0 each token draws its own distinct
+// set (tokens overlap by chance); 1 every token the same set in its own order (each expert shared by
+// all T tokens). in = {w, x, ids}.
+void add_multi_token_id_cases(std::vector<OpCase>& cases) {
+    struct MT { glm_type wt; int64_t K, M, E, n_used, T; bool bcast; int experts; };
+    for (const MT& g : {MT{GLM_TYPE_NVFP4, 6144, 512, 24, 8, 2, true, 0}, MT{GLM_TYPE_NVFP4, 6144, 512, 24, 8, 4, false, 0},
+                        MT{GLM_TYPE_NVFP4, 512, 6144, 24, 8, 2, false, 0}, MT{GLM_TYPE_NVFP4, 512, 6144, 24, 8, 4, true, 0},
+                        MT{GLM_TYPE_NVFP4, 6144, 512, 24, 8, 4, true, 1}, MT{GLM_TYPE_NVFP4, 512, 6144, 24, 8, 3, false, 1},
+                        MT{GLM_TYPE_NVFP4, 512, 77, 24, 8, 8, false, 1}, MT{GLM_TYPE_BF16, 1000, 77, 6, 3, 5, true, 1}}) {
+        OpCase c;
+        c.name = fmt::format("mul_mat_id verify {} experts=[{}x{}x{}] n_used={} T={} x ne1={}{}", glm_type_name(g.wt), g.K,
+                             g.M, g.E, g.n_used, g.T, g.bcast ? 1 : g.n_used, g.experts ? " (same experts)" : "");
+        c.build = [g](OpBuild& b) {
+            glm_tensor* w = g.wt == GLM_TYPE_NVFP4 ? b.nvfp4(g.K, g.M, g.E) : b.rand(g.wt, {g.K, g.M, g.E});
+            glm_tensor* x = b.rand(GLM_TYPE_F32, {g.K, g.bcast ? 1 : g.n_used, g.T});
+            const std::vector<int32_t> set = b.rng.distinct(g.E, g.n_used);
+            std::vector<int32_t> ids;
+            for (int64_t t = 0; t < g.T; ++t) {
+                if (g.experts == 0) {
+                    for (int32_t e : b.rng.distinct(g.E, g.n_used)) ids.push_back(e);
+                } else {
+                    for (int32_t j : b.rng.distinct(g.n_used, g.n_used)) ids.push_back(set[size_t(j)]);
+                }
+            }
+            glm_tensor* id = b.i32({g.n_used, g.T}, ids);
+            b.in = {w, x, id};
+            return glm_mul_mat_id(b.ctx, w, x, id);
+        };
+        c.reference = [](const OpBuild& b, const glm_tensor* out) {
+            const glm_tensor *w = b.in[0], *x = b.in[1], *ids = b.in[2];
+            return each_element(out, [&](int64_t m, int64_t j, int64_t t, int64_t) {
+                const int32_t e = b.geti(ids, j, t);
+                double s = 0;
+                for (int64_t k = 0; k < w->ne[0]; ++k) s += b.weight_at(w, k, m, e) * b.get(x, k, x->ne[1] == 1 ? 0 : j, t);
+                return s;
+            });
+        };
+        c.tol = TOL_MATMUL;
+        cases.push_back(std::move(c));
+    }
+}
+
 }  // namespace
 
 void add_decode_cases(std::vector<OpCase>& cases) {
@@ -306,6 +364,8 @@ void add_decode_cases(std::vector<OpCase>& cases) {
     add_transposed_gemv_cases(cases);
     add_gate_up_cases(cases);
     add_gate_up_id_cases(cases);
+    add_multi_column_cases(cases);
+    add_multi_token_id_cases(cases);
 }
 
 }  // namespace optest
