@@ -429,22 +429,16 @@ glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a) {
 }
 
 // ---- graph ------------------------------------------------------------------------------------
-static void visit(glm_graph& g, glm_tensor* t, std::unordered_set<const glm_tensor*>& seen) {
-    if (!t || seen.count(t)) return;
-    seen.insert(t);
-    for (glm_tensor* s : t->src) visit(g, s, seen);
+static void visit(glm_graph& g, glm_tensor* t) {
+    if (!t || !g.members.insert(t).second) return;
+    for (glm_tensor* s : t->src) visit(g, s);
     if (t->op == GLM_OP_NONE) {
         g.leafs.push_back(t);
-        if (t->block_scale) g.leafs.push_back(t->block_scale);
-        if (t->global_scale) g.leafs.push_back(t->global_scale);
+        for (glm_tensor* scale : {t->block_scale, t->global_scale})
+            if (scale && g.members.insert(scale).second) g.leafs.push_back(scale);
     } else {
         g.nodes.push_back(t);
     }
 }
 
-void glm_graph_expand(glm_graph& graph, glm_tensor* t) {
-    std::unordered_set<const glm_tensor*> seen;
-    for (const glm_tensor* n : graph.nodes) seen.insert(n);
-    for (const glm_tensor* n : graph.leafs) seen.insert(n);
-    visit(graph, t, seen);
-}
+void glm_graph_expand(glm_graph& graph, glm_tensor* t) { visit(graph, t); }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "ggml-like/types.h"
@@ -221,6 +222,9 @@ glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a);
 struct glm_graph {
     std::vector<glm_tensor*> nodes;  // computed tensors, in execution order
     std::vector<glm_tensor*> leafs;  // tensors with no op that nodes read (weights, inputs, caches)
+    // Every tensor in nodes or leafs: glm_graph_expand adds to it, so expanding a graph piece by
+    // piece (the builders do, once or twice per layer) costs what the new tensors cost.
+    std::unordered_set<const glm_tensor*> members;
 };
 
 // Append the ancestors of t (not yet in the graph) and t itself, in dependency order.
