@@ -124,16 +124,6 @@ std::function<double(int64_t)> spaced(Rng& rng, int64_t n, double step, double l
     return [perm, n, step, lo](int64_t i) { return lo + step * (*perm)[size_t(i % n)]; };
 }
 
-OpCase make_case(std::string name, std::function<glm_tensor*(OpBuild&)> build,
-                 std::function<Ref(const OpBuild&, const glm_tensor*)> ref, Tolerance tol) {
-    OpCase c;
-    c.name = std::move(name);
-    c.build = std::move(build);
-    c.reference = std::move(ref);
-    c.tol = tol;
-    return c;
-}
-
 // ---- rms_norm / layer_norm ------------------------------------------------------------------------
 // x: [n, rows] (or [n, 4, rows / 4] with three_d), a view at element `offset` of rows `wide` floats
 // apart when wide > n.

@@ -75,8 +75,6 @@ Ref attn_reference_over(const OpBuild& b, const glm_tensor* out, const std::func
     return r;
 }
 
-namespace {
-
 // in = {q, k, v, q_pos, key_ids or null}. Query s attends key slots t <= q_pos[s] (t < T), or with
 // key_ids the listed slots among those (entries < 0 or > q_pos[s] ignored; the cases list no slot
 // twice). Softmax of scale * q.k in double; no visible key gives zeros.
@@ -97,6 +95,8 @@ Ref attn_reference(const OpBuild& b, const glm_tensor* out) {
         return keys;
     });
 }
+
+namespace {
 
 // key_ids column of n_sel entries for a query at pos over T slots: n_valid distinct slots of [0, T)
 // (most past pos when pos is small: ignored), at least one visible, two slots past the tensor's end

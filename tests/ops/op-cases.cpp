@@ -83,16 +83,25 @@ std::function<double(int64_t)> distinct_values(Rng& rng, int64_t n) {
     return [perm, &rng](int64_t i) { return 0.25 * (*perm)[size_t(i % int64_t(perm->size()))] + rng.uniform(0, 0.01) - 3; };
 }
 
+}  // namespace
+
+OpCase make_case(std::string name, std::function<glm_tensor*(OpBuild&)> build,
+                 std::function<std::vector<double>(const OpBuild&, const glm_tensor*)> ref, Tolerance tol) {
+    OpCase c;
+    c.name = std::move(name);
+    c.build = std::move(build);
+    c.reference = std::move(ref);
+    c.tol = tol;
+    return c;
+}
+
+namespace {
+
 std::vector<OpCase> make_cases() {
     std::vector<OpCase> cs;
     auto add = [&](std::string name, std::function<glm_tensor*(OpBuild&)> build,
                    std::function<Ref(const OpBuild&, const glm_tensor*)> ref, Tolerance tol) {
-        OpCase c;
-        c.name = std::move(name);
-        c.build = std::move(build);
-        c.reference = std::move(ref);
-        c.tol = tol;
-        cs.push_back(std::move(c));
+        cs.push_back(make_case(std::move(name), std::move(build), std::move(ref), tol));
         return &cs.back();
     };
 
@@ -679,41 +688,7 @@ std::vector<OpCase> make_cases() {
     }
 
     // ---- attn --------------------------------------------------------------------------------
-    auto attn_ref = [](const OpBuild& b, const glm_tensor* out) {
-        const glm_tensor *q = b.in[0], *k = b.in[1], *v = b.in[2], *qp = b.in[3], *kid = b.in[4];
-        const int64_t T = k->ne[2];
-        const double sc = 1.0 / std::sqrt(double(q->ne[0]));
-        Ref r(size_t(glm_nelements(out)));
-        for (int64_t s = 0; s < q->ne[2]; ++s)
-            for (int64_t h = 0; h < q->ne[1]; ++h) {
-                const int64_t kh = k->ne[1] == 1 ? 0 : h;
-                const int32_t pos = b.geti(qp, s);
-                std::vector<int64_t> keys;
-                if (kid) {
-                    for (int64_t j = 0; j < kid->ne[0]; ++j) {
-                        const int32_t t = b.geti(kid, j, s);
-                        if (t >= 0 && t <= pos && t < T) keys.push_back(t);
-                    }
-                } else {
-                    for (int64_t t = 0; t <= pos && t < T; ++t) keys.push_back(t);
-                }
-                std::vector<double> p(keys.size());
-                double mx = -INF, sum = 0;
-                for (size_t i = 0; i < keys.size(); ++i) {
-                    double d = 0;
-                    for (int64_t c = 0; c < q->ne[0]; ++c) d += b.get(q, c, h, s) * b.get(k, c, kh, keys[i]);
-                    p[i] = float(sc) * d;
-                    mx = std::max(mx, p[i]);
-                }
-                for (double& x : p) sum += (x = std::exp(x - mx));
-                for (int64_t d = 0; d < v->ne[0]; ++d) {
-                    double acc = 0;
-                    for (size_t i = 0; i < keys.size(); ++i) acc += p[i] / sum * b.get(v, d, kh, keys[i]);
-                    r[size_t(d + v->ne[0] * (h + q->ne[1] * s))] = acc;
-                }
-            }
-        return r;
-    };
+    const auto attn_ref = attn_reference;  // op-cases-length-bound.cpp
     // kind: 0 dense; 1 key_ids subset with -1 padding (and ids beyond q_pos); 2 absorbed-MLA bf16
     // views of one cache row (v = first Dv dims of k), dense; 3 absorbed with key_ids.
     struct Attn { int64_t Dk, Dv, H, Hk, S, T; int kind; };

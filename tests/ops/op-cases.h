@@ -116,6 +116,12 @@ void add_max_arg_cases(std::vector<OpCase>& cases);       // max_arg (tensor-par
 void add_decode_cases(std::vector<OpCase>& cases);        // decode patterns: top-k attention, W_UK^T, gate/up
 void add_fused_cases(std::vector<OpCase>& cases);         // decode-shape norms / routing, fused patterns
 
+// One case from its parts (the case files' shorthand).
+OpCase make_case(std::string name, std::function<glm_tensor*(OpBuild&)> build,
+                 std::function<std::vector<double>(const OpBuild&, const glm_tensor*)> ref, Tolerance tol);
+// Attention in double for in = {q, k, v, q_pos, key_ids or null}: query s attends slots t <= q_pos[s],
+// t < T, restricted to its key_ids column when given (entries < 0 or past q_pos ignored).
+std::vector<double> attn_reference(const OpBuild& b, const glm_tensor* out);
 // Attention in double for in = {q, k, v, ...}: query s attends the key slots keys_of(s) lists (each
 // once; none gives zeros), softmax of scale (out's param) * q.k; shared by the attention op cases.
 std::vector<double> attn_reference_over(const OpBuild& b, const glm_tensor* out,
