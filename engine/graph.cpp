@@ -11,10 +11,13 @@ std::string blk(int64_t il, const char* what) { return fmt::format("blk.{}.{}", 
 
 glm_rope_mode rope_mode(bool interleave) { return interleave ? GLM_ROPE_INTERLEAVED : GLM_ROPE_NEOX; }
 
-glm_tensor* swiglu_mlp(glm_context& ctx, glm_tensor* x, glm_tensor* gate, glm_tensor* up, glm_tensor* down) {
-    glm_tensor* g = glm_mul_mat(ctx, gate, x);
-    glm_tensor* u = glm_mul_mat(ctx, up, x);
-    return glm_mul_mat(ctx, down, glm_swiglu(ctx, g, u));
+// The products are named (prefix + "_gate" / "_up" / "_down"): node profiles class them by name, and a
+// backend that fuses or reorders the nodes around them leaves no unnamed neighbour to guess from.
+glm_tensor* swiglu_mlp(glm_context& ctx, glm_tensor* x, glm_tensor* gate, glm_tensor* up, glm_tensor* down,
+                       const std::string& prefix) {
+    glm_tensor* g = named(glm_mul_mat(ctx, gate, x), prefix + "_gate");
+    glm_tensor* u = named(glm_mul_mat(ctx, up, x), prefix + "_up");
+    return named(glm_mul_mat(ctx, down, glm_swiglu(ctx, g, u)), prefix + "_down");
 }
 
 // The products of one input with several weights: one product with their stacked rows when the
@@ -144,7 +147,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     glm_tensor* o = glm_permute(ctx, o_h, 0, 2, 1, 3);
     if (!glm_is_contiguous(o)) o = glm_cont(ctx, o);  // one token: [dv, 1, H] is already [dv, H, 1]
     named(o, blk(il, "attn_heads"));
-    glm_tensor* attn_out = glm_mul_mat(ctx, L.o, glm_reshape_2d(ctx, o, dv * H, S));
+    glm_tensor* attn_out = named(glm_mul_mat(ctx, L.o, glm_reshape_2d(ctx, o, dv * H, S)), blk(il, "o"));
     if (opt.n_ranks > 1) attn_out = glm_all_reduce(ctx, attn_out);  // each rank holds its heads' share
     named(attn_out, blk(il, "attn_out"));
     h = named(glm_add(ctx, h, attn_out), blk(il, "attn_resid"));
@@ -154,7 +157,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     glm_tensor* ffn;
     glm_tensor* expert_ids = nullptr;
     if (!L.is_moe()) {
-        ffn = swiglu_mlp(ctx, x2, L.ffn_gate, L.ffn_up, L.ffn_down);
+        ffn = swiglu_mlp(ctx, x2, L.ffn_gate, L.ffn_up, L.ffn_down, blk(il, "ffn"));
     } else {
         glm_tensor* probs = named(glm_sigmoid(ctx, glm_mul_mat(ctx, L.router, x2)), blk(il, "router_probs"));
         expert_ids = named(glm_moe_select(ctx, probs, L.router_bias, int(hp.n_expert_used), int(hp.n_group),
@@ -169,7 +172,7 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         glm_tensor* u = glm_mul_mat_id(ctx, L.exp_up, x3, expert_ids);
         glm_tensor* y = glm_mul_mat_id(ctx, L.exp_down, glm_swiglu(ctx, g, u), expert_ids);
         glm_tensor* routed = named(glm_moe_combine(ctx, y, weights, expert_ids), blk(il, "moe_routed"));
-        ffn = glm_add(ctx, routed, swiglu_mlp(ctx, x2, L.shexp_gate, L.shexp_up, L.shexp_down));
+        ffn = glm_add(ctx, routed, swiglu_mlp(ctx, x2, L.shexp_gate, L.shexp_up, L.shexp_down, blk(il, "shexp")));
     }
     if (opt.n_ranks > 1) ffn = glm_all_reduce(ctx, ffn);  // each rank holds its intermediate share
     named(ffn, blk(il, "ffn_out"));
