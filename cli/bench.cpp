@@ -249,14 +249,20 @@ std::string roofline_tables(const std::vector<BenchRow>& rows, const Machine& ma
     out += "| class |";
     for (const BenchRow& r : rows) out += fmt::format(" {} |", label(r.ctx));
     out += "\n" + rule + "\n";
-    auto line = [&](const std::string& name, auto value) {
-        out += "| " + name + " |";
-        for (const BenchRow& r : rows) out += r.profile.have ? fmt::format(" {:.1f} |", value(r)) : " n/a |";
-        out += "\n";
+    // One row per class and the total, from the profile `which` of each BenchRow.
+    auto class_lines = [&](StepProfile BenchRow::*which) -> std::function<void(const std::string&,
+                                                                                 std::function<double(const BenchRow&)>)> {
+        auto line = [&out, &rows, which](const std::string& name, std::function<double(const BenchRow&)> value) {
+            out += "| " + name + " |";
+            for (const BenchRow& r : rows) out += (r.*which).have ? fmt::format(" {:.1f} |", value(r)) : " n/a |";
+            out += "\n";
+        };
+        for (int c = 0; c < k_classes; ++c)
+            line(kernel_class_name(KernelClass(c)), [c, which](const BenchRow& r) { return (r.*which).class_us[c]; });
+        line("**kernels**", [which](const BenchRow& r) { return (r.*which).kernel_us; });
+        return line;
     };
-    for (int c = 0; c < k_classes; ++c)
-        line(kernel_class_name(KernelClass(c)), [c](const BenchRow& r) { return r.profile.class_us[c]; });
-    line("**kernels**", [](const BenchRow& r) { return r.profile.kernel_us; });
+    const auto line = class_lines(&BenchRow::profile);
     line("gaps (step - kernels)", [](const BenchRow& r) { return step_us(r) - r.profile.kernel_us; });
     line("**step (measured)**", [](const BenchRow& r) { return step_us(r); });
 
@@ -264,14 +270,7 @@ std::string roofline_tables(const std::vector<BenchRow>& rows, const Machine& ma
     out += "\n### Prefill chunk profile (us per chunk: the prompt's last chunk at its depth, mean over ranks)\n\n| class |";
     for (const BenchRow& r : rows) out += fmt::format(" {} ({} tok) |", label(r.ctx), r.prefill_chunk);
     out += "\n" + rule + "\n";
-    auto pline = [&](const std::string& name, auto value) {
-        out += "| " + name + " |";
-        for (const BenchRow& r : rows) out += r.prefill_profile.have ? fmt::format(" {:.1f} |", value(r)) : " n/a |";
-        out += "\n";
-    };
-    for (int c = 0; c < k_classes; ++c)
-        pline(kernel_class_name(KernelClass(c)), [c](const BenchRow& r) { return r.prefill_profile.class_us[c]; });
-    pline("**kernels**", [](const BenchRow& r) { return r.prefill_profile.kernel_us; });
+    class_lines(&BenchRow::prefill_profile);
     return out;
 }
 }  // namespace
