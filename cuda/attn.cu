@@ -4,8 +4,9 @@
 // The key list of query s is the causal range [0, T_eff) with T_eff = min(q_pos[s] + 1, T) or, with
 // key_ids, the column key_ids[:, s]; entries < 0, > q_pos[s] or >= T are skipped. A column may list
 // a slot twice, so arbitrary key_ids are sorted and de-duplicated in shared memory -- except when
-// the column is distinct by construction (key_ids made by GLM_OP_TOP_K, or a view of it that keeps
-// each column inside one of its columns: the decode graph's case): then the raw column is walked
+// the column is distinct by construction (key_ids made by GLM_OP_TOP_K or by GLM_OP_SELECT_OWN over a
+// top-k list, or a view of either that keeps each column inside one of its columns: the decode
+// graph's case): then the raw column is walked
 // as it is, with no sort and no duplicate check, which is what makes a 2048-entry decode column cheap.
 // The work is bounded at run time: the host fixes only the number of splits (from T or n_sel and
 // the SM count, so a graph built once for the whole context can be replayed at every position).
@@ -35,6 +36,11 @@
 //
 // Absorbed-MLA decode (Hk == 1, Dk 576, Dv 512, H % 16 == 0, bf16 or e4m3 cache rows shared by k and
 // v) takes the tensor-core path attn_fast_kernel instead (see its comment; bf16 q and P).
+//
+// glm_attn_part (p.i[1] == 1) also writes, after each row's Dv outputs, ln(sum_t e^(scale q.k_t)) over
+// the visible keys: m + ln(l) of the final running pair, by the single-split writers of both kernels
+// and by the combine (M + ln(L) of the merged pair); -inf for a query with no visible key. The rows
+// of dst are then Dv + 1 floats apart: every writer addresses dst through its strides.
 #include <algorithm>
 #include <climits>
 
@@ -78,7 +84,7 @@ struct AttnParams {
     TensorView v;        // [Dv, Hk, T] any float type
     TensorView q_pos;    // I32 [S]
     TensorView key_ids;  // I32 [n_sel, S] (n_sel == 0: dense causal)
-    TensorView dst;      // F32 [Dv, H, S]
+    TensorView dst;      // F32 [Dv, H, S], or [Dv + 1, H, S] with with_lse
     int Dk, Dv, H, S, T, n_sel;
     int k_shared;        // Hk == 1
     int n_groups;        // ceil(H / G)
@@ -86,8 +92,17 @@ struct AttnParams {
     int split_len;       // raw key_ids walk only: list positions per split (the rest size it on device)
     int ids_pow2;        // sorted key_ids path: padded length of the smem id array (0: not sorted)
     int ids_distinct;    // key_ids columns list each slot at most once (TOP_K): raw walk, no duplicate scan
+    int with_lse;        // glm_attn_part: dst[Dv, h, s] = ln(sum of e^score) over the visible keys
     float scale;
 };
+
+// The log-sum-exp of a (max m, sum l of e^(x - m)) pair; a query with no visible key gets -inf.
+// Every kernel here keeps its running max in natural-log units (expf of scaled logits).
+__device__ __forceinline__ float lse_of(float m, float l) { return l > 0.0f ? m + logf(l) : neg_inf(); }
+
+__device__ __forceinline__ void store_f32(const TensorView& t, int64_t i0, int64_t i1, int64_t i2, float v) {
+    *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(t, i0, i1, i2, 0))) = v;
+}
 
 // Partials of split sp of (h, s): (max, sum) at part_ml[2 * i], acc[Dv] at part_acc[i * Dv] with
 // i = (s * H + h) * n_split + sp.
@@ -300,6 +315,7 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
                     *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) =
                         l > 0.0f ? acc[g][i] / l : 0.0f;
             }
+            if (p.with_lse && tid == 0) store_f32(p.dst, p.Dv, h, s, lse_of(m_s[g], l));
         } else {
             const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
             if (tid == 0) {
@@ -603,6 +619,8 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
                     *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) =
                         l > 0.0f ? acc[j][half * 2 + e] * inv : 0.0f;
                 }
+            // l sums the bf16-rounded P that weighed V: the lse matches the output's normalisation.
+            if (p.with_lse && warp == 0 && tig == 0) store_f32(p.dst, kFDv, h, s, lse_of(m_s[row], l));
         } else {
             const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
             if (warp == 0 && tig == 0) {
@@ -626,7 +644,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     __shared__ float w_s[kMaxSplit];
     __shared__ float red_s[kWarps][32];
-    __shared__ float L_s;
+    __shared__ float L_s, M_s;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int h = int(blockIdx.x % p.H), s = int(blockIdx.x / p.H);
     const int64_t base = (int64_t(s) * p.H + h) * p.n_split;
@@ -643,7 +661,10 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
             L += w * ml[2 * (base + sp) + 1];
         }
         L = warp_sum(L);
-        if (lane == 0) L_s = L;
+        if (lane == 0) {
+            L_s = L;
+            M_s = M;
+        }
     }
     __syncthreads();
     const int d = blockIdx.y * 32 + lane;
@@ -662,6 +683,7 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
         const float L = L_s;
         *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) = L > 0.0f ? t / L : 0.0f;
     }
+    if (p.with_lse && blockIdx.y == 0 && tid == 0) store_f32(p.dst, p.Dv, h, s, lse_of(M_s, L_s));
 }
 
 template <int G>
@@ -731,12 +753,18 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
 }
 
 // Does every column of key_ids list each slot at most once, by construction? True for the output of
-// GLM_OP_TOP_K (indices of the k largest, -1 past the candidates) and for a view of it whose every
-// column lies inside one column of that output; false for anything else (a reshape that joins two
-// top-k columns may repeat a slot).
+// GLM_OP_TOP_K (indices of the k largest, -1 past the candidates), for the output of
+// GLM_OP_SELECT_OWN over such a list (it keeps some entries of each column in place and blanks the
+// others with -1: a context-parallel rank's share of a merged top-k), and for a view of either whose
+// every column lies inside one column of that output; false for anything else (a reshape that joins
+// two top-k columns may repeat a slot, and select_own of an arbitrary list is as distinct as it).
 bool key_ids_distinct(glm_tensor* key_ids) {
     const glm_tensor* root = glm_view_root(key_ids);
-    if (root->op != GLM_OP_TOP_K) return false;
+    if (root->op == GLM_OP_SELECT_OWN) {
+        if (!key_ids_distinct(root->src[0])) return false;
+    } else if (root->op != GLM_OP_TOP_K) {
+        return false;
+    }
     if (root == key_ids) return true;
     const size_t col = root->nb[1], first = key_ids->view_offset % col;
     return key_ids->nb[0] == root->nb[0] && (key_ids->ne[1] == 1 || key_ids->nb[1] % col == 0) &&
@@ -753,7 +781,8 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
     const int64_t Dk = q->ne[0], H = q->ne[1], S = q->ne[2], Hk = k->ne[1], T = k->ne[2], Dv = v->ne[0];
     GLM_ASSERT(q->type == GLM_TYPE_F32 && dst->type == GLM_TYPE_F32 && q_pos->type == GLM_TYPE_I32);
     GLM_ASSERT(k->ne[0] == Dk && v->ne[1] == Hk && v->ne[2] == T && (Hk == 1 || Hk == H));
-    GLM_ASSERT(dst->ne[0] == Dv && dst->ne[1] == H && dst->ne[2] == S && q_pos->ne[0] >= S);
+    const int with_lse = dst->params[1].i == 1 ? 1 : 0;  // glm_attn_part
+    GLM_ASSERT(dst->ne[0] == Dv + with_lse && dst->ne[1] == H && dst->ne[2] == S && q_pos->ne[0] >= S);
     if (Dv > kMaxDv) GLM_ABORT("cuda attn: Dv = {} > {} is not supported", Dv, kMaxDv);
     // split_range works in int: list lengths leave room for n_split rounded-up ranges
     GLM_ASSERT(T < INT_MAX - (1 << 20) && S < INT_MAX && H * S < INT_MAX && Dk > 0 && Dv > 0);
@@ -776,6 +805,7 @@ void cuda_op_attn(CudaContext& ctx, glm_tensor* dst) {
     p.T = int(T);
     p.n_sel = int(n_sel);
     p.k_shared = Hk == 1 ? 1 : 0;
+    p.with_lse = with_lse;
     p.scale = dst->params[0].f;
 
     // Heads per block: MQA groups share K/V reads; separate K/V heads get a block each.

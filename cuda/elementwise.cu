@@ -8,21 +8,31 @@ constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return int(std::min<int64_t>(ceil_div(std::max<int64_t>(n, 1), kThreads), 65535 * 8)); }
 
-__global__ void get_rows_kernel(TensorView dst, TensorView table, TensorView ids) {
+// Row of the table for entry r of ids, or -1: a sharded table (glm_get_rows_shard) holds rows
+// [first_row, first_row + n_rows) of the whole, and the other ids are another rank's (zero columns).
+__device__ __forceinline__ int64_t table_row(const TensorView& ids, int64_t r, int shard, int64_t first_row,
+                                             int64_t n_rows) {
+    const int64_t row = int64_t(*reinterpret_cast<const int32_t*>(elem_ptr(ids, r, 0, 0, 0))) - first_row;
+    return shard && (row < 0 || row >= n_rows) ? -1 : row;
+}
+
+__global__ void get_rows_kernel(TensorView dst, TensorView table, TensorView ids, int shard, int64_t first_row) {
     const int64_t n = dst.ne[0] * dst.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t col = i % dst.ne[0], r = i / dst.ne[0];
-        const int32_t row = *reinterpret_cast<const int32_t*>(elem_ptr(ids, r, 0, 0, 0));
-        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, col, r, 0, 0))) = load_at(table, col, row);
+        const int64_t row = table_row(ids, r, shard, first_row, table.ne[1]);
+        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, col, r, 0, 0))) =
+            row < 0 ? 0.0f : load_at(table, col, row);
     }
 }
 
-__global__ void get_rows_nvfp4_kernel(TensorView dst, Nvfp4View table, TensorView ids) {
+__global__ void get_rows_nvfp4_kernel(TensorView dst, Nvfp4View table, TensorView ids, int shard, int64_t first_row) {
     const int64_t n = dst.ne[0] * dst.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t col = i % dst.ne[0], r = i / dst.ne[0];
-        const int32_t row = *reinterpret_cast<const int32_t*>(elem_ptr(ids, r, 0, 0, 0));
-        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, col, r, 0, 0))) = nvfp4_at(table, col, row, 0);
+        const int64_t row = table_row(ids, r, shard, first_row, table.ne[1]);
+        *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, col, r, 0, 0))) =
+            row < 0 ? 0.0f : nvfp4_at(table, col, row, 0);
     }
 }
 
@@ -108,7 +118,8 @@ __global__ void set_rows_kernel(TensorView cache, TensorView rows, TensorView sl
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t col = i % rows.ne[0], r = i / rows.ne[0];
         const int32_t slot = *reinterpret_cast<const int32_t*>(elem_ptr(slots, r, 0, 0, 0));
-        if (slot < 0 || slot >= cache.ne[1]) __trap();  // invariant: slots come from positions < n_ctx
+        if (slot < 0) continue;  // a position another context-parallel rank stores
+        if (slot >= cache.ne[1]) __trap();  // invariant: slots come from positions < n_ctx
         store_float(cache.type, const_cast<uint8_t*>(elem_ptr(cache, col, slot, 0, 0)), load_at(rows, col, r));
     }
 }
@@ -118,10 +129,14 @@ __global__ void set_rows_kernel(TensorView cache, TensorView rows, TensorView sl
 void cuda_op_get_rows(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* table = dst->src[0];
     const TensorView d = tensor_view(dst), ids = tensor_view(dst->src[1]);
+    const int shard = dst->params[1].i == 1 ? 1 : 0;  // glm_get_rows_shard
+    const int64_t first_row = shard ? dst->params[0].i : 0;
     if (table->type == GLM_TYPE_NVFP4)
-        get_rows_nvfp4_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, nvfp4_view(table), ids);
+        get_rows_nvfp4_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, nvfp4_view(table), ids,
+                                                                                           shard, first_row);
     else
-        get_rows_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, tensor_view(table), ids);
+        get_rows_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, tensor_view(table), ids, shard,
+                                                                                     first_row);
 }
 
 void cuda_op_binary(CudaContext& ctx, glm_tensor* dst) {

@@ -7,14 +7,14 @@
 #include "cuda/common.cuh"
 
 // elementwise.cu: data movement and pointwise math
-void cuda_op_get_rows(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_get_rows(CudaContext& ctx, glm_tensor* dst);   // GET_ROWS, sharded or not
 void cuda_op_binary(CudaContext& ctx, glm_tensor* dst);     // ADD, MUL
 void cuda_op_unary(CudaContext& ctx, glm_tensor* dst);      // SCALE, SILU, SIGMOID
 void cuda_op_swiglu(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_concat(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_repeat(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_copy(CudaContext& ctx, glm_tensor* dst);       // CPY, CONT, ALL_REDUCE on one device
-void cuda_op_set_rows(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_set_rows(CudaContext& ctx, glm_tensor* dst);   // negative slots skip their row
 // norm.cu
 void cuda_op_rms_norm(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_layer_norm(CudaContext& ctx, glm_tensor* dst);
@@ -35,6 +35,11 @@ void cuda_op_moe_select(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_moe_weights(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst);    // ARGMAX, MAX_ARG
+// context-parallel.cu: the exchanges of caches split by position over ranks (see tensor.h)
+void cuda_op_pad_block(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_take(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_select_own(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_attn_merge(CudaContext& ctx, glm_tensor* dst);
 // fill.cu: seeded random contents (synthetic weights)
 void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean, float scale);
 

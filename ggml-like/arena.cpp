@@ -15,6 +15,7 @@ size_t align_up(size_t n) { return (n + GLM_ARENA_ALIGN - 1) / GLM_ARENA_ALIGN *
 bool needs_arena(const glm_tensor* t) {
     if (t->view_src || t->op == GLM_OP_VIEW) return false;
     if (t->buffer) return false;  // already placed (weights, caches)
+    if (t->flags & (GLM_FLAG_WEIGHT | GLM_FLAG_CACHE)) return false;  // to be placed in buffers of their own
     return true;
 }
 

@@ -117,10 +117,18 @@ void for_each_index(const glm_tensor* t, F&& fn) {
 void op_get_rows(glm_tensor* dst) {
     const glm_tensor* table = dst->src[0];
     const glm_tensor* ids = dst->src[1];
+    // A shard holds rows [first, first + ne1) of the whole table; other ids are another rank's.
+    const bool shard = dst->params[1].i == 1;
+    const int64_t first = shard ? dst->params[0].i : 0;
     for (int64_t i = 0; i < ids->ne[0]; ++i) {
-        const int32_t row = load_i32(ids, i);
+        const int64_t row = int64_t(load_i32(ids, i)) - first;
+        float* out = f32_ptr(dst, 0, i);
+        if (shard && (row < 0 || row >= table->ne[1])) {
+            std::fill(out, out + dst->ne[0], 0.0f);
+            continue;
+        }
         GLM_ASSERT(row >= 0 && row < table->ne[1]);
-        load_row(table, row, 0, 0, f32_ptr(dst, 0, i));
+        load_row(table, row, 0, 0, out);
     }
 }
 
@@ -286,7 +294,8 @@ void op_set_rows(glm_tensor* dst) {
     std::vector<float> row(static_cast<size_t>(rows->ne[0]));
     for (int64_t i = 0; i < rows->ne[1]; ++i) {
         const int32_t slot = load_i32(slots, i);
-        GLM_ASSERT(slot >= 0 && slot < dst->ne[1]);
+        if (slot < 0) continue;  // a position another context-parallel rank stores
+        GLM_ASSERT(slot < dst->ne[1]);
         load_row(rows, i, 0, 0, row.data());
         for (int64_t j = 0; j < rows->ne[0]; ++j) store(dst, row[size_t(j)], j, slot);
     }
@@ -340,7 +349,9 @@ void op_attn(glm_tensor* dst, int n_threads) {
     const glm_tensor* q_pos = dst->src[3];
     const glm_tensor* key_ids = dst->src[4];
     const float scale = dst->params[0].f;
+    const bool part = dst->params[1].i == 1;  // glm_attn_part: the log-sum-exp follows each row
     const int64_t Dk = q->ne[0], Dv = v->ne[0], H = q->ne[1], S = q->ne[2], T = k->ne[2];
+    GLM_ASSERT(dst->ne[0] == Dv + (part ? 1 : 0));
     parallel_for(n_threads, S * H, [&](int64_t job0, int64_t job1) {
         std::vector<float> qrow(static_cast<size_t>(Dk)), krow(static_cast<size_t>(Dk)), vrow(static_cast<size_t>(Dv));
         for (int64_t job = job0; job < job1; ++job) {
@@ -379,6 +390,7 @@ void op_attn(glm_tensor* dst, int n_threads) {
             }
             float* out = f32_ptr(dst, 0, h, s);
             for (int64_t d = 0; d < Dv; ++d) out[d] = float(acc[size_t(d)]);
+            if (part) out[Dv] = keys.empty() ? -std::numeric_limits<float>::infinity() : float(mx + std::log(sum));
         }
     });
 }
@@ -531,6 +543,67 @@ void op_argmax(glm_tensor* dst) {
     }
 }
 
+// ---- context-parallel caches (see tensor.h) -----------------------------------------------------
+void op_pad_block(glm_tensor* dst) {
+    const glm_tensor* a = dst->src[0];
+    const int dim = dst->params[0].i, block = dst->params[2].i;
+    const int64_t width = a->ne[dim];
+    for_each_index(dst, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        int64_t idx[4] = {i0, i1, i2, i3};
+        float v = 0.0f;
+        if (idx[dim] / width == block) {
+            idx[dim] -= block * width;
+            v = load(a, idx[0], idx[1], idx[2], idx[3]);
+        }
+        *f32_ptr(dst, i0, i1, i2, i3) = v;
+    });
+}
+
+void op_take(glm_tensor* dst) {
+    const glm_tensor* a = dst->src[0];
+    const glm_tensor* ids = dst->src[1];
+    for (int64_t s = 0; s < ids->ne[1]; ++s)
+        for (int64_t i = 0; i < ids->ne[0]; ++i) {
+            const int32_t id = load_i32(ids, i, s);
+            GLM_ASSERT(id < a->ne[0]);
+            *f32_ptr(dst, i, s) = id < 0 ? -std::numeric_limits<float>::infinity() : load(a, id, s);
+        }
+}
+
+void op_select_own(glm_tensor* dst) {
+    const glm_tensor* local = dst->src[0];
+    const glm_tensor* global = dst->src[1];
+    const int64_t k = local->ne[0], first = int64_t(dst->params[0].i) * k;
+    std::vector<bool> chosen(static_cast<size_t>(k));
+    for (int64_t s = 0; s < local->ne[1]; ++s) {
+        std::fill(chosen.begin(), chosen.end(), false);
+        for (int64_t j = 0; j < global->ne[0]; ++j) {
+            const int64_t g = load_i32(global, j, s);
+            if (g >= first && g < first + k) chosen[size_t(g - first)] = true;
+        }
+        for (int64_t i = 0; i < k; ++i) store_i32(dst, chosen[size_t(i)] ? load_i32(local, i, s) : -1, i, s);
+    }
+}
+
+void op_attn_merge(glm_tensor* dst) {
+    const glm_tensor* part = dst->src[0];
+    const glm_tensor* lse_all = dst->src[1];
+    const int64_t Dv = dst->ne[0], N = lse_all->ne[0];
+    for (int64_t s = 0; s < dst->ne[2]; ++s)
+        for (int64_t h = 0; h < dst->ne[1]; ++h) {
+            double mx = -std::numeric_limits<double>::infinity();
+            for (int64_t r = 0; r < N; ++r) mx = std::max(mx, double(load(lse_all, r, h, s)));
+            double sum = 0;
+            if (mx != -std::numeric_limits<double>::infinity())
+                for (int64_t r = 0; r < N; ++r) sum += std::exp(double(load(lse_all, r, h, s)) - mx);
+            const double lse = double(load(part, Dv, h, s));
+            // A rank without a visible key contributes nothing (and L may be -inf too: no NaN).
+            const double w =
+                lse == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(lse - (mx + std::log(sum)));
+            for (int64_t d = 0; d < Dv; ++d) *f32_ptr(dst, d, h, s) = float(w * double(load(part, d, h, s)));
+        }
+}
+
 
 void fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) {
     GLM_ASSERT(t->data && glm_is_contiguous(t));
@@ -623,6 +696,10 @@ private:
             case GLM_OP_MOE_WEIGHTS: op_moe_weights(t); return;
             case GLM_OP_MOE_COMBINE: op_moe_combine(t); return;
             case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: op_argmax(t); return;
+            case GLM_OP_PAD_BLOCK: op_pad_block(t); return;
+            case GLM_OP_TAKE: op_take(t); return;
+            case GLM_OP_SELECT_OWN: op_select_own(t); return;
+            case GLM_OP_ATTN_MERGE: op_attn_merge(t); return;
             default: GLM_ABORT("cpu backend: op {} not implemented", glm_op_name(t->op));
         }
     }

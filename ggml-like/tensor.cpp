@@ -9,6 +9,7 @@ const char* glm_op_name(glm_op op) {
         "none", "view", "get_rows", "add", "mul", "scale", "silu", "sigmoid", "swiglu", "rms_norm",
         "layer_norm", "soft_max", "rope", "concat", "repeat", "cpy", "cont", "set_rows", "mul_mat", "mul_mat_id",
         "attn", "indexer", "top_k", "moe_select", "moe_weights", "moe_combine", "argmax", "max_arg", "all_reduce",
+        "pad_block", "take", "select_own", "attn_merge",
     };
     return op >= 0 && op < GLM_OP_COUNT ? names[op] : "?";
 }
@@ -216,6 +217,14 @@ glm_tensor* glm_get_rows(glm_context& ctx, glm_tensor* table, glm_tensor* ids) {
     return new_op(ctx, GLM_OP_GET_ROWS, GLM_TYPE_F32, ne, table, ids);
 }
 
+glm_tensor* glm_get_rows_shard(glm_context& ctx, glm_tensor* table, glm_tensor* ids, int32_t first_row) {
+    GLM_ASSERT(first_row >= 0);
+    glm_tensor* t = glm_get_rows(ctx, table, ids);
+    t->params[0].i = first_row;
+    t->params[1].i = 1;
+    return t;
+}
+
 static glm_tensor* binary(glm_context& ctx, glm_op op, glm_tensor* a, glm_tensor* b) {
     GLM_ASSERT(a->type == GLM_TYPE_F32 && glm_type_is_float(b->type));
     GLM_ASSERT(can_broadcast(b, a));
@@ -359,6 +368,15 @@ glm_tensor* glm_attn(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor*
     return t;
 }
 
+glm_tensor* glm_attn_part(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* v, glm_tensor* q_pos,
+                          glm_tensor* key_ids, float scale) {
+    glm_tensor* t = glm_attn(ctx, q, k, v, q_pos, key_ids, scale);
+    t->ne[0] += 1;  // the log-sum-exp after each row's Dv outputs
+    for (int i = 1; i < GLM_MAX_DIMS; ++i) t->nb[i] = t->nb[i - 1] * size_t(t->ne[i - 1]);
+    t->params[1].i = 1;
+    return t;
+}
+
 glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* w, glm_tensor* q_pos,
                         float scale) {
     GLM_ASSERT(q->type == GLM_TYPE_F32 && glm_type_is_float(k->type) && w->type == GLM_TYPE_F32);
@@ -426,6 +444,42 @@ glm_tensor* glm_max_arg(glm_context& ctx, glm_tensor* a, int32_t index_offset) {
 glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a) {
     GLM_ASSERT(a->type == GLM_TYPE_F32);
     return new_op(ctx, GLM_OP_ALL_REDUCE, GLM_TYPE_F32, a->ne, a);
+}
+
+glm_tensor* glm_pad_block(glm_context& ctx, glm_tensor* a, int dim, int n_blocks, int block) {
+    GLM_ASSERT(a->type == GLM_TYPE_F32 && dim >= 0 && dim < GLM_MAX_DIMS);
+    GLM_ASSERT(n_blocks >= 1 && block >= 0 && block < n_blocks);
+    int64_t ne[4] = {a->ne[0], a->ne[1], a->ne[2], a->ne[3]};
+    ne[dim] *= n_blocks;
+    glm_tensor* t = new_op(ctx, GLM_OP_PAD_BLOCK, GLM_TYPE_F32, ne, a);
+    t->params[0].i = dim;
+    t->params[1].i = n_blocks;
+    t->params[2].i = block;
+    return t;
+}
+
+glm_tensor* glm_take(glm_context& ctx, glm_tensor* a, glm_tensor* ids) {
+    GLM_ASSERT(a->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32);
+    GLM_ASSERT(a->ne[2] == 1 && a->ne[3] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1 && ids->ne[1] == a->ne[1]);
+    const int64_t ne[4] = {ids->ne[0], ids->ne[1], 1, 1};
+    return new_op(ctx, GLM_OP_TAKE, GLM_TYPE_F32, ne, a, ids);
+}
+
+glm_tensor* glm_select_own(glm_context& ctx, glm_tensor* local_ids, glm_tensor* global, int rank) {
+    GLM_ASSERT(local_ids->type == GLM_TYPE_I32 && global->type == GLM_TYPE_I32 && rank >= 0);
+    GLM_ASSERT(glm_is_contiguous(local_ids) && glm_is_contiguous(global));
+    GLM_ASSERT(local_ids->ne[2] == 1 && local_ids->ne[3] == 1 && global->ne[2] == 1 && global->ne[3] == 1);
+    GLM_ASSERT(global->ne[1] == local_ids->ne[1]);
+    glm_tensor* t = new_op(ctx, GLM_OP_SELECT_OWN, GLM_TYPE_I32, local_ids->ne, local_ids, global);
+    t->params[0].i = rank;
+    return t;
+}
+
+glm_tensor* glm_attn_merge(glm_context& ctx, glm_tensor* part, glm_tensor* lse_all) {
+    GLM_ASSERT(part->type == GLM_TYPE_F32 && lse_all->type == GLM_TYPE_F32 && part->ne[0] >= 2);
+    GLM_ASSERT(part->ne[1] == lse_all->ne[1] && part->ne[2] == lse_all->ne[2] && part->ne[3] == 1 && lse_all->ne[3] == 1);
+    const int64_t ne[4] = {part->ne[0] - 1, part->ne[1], part->ne[2], 1};
+    return new_op(ctx, GLM_OP_ATTN_MERGE, GLM_TYPE_F32, ne, part, lse_all);
 }
 
 // ---- graph ------------------------------------------------------------------------------------

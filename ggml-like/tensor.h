@@ -54,6 +54,11 @@ enum glm_op : int32_t {
     GLM_OP_ARGMAX,     // dst[i] = argmax over ne[0] of column i (first maximum wins)
     GLM_OP_MAX_ARG,    // dst[:, i] = (max of column i, its index + p.i[0] as a float)
     GLM_OP_ALL_REDUCE, // sum over tensor-parallel ranks (identity on one device)
+    // context-parallel caches (positions split over tensor-parallel ranks)
+    GLM_OP_PAD_BLOCK,  // src0 placed at block p.i[2] of p.i[1] along dim p.i[0], zeros elsewhere
+    GLM_OP_TAKE,       // dst[i, s] = src0[src1[i, s], s] (-inf where src1 < 0)
+    GLM_OP_SELECT_OWN, // this rank's share of a top-k merged over ranks (see glm_select_own)
+    GLM_OP_ATTN_MERGE, // one rank's attention partial rescaled to the log-sum-exp over all ranks
     GLM_OP_COUNT,
 };
 
@@ -68,6 +73,7 @@ enum glm_tensor_flags : int32_t {
     GLM_FLAG_INPUT = 1,   // written by the host before compute (token ids, positions ...)
     GLM_FLAG_OUTPUT = 2,  // read by the host after compute: kept alive to the end of the graph
     GLM_FLAG_WEIGHT = 4,  // model parameter, lives in a weight buffer
+    GLM_FLAG_CACHE = 8,   // KV / indexer cache, lives in a cache buffer
 };
 
 // How a weight (or activation) is split across tensor-parallel ranks.
@@ -156,6 +162,10 @@ glm_tensor* glm_transpose(glm_context& ctx, glm_tensor* a);  // swap dims 0 and 
 
 // ---- ops (each returns a new F32 tensor unless stated) -----------------------------------------
 glm_tensor* glm_get_rows(glm_context& ctx, glm_tensor* table, glm_tensor* ids);
+// A table split by rows over ranks (the vocabulary share of an embedding): table holds rows
+// [first_row, first_row + ne1) of the whole; ids outside that range give zero columns, so the sum
+// over ranks (an all-reduce) is the whole lookup. p.i[0] = first_row, p.i[1] = 1.
+glm_tensor* glm_get_rows_shard(glm_context& ctx, glm_tensor* table, glm_tensor* ids, int32_t first_row);
 glm_tensor* glm_add(glm_context& ctx, glm_tensor* a, glm_tensor* b);
 glm_tensor* glm_mul(glm_context& ctx, glm_tensor* a, glm_tensor* b);
 glm_tensor* glm_scale(glm_context& ctx, glm_tensor* a, float s);
@@ -174,8 +184,9 @@ glm_tensor* glm_concat(glm_context& ctx, glm_tensor* a, glm_tensor* b, int dim);
 glm_tensor* glm_repeat(glm_context& ctx, glm_tensor* a, const int64_t ne[4]);
 glm_tensor* glm_cpy(glm_context& ctx, glm_tensor* a, glm_tensor* b);  // returns view of b
 glm_tensor* glm_cont(glm_context& ctx, glm_tensor* a);
-// cache: [ne0, n_slots] of any float type; rows: F32 [ne0, n]; slots: I32 [n]. Returns a view of
-// the whole cache, so readers placed after it see the new rows.
+// cache: [ne0, n_slots] of any float type; rows: F32 [ne0, n]; slots: I32 [n]; a negative slot skips
+// its row (a context-parallel rank stores only the positions it owns). Returns a view of the whole
+// cache, so readers placed after it see the new rows.
 glm_tensor* glm_set_rows(glm_context& ctx, glm_tensor* cache, glm_tensor* rows, glm_tensor* slots);
 // w: [K, M, B2, B3] any type (NVFP4 needs contiguous rows); x: F32 [K, N, B2*r2, B3*r3];
 // x slice b2 is multiplied by weight slice b2 / r2 (ggml's broadcast rule).
@@ -190,6 +201,11 @@ glm_tensor* glm_mul_mat_id(glm_context& ctx, glm_tensor* experts, glm_tensor* x,
 // Result: F32 [Dv, H, S]. k and v may be strided views of any float type (caches).
 glm_tensor* glm_attn(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* v, glm_tensor* q_pos,
                      glm_tensor* key_ids, float scale);
+// The same attention over this rank's keys only, for a merge over ranks: F32 [Dv + 1, H, S], each row
+// the normalised output over the visible keys followed by their log-sum-exp, ln(sum_t exp(scale *
+// q.k_t)); a query with no visible key gives zeros and -inf. p.i[1] = 1.
+glm_tensor* glm_attn_part(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* v, glm_tensor* q_pos,
+                          glm_tensor* key_ids, float scale);
 // DSA indexer. q: [D, Hi, S]; k: [D, T] (any float type); w: F32 [Hi, S]; q_pos: I32 [S].
 // dst[t, s] = sum_h w[h, s] * relu(scale * dot(q[:, h, s], k[:, t])) for t <= q_pos[s], -inf after.
 glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* w, glm_tensor* q_pos,
@@ -217,6 +233,24 @@ glm_tensor* glm_argmax(glm_context& ctx, glm_tensor* a);  // I32 [ne1]
 // slice of the vocabulary and the host compares one pair per rank.
 glm_tensor* glm_max_arg(glm_context& ctx, glm_tensor* a, int32_t index_offset);
 glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a);
+
+// ---- context-parallel caches ---------------------------------------------------------------------
+// With the latent and indexer caches split by position over N tensor-parallel ranks (rank r holds
+// positions r, r + N, r + 2N ... at slots 0, 1, 2 ...), each rank attends over its own keys and the
+// ranks exchange small tensors through all-reduces of zero-padded blocks (an all-gather).
+//
+// F32 with ne[dim] = a->ne[dim] * n_blocks: a (F32, any strides) at block `block`, zeros elsewhere.
+glm_tensor* glm_pad_block(glm_context& ctx, glm_tensor* a, int dim, int n_blocks, int block);
+// a: F32 [n, S]; ids: I32 [k, S] -> F32 [k, S]: dst[i, s] = a[ids[i, s], s], -inf where ids[i, s] < 0.
+glm_tensor* glm_take(glm_context& ctx, glm_tensor* a, glm_tensor* ids);
+// local_ids: I32 [k, S] (this rank's candidates); global: I32 [n, S], indices into the ranks' candidate
+// lists laid end to end (rank q's entry i is q * k + i; entries < 0 ignored). dst[i, s] = local_ids[i, s]
+// if rank * k + i is among global[:, s], else -1.
+glm_tensor* glm_select_own(glm_context& ctx, glm_tensor* local_ids, glm_tensor* global, int rank);
+// part: F32 [Dv + 1, H, S] (glm_attn_part of this rank); lse_all: F32 [N, H, S], every rank's
+// log-sum-exp. dst[:, h, s] = part[:Dv, h, s] * exp(part[Dv, h, s] - L), L = ln(sum_r exp(lse_all[r, h,
+// s])); zeros where part's lse is -inf. The sum of dst over ranks is the attention over all keys.
+glm_tensor* glm_attn_merge(glm_context& ctx, glm_tensor* part, glm_tensor* lse_all);
 
 // ---- graph ------------------------------------------------------------------------------------
 struct glm_graph {

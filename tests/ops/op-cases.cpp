@@ -1002,6 +1002,7 @@ const std::vector<OpCase>& op_cases() {
         add_max_arg_cases(cs);
         add_decode_cases(cs);
         add_fused_cases(cs);
+        add_context_parallel_cases(cs);
         return cs;
     }();
     return cases;

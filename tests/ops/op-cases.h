@@ -115,6 +115,7 @@ void add_matmul_large_cases(std::vector<OpCase>& cases);  // prefill-size mul_ma
 void add_max_arg_cases(std::vector<OpCase>& cases);       // max_arg (tensor-parallel greedy)
 void add_decode_cases(std::vector<OpCase>& cases);        // decode patterns: top-k attention, W_UK^T, gate/up
 void add_fused_cases(std::vector<OpCase>& cases);         // decode-shape norms / routing, fused patterns
+void add_context_parallel_cases(std::vector<OpCase>& cases);  // caches split by position over ranks
 
 // One case from its parts (the case files' shorthand).
 OpCase make_case(std::string name, std::function<glm_tensor*(OpBuild&)> build,
