@@ -14,6 +14,8 @@ std::string resolve_model_dir(const CliOptions& opts);
 // Check the directory exists and load the engine for this command line (n_ctx_override > 0 replaces -c).
 Status load_engine(const CliOptions& opts, const std::string& model_dir, int64_t n_ctx_override,
                    std::unique_ptr<Engine>& out);
+// Tokens of the prompt whose routed experts --bench reports (a capture: the session keeps room for it).
+constexpr int64_t k_bench_usage_tokens = 128;
 // The model's sampling defaults with the flags given on the command line on top.
 SamplerParams make_sampler_params(const CliOptions& opts, const ModelInfo& info);
 // The MTP speculative decoder this command line asks for (--mtp, --draft), or null when MTP is off.

@@ -323,6 +323,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     roof.n_ranks = n_ranks;
     roof.kv_type = session.params().kv_type;
     roof.attn = session.params().attn;
+    roof.kv_split = session.kv_split();
 
     std::unique_ptr<SpeculativeDecoder> spec;  // --mtp on only (the bench's default is plain decoding)
     if (o.mtp == "on") GLM_TRY(make_speculative(o, *engine, spec));
@@ -412,7 +413,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     // layer, how many experts got a token, and tokens per expert over all layers.
     std::string usage;
     if (!interrupted && hp.n_expert > 0) {
-        const int64_t n = std::min<int64_t>(128, run.front() - budget);
+        const int64_t n = std::min<int64_t>(k_bench_usage_tokens, run.front() - budget);
         std::vector<int32_t> ids(static_cast<size_t>(n));
         std::mt19937_64 rng(7);
         for (int32_t& t : ids) t = int32_t(rng() % uint64_t(n_vocab));
@@ -449,7 +450,8 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                           machine.copy_bw > 0 ? gb_per_s(machine.copy_bw) + " per device (read + written, median of "
                                                                             "9 device-to-device copies)"
                                               : machine.copy_note);
-    header += fmt::format("- attention: {}, index pattern {}; kv {}\n", attn_name, describe_index_pattern(hp), kv_name);
+    header += fmt::format("- attention: {}, index pattern {}; kv {}{}\n", attn_name, describe_index_pattern(hp), kv_name,
+                          session.kv_split() ? fmt::format(", split by position over {} ranks", n_ranks) : "");
     header += fmt::format("- weights: {}\n", info.synthetic ? fmt::format("synthetic (seed {})", o.synthetic_seed)
                                                              : std::string("from the checkpoint"));
     header += usage;
@@ -499,7 +501,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         j["model"] = {{"dir", dir}, {"name", info.name}, {"n_layer", info.n_layer}, {"n_vocab", info.n_vocab},
                       {"n_ctx_train", info.n_ctx_train}, {"weight_bytes", info.weight_bytes}};
         j["flags"] = o.argv;
-        j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", o.ubatch}, {"kv_type", kv_name},
+        j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", o.ubatch}, {"kv_type", kv_name}, {"kv_split", session.kv_split()},
                          {"attn", o.attn}, {"warmup_tokens", k_warmup}, {"decode_tokens", n_gen},
                          {"repetitions", o.bench_reps}, {"threads", o.threads}, {"n_ranks", n_ranks},
                          {"index_pattern", describe_index_pattern(hp)}, {"synthetic", info.synthetic},

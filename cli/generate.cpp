@@ -68,13 +68,16 @@ Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatc
             return {};
         }
         const int64_t chunk = std::min(ubatch, n - done);
+        // Only the last chunk's logits are read: reading waits for the devices, and a chunk that
+        // nobody waits for overlaps with the host building the next one.
+        std::vector<float>* chunk_logits = done + chunk == n ? &logits : nullptr;
         if (spec) {
             std::vector<float> hidden;
             const int64_t start = session.n_past();
-            GLM_TRY(session.eval(tokens + done, chunk, &logits, nullptr, &hidden));
+            GLM_TRY(session.eval(tokens + done, chunk, chunk_logits, nullptr, &hidden));
             GLM_TRY(spec->observe(tokens + done, chunk, start, hidden.data()));
         } else {
-            GLM_TRY(session.eval(tokens + done, chunk, &logits));
+            GLM_TRY(session.eval(tokens + done, chunk, chunk_logits));
         }
         done += chunk;
     }

@@ -111,9 +111,11 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     p.session.dump_names = o.dump_tensors;
     p.session.dump_dir = o.dump_dir;
     p.session.replay_decode = !o.no_graph_replay;
+    if (o.bench) p.session.n_capture = k_bench_usage_tokens;
     // Room for the verify graph whenever MTP may run (its arena share is a few rows of logits).
     if (o.mtp != "off") p.session.n_verify = o.n_draft + 1;
     p.kv_type_auto = o.kv_type.empty();
+    p.kv_split = o.kv_split == "on" ? KvSplitMode::on : o.kv_split == "off" ? KvSplitMode::off : KvSplitMode::automatic;
     if (!o.kv_type.empty()) {
         Status st = parse_kv_type(o.kv_type, p.session.kv_type);
         if (!st) return Status::usage("--kv-type: {}", st.message());

@@ -67,6 +67,10 @@ Backend:
   -t, --threads N         CPU threads (default: all cores)
       --kv-type T         KV cache type: f32 | bf16 | f16 | fp8 (default bf16
                           on GPUs, f32 on the CPU)
+      --kv-split M        on | off | auto: split the KV cache by position
+                          over the tensor-parallel GPUs instead of a copy
+                          on each (1/N of the memory, more all-reduces;
+                          auto: only when the copies do not fit)
       --attn dsa|dense    sparse (DSA, default) or dense attention
       --index-pattern P   one F (full) / S (shared) per layer for the indexer
       --ubatch N          prefill chunk size (default 512)
@@ -231,6 +235,7 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     auto* opt_tp = app.add_option("--tensor-parallel", tp);
     app.add_option("-t,--threads", o.threads);
     app.add_option("--kv-type", o.kv_type);
+    app.add_option("--kv-split", o.kv_split)->check(CLI::IsMember({"on", "off", "auto"}));
     app.add_option("--attn", o.attn)->check(CLI::IsMember({"dsa", "dense"}));
     app.add_option("--index-pattern", o.index_pattern);
     app.add_option("--ubatch", o.ubatch);

@@ -46,6 +46,7 @@ struct CliOptions {
     bool no_fuse = false;             // --no-fuse
     int threads = 0;                  // -t
     std::string kv_type;              // --kv-type
+    std::string kv_split = "auto";    // --kv-split on|off|auto
     std::string attn = "dsa";         // --attn
     std::string index_pattern;        // --index-pattern
     int64_t ubatch = 512;             // --ubatch

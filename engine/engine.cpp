@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -133,6 +134,10 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
             for (auto& b : out) ranks.push_back(b.get());
             CudaCommOptions options;
             options.allow_p2p = params.p2p;
+            // A split cache gathers every head's query and attention partial (147 KB per token at
+            // full size): up to 4 verify positions stay on the recordable peer-to-peer path, which
+            // costs ~5 us more than NCCL per call above 256 KiB but lets the step be replayed.
+            if (params.kv_split != KvSplitMode::off) options.p2p_max_bytes = size_t(1) << 20;
             GLM_TRY(glm_cuda_comm_create(ranks, options, comm));
         }
         return {};
@@ -171,16 +176,46 @@ static EngineParams with_kv_type(EngineParams params, bool on_gpu) {
 // The memory plan of n ranks: each rank's weight share, its caches and activations, against
 // capacity (0: not checked).
 static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
-                             uint64_t reserve) {
+                             uint64_t reserve, bool kv_split) {
     MemoryPlanParams pp;
+    pp.kv_split = kv_split && n > 1;
     pp.context = params.session.n_ctx;
     pp.kv_type = params.session.kv_type;
     pp.ubatch = params.session.n_ubatch;
     pp.device_capacity = capacity;
     pp.reserve = reserve;
     std::vector<uint64_t> weights;
-    for (int r = 0; r < n; ++r) weights.push_back(weight_buffer_bytes(model.config(), model.records, TpShard{r, n}));
-    return plan_memory(model.config(), weights, pp);
+    std::deque<glm_context> ctx{size_t(n)};
+    std::vector<ModelTensors> tensors{size_t(n)};
+    std::vector<SessionRank> ranks;
+    for (int r = 0; r < n; ++r) {
+        weights.push_back(map_weights_unplaced(model.records, TpShard{r, n}, ctx[size_t(r)], tensors[size_t(r)]));
+        ranks.push_back({nullptr, &tensors[size_t(r)]});
+    }
+    MemoryPlan plan = plan_memory(model.config(), weights, pp);
+    // The activation term measured as the session will (its graphs, planned), not estimated.
+    SessionParams sp = params.session;
+    sp.kv_split = pp.kv_split;
+    Session measure(std::move(ranks), nullptr, model.hp, sp);
+    const uint64_t arena = measure.arena_estimate();
+    for (DeviceMemory& d : plan.devices) d.activations = arena;
+    return plan;
+}
+
+// --kv-split: on / off as asked (on needs ranks to split over); auto splits only when copies on every
+// rank do not fit and split ones do (a split costs four more small all-reduces per layer).
+static Status resolve_kv_split(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
+                               uint64_t reserve, bool& split) {
+    split = false;
+    if (params.kv_split == KvSplitMode::on && n < 2)
+        return Status::usage("--kv-split on splits the KV cache over tensor-parallel ranks: add -tp N (N >= 2)");
+    if (n < 2 || params.kv_split == KvSplitMode::off) return {};
+    if (params.kv_split == KvSplitMode::on) return split = true, Status{};
+    if (capacity == 0 || plan_ranks(model, params, n, capacity, reserve, false).fits()) return {};
+    split = plan_ranks(model, params, n, capacity, reserve, true).fits();
+    if (split) log_info("KV cache split by position over the {} ranks: a copy on each does not fit (--kv-split off "
+                        "to refuse)", n);
+    return {};
 }
 
 Status Engine::plan(const EngineParams& requested, std::string& report) {
@@ -196,26 +231,38 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
 #else
     const bool gpus_here = false;
 #endif
-    const MemoryPlan plan = plan_ranks(model, params, n, gpus_here ? min_free_gpu_bytes(params, n) : 0, 1ull << 30);
+    const uint64_t capacity = gpus_here ? min_free_gpu_bytes(params, n) : 0, reserve = 1ull << 30;
+    bool split = false;
+    GLM_TRY(resolve_kv_split(model, params, n, capacity, reserve, split));
+    const MemoryPlan plan = plan_ranks(model, params, n, capacity, reserve, split);
     const MemoryPlanParams& pp = plan.params;
     const std::string capacity_note =
         gpus_here ? fmt::format("capacity: free memory of the {} GPU(s) here", n) : "no GPU here: capacity not checked";
     int64_t vocab_first = 0, vocab_rows = 0;
     vocab_share(config.vocab_size, TpShard{0, n}, vocab_first, vocab_rows);
     report = fmt::format("{}: {}{}\n{} rank(s): {} heads, routed/shared expert intermediate {} / {}, {} vocabulary rows "
-                         "(rank 0) per rank; context {}, {} cache\n{}",
+                         "(rank 0) per rank; context {}, {} cache{}\n{}",
                          params.model_dir, config.summary(), params.synthetic ? " (synthetic)" : "", n,
                          config.num_attention_heads / n, config.moe_intermediate_size / n,
                          config.moe_intermediate_size * config.n_shared_experts / n, vocab_rows, pp.context,
-                         glm_type_name(pp.kv_type), plan.table());
-    // Whether the largest rank fits the cards users run (usable memory after the CUDA context).
-    const DeviceMemory& worst = *std::max_element(plan.devices.begin(), plan.devices.end(),
-                                                  [](const DeviceMemory& a, const DeviceMemory& b) { return a.total() < b.total(); });
+                         glm_type_name(pp.kv_type), split ? ", split by position over the ranks" : "", plan.table());
+    // Whether the largest rank fits the cards users run (usable memory after the CUDA context), with
+    // the cache copied on every rank and split over them.
+    auto need_gib = [&](bool kv_split) {
+        const MemoryPlan p = plan_ranks(model, params, n, 0, reserve, kv_split);
+        const DeviceMemory& worst = *std::max_element(p.devices.begin(), p.devices.end(),
+                                                      [](const DeviceMemory& a, const DeviceMemory& b) { return a.total() < b.total(); });
+        return double(worst.total() + reserve) / double(1ull << 30);
+    };
+    const double need_copied = need_gib(false), need_split = n > 1 ? need_gib(true) : 0.0;
     for (auto [card, gib] : {std::pair{"H100 80 GB", 79.1}, std::pair{"RTX PRO 6000 96 GB", 94.5},
                              std::pair{"H200 141 GB", 139.3}}) {
-        const double need = double(worst.total() + pp.reserve) / double(1ull << 30);
-        report += fmt::format("{:<20} {:>7.2f} GiB per rank needed of {:.1f}: {}\n", card, need, gib,
-                              need <= gib ? "fits" : "does not fit");
+        report += fmt::format("{:<20} {:>7.2f} GiB per rank needed of {:.1f}: {}", card, need_copied, gib,
+                              need_copied <= gib ? "fits" : "does not fit");
+        if (n > 1)
+            report += fmt::format("; cache split over the ranks (--kv-split on): {:.2f} GiB: {}", need_split,
+                                  need_split <= gib ? "fits" : "does not fit");
+        report += "\n";
     }
     report += capacity_note + "\n";
     return check_memory_plan(plan);
@@ -251,7 +298,9 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
         if (pages > 0 && page > 0) capacity = uint64_t(pages) * uint64_t(page) / uint64_t(n_ranks);
         reserve = 256ull << 20;
     }
-    const MemoryPlan plan = plan_ranks(impl->model, params, n_ranks, capacity, reserve);
+    GLM_TRY(resolve_kv_split(impl->model, params, n_ranks, capacity, reserve, params.session.kv_split));
+    impl->params = params;
+    const MemoryPlan plan = plan_ranks(impl->model, params, n_ranks, capacity, reserve, params.session.kv_split);
     log_info("memory plan ({} rank{} on {}{}):\n{}", n_ranks, n_ranks > 1 ? "s" : "", impl->backends.front()->name(),
              n_ranks > 1 ? " ..." : "", plan.table());
     GLM_TRY(check_memory_plan(plan));

@@ -10,6 +10,8 @@
 #include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 
+enum class KvSplitMode { off, on, automatic };
+
 struct EngineParams {
     std::string model_dir;
     bool use_cpu = false;          // --cpu: the scalar reference backend even when a GPU exists
@@ -20,6 +22,9 @@ struct EngineParams {
     // No --kv-type given: bf16 on GPUs (what their attention kernels are built for: tensor-core MLA
     // reads bf16 or fp8 rows), session.kv_type (f32, exact) on the CPU.
     bool kv_type_auto = false;
+    // --kv-split: session.kv_split decided at load (auto: only when copies of the cache on every rank
+    // do not fit the GPUs and split ones do; never with one rank).
+    KvSplitMode kv_split = KvSplitMode::automatic;
     bool show_progress = true;     // load progress bar (only drawn on a TTY)
     int n_cpu_ranks = 1;           // --cpu with -tp N: N CPU ranks through the host communicator (tests)
     bool synthetic = false;        // --synthetic: seeded random weights of the config's shapes, no shards

@@ -48,6 +48,26 @@ struct LayerState {
     glm_tensor* prev_topk = nullptr;  // threaded from F layers to the S layers after them
 };
 
+// Where a step's new cache rows go and which rows each query sees (model.h, KvCache).
+struct CacheIndex {
+    glm_tensor* pos = nullptr;    // I32 [S] positions (rope; the causal bound when not split)
+    glm_tensor* slots = nullptr;  // I32 [S] slot of each new row on this rank
+    glm_tensor* last = nullptr;   // I32 [S] last slot each query sees
+    int64_t n_used = 0;           // slots in use after this step on this rank (an upper bound when split)
+    bool split = false;
+};
+
+CacheIndex cache_index(const KvCache& kv, glm_tensor* pos, const ForwardGraph& fg, int64_t T, int n_ranks) {
+    if (!kv.split) return {pos, pos, pos, T, false};
+    return {pos, fg.kv_slots, fg.kv_last, (T + n_ranks - 1) / n_ranks, true};
+}
+
+// The all-gather of split caches: every rank's block of `a` along `dim`, through a sum of zero-padded
+// copies (exact: each element is one rank's value plus zeros).
+glm_tensor* gather_blocks(glm_context& ctx, glm_tensor* a, int dim, const ForwardOptions& opt) {
+    return glm_all_reduce(ctx, glm_pad_block(ctx, a, dim, opt.n_ranks, opt.rank));
+}
+
 struct LayerOutputs {
     glm_tensor* out = nullptr;      // residual stream after the layer
     glm_tensor* topk = nullptr;     // selected key slots, null when attention was dense
@@ -57,7 +77,9 @@ struct LayerOutputs {
 // One decoder layer (model.md §3.4-3.8): MLA with the DSA indexer, then dense SwiGLU or MoE.
 LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams& hp, const LayerTensors& L,
                          int64_t il, glm_tensor* latent_cache, glm_tensor* index_cache, bool shared_indexer,
-                         glm_tensor* h, glm_tensor* pos, int64_t n_past, const ForwardOptions& opt, LayerState& state) {
+                         glm_tensor* h, const CacheIndex& ci, int64_t n_past, const ForwardOptions& opt,
+                         LayerState& state) {
+    glm_tensor* pos = ci.pos;
     const int64_t S = pos->ne[0], T = n_past + S;
     const int64_t H = hp.n_head, dn = hp.head_dim_nope, dr = hp.head_dim_rope, dv = hp.head_dim_v;
     const int64_t r_kv = hp.kv_lora_rank, kv_row = hp.kv_row();
@@ -89,8 +111,8 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     glm_tensor* k_rot = glm_view_3d(ctx, ckv, dr, 1, S, ckv->nb[1], ckv->nb[1], size_t(r_kv) * sizeof(float));
     k_rot = glm_rope(ctx, k_rot, pos, int(dr), hp.rope_theta, rope_mode(hp.rope_interleave));
     glm_tensor* latent = named(glm_concat(ctx, c, glm_reshape_2d(ctx, k_rot, dr, S), 0), blk(il, "kv_latent"));
-    glm_tensor* cache = glm_set_rows(ctx, latent_cache, latent, pos);
-    glm_tensor* cache_T = glm_view_2d(ctx, cache, kv_row, T, cache->nb[1], 0);
+    glm_tensor* cache = glm_set_rows(ctx, latent_cache, latent, ci.slots);
+    glm_tensor* cache_T = glm_view_2d(ctx, cache, kv_row, ci.n_used, cache->nb[1], 0);
 
     // ---- DSA indexer (F layers) or reuse of the previous layer's selection (S layers)
     glm_tensor* topk = nullptr;
@@ -111,18 +133,28 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         glm_tensor* ki_pass =
             glm_view_3d(ctx, ki, Di - dr, 1, S, ki->nb[1], ki->nb[2], size_t(dr) * sizeof(float));
         ki = named(glm_reshape_2d(ctx, glm_concat(ctx, ki_rot, ki_pass, 0), Di, S), blk(il, "index_k"));
-        glm_tensor* icache = glm_set_rows(ctx, index_cache, ki, pos);
+        glm_tensor* icache = glm_set_rows(ctx, index_cache, ki, ci.slots);
         glm_graph_expand(graph, icache);  // the keys are stored even when this step needs no top-k
 
         // With T <= index_topk every key is selected: dense causal attention, exactly.
         if (opt.attn == AttnMode::dsa && T > hp.index_topk) {
-            glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, T, icache->nb[1], 0);
+            glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, ci.n_used, icache->nb[1], 0);
             glm_tensor* weights = glm_scale(ctx, xp[3], 1.0f / std::sqrt(float(Hi)));
-            glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, weights, pos, 1.0f / std::sqrt(float(Di))),
+            glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, weights, ci.last, 1.0f / std::sqrt(float(Di))),
                                        blk(il, "index_scores"));
             // Candidates bounded by each query's position: a decode graph built for the whole context
             // (replayed at every length) costs what the filled part costs.
-            topk = named(glm_top_k(ctx, scores, int(hp.index_topk), pos), blk(il, "index_topk"));
+            const int64_t k_local = std::min(hp.index_topk, ci.n_used);
+            topk = named(glm_top_k(ctx, scores, int(k_local), ci.last), blk(il, "index_topk"));
+            if (ci.split) {
+                // The global top-k is within the union of the ranks' own top-k: gather their scores,
+                // pick the best index_topk of them (every rank the same, ties by rank then order),
+                // keep the ones this rank holds.
+                glm_tensor* local_scores = glm_take(ctx, scores, topk);
+                glm_tensor* all_scores = named(gather_blocks(ctx, local_scores, 0, opt), blk(il, "index_topk_all"));
+                glm_tensor* global = glm_top_k(ctx, all_scores, int(hp.index_topk));
+                topk = named(glm_select_own(ctx, topk, global, opt.rank), blk(il, "index_topk_own"));
+            }
         }
         state.prev_topk = topk;
     } else {
@@ -139,9 +171,22 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     glm_tensor* w_uk = glm_transpose(ctx, glm_view_3d(ctx, L.kv_b, r_kv, dn, H, row, (dn + dv) * row, 0));
     glm_tensor* q_lat = glm_mul_mat(ctx, w_uk, glm_permute(ctx, q_nope, 0, 2, 1, 3));  // [r_kv, S, H]
     glm_tensor* q_abs = glm_concat(ctx, glm_permute(ctx, q_lat, 0, 2, 1, 3), q_rot, 0);  // [kv_row, H, S]
-    glm_tensor* k_lat = glm_view_3d(ctx, cache_T, kv_row, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
-    glm_tensor* v_lat = glm_view_3d(ctx, cache_T, r_kv, 1, T, cache_T->nb[1], cache_T->nb[1], 0);
-    glm_tensor* o_lat = named(glm_attn(ctx, q_abs, k_lat, v_lat, pos, topk, attn_scale), blk(il, "attn_lat"));
+    glm_tensor* k_lat = glm_view_3d(ctx, cache_T, kv_row, 1, ci.n_used, cache_T->nb[1], cache_T->nb[1], 0);
+    glm_tensor* v_lat = glm_view_3d(ctx, cache_T, r_kv, 1, ci.n_used, cache_T->nb[1], cache_T->nb[1], 0);
+    glm_tensor* o_lat;
+    if (!ci.split) {
+        o_lat = named(glm_attn(ctx, q_abs, k_lat, v_lat, pos, topk, attn_scale), blk(il, "attn_lat"));
+    } else {
+        // Every head's query over this rank's positions; the partials weighted by their share of the
+        // softmax mass (log-sum-exp over ranks) sum to the attention over every position.
+        const int64_t H_all = H * opt.n_ranks;
+        glm_tensor* q_all = named(gather_blocks(ctx, q_abs, 1, opt), blk(il, "q_abs_all"));
+        glm_tensor* part = named(glm_attn_part(ctx, q_all, k_lat, v_lat, ci.last, topk, attn_scale), blk(il, "attn_lat"));
+        glm_tensor* lse = glm_view_3d(ctx, part, 1, H_all, S, part->nb[1], part->nb[2], size_t(r_kv) * sizeof(float));
+        glm_tensor* lse_all = named(gather_blocks(ctx, lse, 0, opt), blk(il, "attn_lse_all"));
+        glm_tensor* merged = named(glm_all_reduce(ctx, glm_attn_merge(ctx, part, lse_all)), blk(il, "attn_lat_all"));
+        o_lat = glm_view_3d(ctx, merged, r_kv, H, S, merged->nb[1], merged->nb[2], size_t(opt.rank * H) * merged->nb[1]);
+    }
     glm_tensor* w_uv = glm_view_3d(ctx, L.kv_b, r_kv, dv, H, row, (dn + dv) * row, dn * row);
     glm_tensor* o_h = glm_mul_mat(ctx, w_uv, glm_permute(ctx, o_lat, 0, 2, 1, 3));  // [dv, S, H]
     glm_tensor* o = glm_permute(ctx, o_h, 0, 2, 1, 3);
@@ -185,6 +230,21 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     return {h, topk, expert_ids};
 }
 
+// The embedding rows of the tokens; a table split by vocabulary over ranks gives each rank its rows'
+// share, summed by an all-reduce.
+glm_tensor* embed(glm_context& ctx, const ModelTensors& w, glm_tensor* tokens, const ForwardOptions& opt) {
+    if (w.tok_embd->split != GLM_SPLIT_ROWS) return glm_get_rows(ctx, w.tok_embd, tokens);
+    return glm_all_reduce(ctx, glm_get_rows_shard(ctx, w.tok_embd, tokens, opt.vocab_offset));
+}
+
+void add_cache_inputs(glm_context& ctx, const KvCache& kv, int64_t S, ForwardGraph& fg) {
+    if (!kv.split) return;
+    fg.kv_slots = named(ctx.new_tensor_1d(GLM_TYPE_I32, S), "inp_kv_slots");
+    fg.kv_last = named(ctx.new_tensor_1d(GLM_TYPE_I32, S), "inp_kv_last");
+    fg.kv_slots->flags |= GLM_FLAG_INPUT;
+    fg.kv_last->flags |= GLM_FLAG_INPUT;
+}
+
 // Logits (this rank's vocabulary share), the final hidden state and, for greedy decoding, the
 // (max, id) pair of each position are what the host reads.
 void finish_outputs(glm_context& ctx, ForwardGraph& fg, const ForwardOptions& opt) {
@@ -213,12 +273,14 @@ ForwardGraph build_forward(glm_context& ctx, const ModelHparams& hp, const Model
     fg.positions->flags |= GLM_FLAG_INPUT;
     glm_tensor* pos = fg.positions;
 
-    glm_tensor* h = named(glm_get_rows(ctx, w.tok_embd, fg.tokens), "tok_embd_out");
+    glm_tensor* h = named(embed(ctx, w, fg.tokens, opt), "tok_embd_out");
     LayerState state;
+    add_cache_inputs(ctx, kv, S, fg);
+    const CacheIndex ci = cache_index(kv, pos, fg, n_past + S, opt.n_ranks);
 
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         LayerOutputs lo = build_layer(ctx, fg.graph, hp, w.layers[size_t(il)], il, kv.latent[size_t(il)],
-                                      kv.index[size_t(il)], hp.indexer_shared[size_t(il)], h, pos, n_past, opt, state);
+                                      kv.index[size_t(il)], hp.indexer_shared[size_t(il)], h, ci, n_past, opt, state);
         h = lo.out;
         fg.layer_out.push_back(lo.out);
         fg.layer_topk.push_back(lo.topk);
@@ -245,13 +307,15 @@ ForwardGraph build_mtp(glm_context& ctx, const ModelHparams& hp, const ModelTens
     for (glm_tensor* t : {fg.tokens, fg.positions, fg.prev_hidden}) t->flags |= GLM_FLAG_INPUT;
 
     // u = [enorm(embed(token)) ; hnorm(h_prev)], z = eh_proj u, then a full decoder layer of its own.
-    glm_tensor* e = glm_rms_norm(ctx, glm_get_rows(ctx, w.tok_embd, fg.tokens), L.mtp_enorm, hp.norm_eps);
+    glm_tensor* e = glm_rms_norm(ctx, embed(ctx, w, fg.tokens, opt), L.mtp_enorm, hp.norm_eps);
     glm_tensor* hn = glm_rms_norm(ctx, fg.prev_hidden, L.mtp_hnorm, hp.norm_eps);
     glm_tensor* z = named(glm_mul_mat(ctx, L.mtp_eh_proj, glm_concat(ctx, e, hn, 0)), "mtp.eh_proj");
     LayerState state;
     const int64_t il = hp.n_layer;
+    add_cache_inputs(ctx, kv, n_tokens, fg);
+    const CacheIndex ci = cache_index(kv, fg.positions, fg, n_past + n_tokens, opt.n_ranks);
     LayerOutputs lo = build_layer(ctx, fg.graph, hp, L, il, kv.latent[size_t(il)], kv.index[size_t(il)],
-                                  /*shared_indexer=*/false, z, fg.positions, n_past, opt, state);
+                                  /*shared_indexer=*/false, z, ci, n_past, opt, state);
     fg.layer_out.push_back(lo.out);
     fg.layer_topk.push_back(lo.topk);
     fg.layer_experts.push_back(lo.experts);

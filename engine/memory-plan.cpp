@@ -25,7 +25,8 @@ MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const Memory
     plan.params = p;
     const int n = std::max(1, p.n_devices);
     const uint64_t layers = uint64_t(c.num_hidden_layers + c.num_nextn_predict_layers);
-    const uint64_t ctx = uint64_t(std::max<int64_t>(1, p.context));
+    // A split cache holds ceil(context / n) positions per device.
+    const uint64_t ctx = uint64_t(std::max<int64_t>(1, p.kv_split && n > 1 ? (p.context + n - 1) / n : p.context));
     // Absorbed MLA caches the latent (kv_lora_rank) plus the shared rope key per token and layer.
     const uint64_t kv = layers * ctx * uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) * kv_elem_bytes(p.kv_type);
     // Indexer keys (index_head_dim per token) on full layers, in the cache's element type.
@@ -35,7 +36,8 @@ MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const Memory
     // Activations for one ubatch: a few hidden-sized f32 buffers, the widest projection, the logits,
     // and one layer's attention / indexer scores for this device's heads.
     const uint64_t ub = uint64_t(std::max<int64_t>(1, p.ubatch));
-    const uint64_t heads = uint64_t((c.num_attention_heads + n - 1) / n);
+    // A split cache's ranks attend with every head (over their own positions).
+    const uint64_t heads = uint64_t(p.kv_split ? c.num_attention_heads : (c.num_attention_heads + n - 1) / n);
     const uint64_t widest = uint64_t(std::max({c.intermediate_size, c.num_attention_heads * c.qk_head_dim,
                                                c.num_experts_per_tok * c.moe_intermediate_size}));
     const uint64_t act = ub * 4 * (8 * uint64_t(c.hidden_size) + 2 * widest + uint64_t(c.vocab_size)) +
@@ -90,11 +92,14 @@ Status check_memory_plan(const MemoryPlan& plan) {
         advice = fmt::format("the weights alone need more than one device holds: use at least {} devices",
                              (all_weights + per - 1) / per + 1);
     } else {
-        const uint64_t per_token = (d.kv_cache + d.index_cache) / uint64_t(std::max<int64_t>(1, plan.params.context));
+        const int n = int(plan.devices.size());
+        const int64_t ctx_here = plan.params.kv_split && n > 1 ? (plan.params.context + n - 1) / n : plan.params.context;
+        const uint64_t per_token = (d.kv_cache + d.index_cache) / uint64_t(std::max<int64_t>(1, ctx_here));
         const uint64_t room = cap - fixed - std::min(cap - fixed, d.activations);
-        const int64_t max_ctx = per_token ? int64_t(room / per_token) : 0;
-        advice = fmt::format("lower the context with -c {} or less, use an fp8 KV cache, or add devices",
-                             std::max<int64_t>(0, max_ctx / 256 * 256));
+        const int64_t max_ctx = per_token ? int64_t(room / per_token) * (plan.params.kv_split ? n : 1) : 0;
+        advice = fmt::format("lower the context with -c {} or less, use an fp8 KV cache{}, or add devices",
+                             std::max<int64_t>(0, max_ctx / 256 * 256),
+                             n > 1 && !plan.params.kv_split ? ", split the cache over the GPUs (--kv-split on)" : "");
     }
     return Status::device("model does not fit in device memory ({} devices, context {}): {}\n{}",
                           plan.devices.size(), plan.params.context, advice, plan.table());

@@ -16,6 +16,7 @@ struct MemoryPlanParams {
     int64_t ubatch = 512;             // tokens per prefill step
     uint64_t device_capacity = 0;     // usable bytes per device (0: do not check)
     uint64_t reserve = 1ull << 30;    // headroom per device for the runtime / CUDA context
+    bool kv_split = false;            // caches split by position over the devices (model.h, KvCache)
 };
 
 struct DeviceMemory {
@@ -32,7 +33,8 @@ struct MemoryPlan {
 
 // weight_bytes: bytes of all tensors the runtime uploads (Checkpoint::total_bytes() or less).
 // Weights are split evenly over tensor-parallel devices; the MLA latent cache and the indexer key
-// cache are replicated on every device (each rank runs all layers on its share of the heads).
+// cache are replicated on every device (each rank runs all layers on its share of the heads), or
+// split by position when params.kv_split.
 MemoryPlan plan_memory(const ModelConfig& config, uint64_t weight_bytes, const MemoryPlanParams& params);
 // The same with each device's own weight bytes (tensor-parallel shares, engine/weights.h); the
 // device count is the vector's size.

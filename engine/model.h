@@ -91,12 +91,25 @@ constexpr int64_t k_max_absorbed_batch = 8;
 
 // Per-layer caches: the latent row [c_kv (normalised) ; k_rot (roped)] and the indexer key. Index
 // n_layer (when present) belongs to the MTP layer.
+//
+// Context parallelism (split = true, tensor parallelism only): the caches are split by position over
+// the ranks instead of copied to each: rank r holds positions r, r + N, r + 2N ... at slots 0, 1, 2 ...
+// (a quarter of the bytes at N = 4: what lets the full context fit 80 GB cards). Each rank scores and
+// attends over its own positions; the ranks merge the indexer's top-k and the attention partials
+// (log-sum-exp weighted) through small all-reduces: four more per layer than the copied cache needs.
 struct KvCache {
     glm_type type = GLM_TYPE_F32;
-    int64_t n_ctx = 0;
-    std::vector<glm_tensor*> latent;  // [kv_row, n_ctx] per layer (+1 for MTP)
-    std::vector<glm_tensor*> index;   // [index_head_dim, n_ctx] per layer (null where unused)
+    int64_t n_ctx = 0;                // positions of the whole context
+    int64_t n_slots = 0;              // rows per cache tensor: n_ctx, or ceil(n_ctx / N) when split
+    bool split = false;
+    std::vector<glm_tensor*> latent;  // [kv_row, n_slots] per layer (+1 for MTP)
+    std::vector<glm_tensor*> index;   // [index_head_dim, n_slots] per layer (null where unused)
 };
+
+// The slot of position p on rank r of n when split (-1: another rank's), and the last slot of rank r
+// that a query at position p sees (-1: none).
+inline int32_t kv_split_slot(int64_t p, int r, int n) { return p % n == r ? int32_t(p / n) : -1; }
+inline int32_t kv_split_last(int64_t p, int r, int n) { return p >= r ? int32_t((p - r) / n) : -1; }
 
 struct ForwardOptions {
     AttnMode attn = AttnMode::dsa;
@@ -105,7 +118,8 @@ struct ForwardOptions {
     // Tensor parallelism: the graph of one rank (hparams carry the rank's head count, the weights its
     // shares); the partial sums after o_proj and after the feed-forward are all-reduced.
     int n_ranks = 1;
-    int32_t vocab_offset = 0;     // first vocabulary row of this rank's lm_head share
+    int rank = 0;                 // this graph's rank (context-parallel merges, embedding share)
+    int32_t vocab_offset = 0;     // first vocabulary row of this rank's lm_head and embedding shares
     bool max_arg = false;         // also output (max logit, its vocabulary id) per position: greedy decoding
 };
 
@@ -115,6 +129,10 @@ struct ForwardGraph {
     glm_tensor* tokens = nullptr;     // I32 [S] input
     glm_tensor* positions = nullptr;  // I32 [S] input
     glm_tensor* prev_hidden = nullptr;  // F32 [n_embd, S] input of the MTP graph
+    // Split caches only (KvCache::split), I32 [S] inputs: each new row's slot on this rank
+    // (kv_split_slot) and the last slot each query sees (kv_split_last).
+    glm_tensor* kv_slots = nullptr;
+    glm_tensor* kv_last = nullptr;
     glm_tensor* logits = nullptr;     // F32 [n_vocab (this rank's share), S or 1]
     glm_tensor* max_arg = nullptr;    // F32 [2, S or 1] when ForwardOptions::max_arg
     glm_tensor* hidden = nullptr;     // F32 [n_embd, S] after the final norm

@@ -84,8 +84,9 @@ std::vector<std::pair<std::string, double>> DecodeBytes::rows() const {
 //            + 3 * D * ff_shared * b / R
 //   latent KV  rows * (kv_lora + rope) * kv elem, rows = top-k when DSA selects (T > top-k), else T
 //   index keys F layers, DSA and T > top-k: T * index_dim * kv elem
-// plus lm_head V * D * b / R, one embedding row D * b and the norm weights. The caches are the same
-// on every rank (the latent is shared by all heads), so they are not divided by R.
+// plus lm_head V * D * b / R, one embedding row D * b and the norm weights. Copied caches are the
+// same on every rank (the latent is shared by all heads), so they are not divided by R; split ones
+// (kv_split) are, on average (a rank reads its positions' keys and its share of the selected rows).
 DecodeBytes decode_bytes_per_rank(const ModelHparams& hp, const RooflineParams& p) {
     GLM_ASSERT(p.n_ranks >= 1 && p.n_ctx >= 1);
     DecodeBytes out;
@@ -97,7 +98,8 @@ DecodeBytes decode_bytes_per_rank(const ModelHparams& hp, const RooflineParams& 
     const double Hi = double(hp.index_n_head), Di = double(hp.index_head_dim);
     const int64_t T = p.n_ctx;
     const bool topk_runs = p.attn == AttnMode::dsa && T > hp.index_topk;
-    const double latent_rows = double(topk_runs ? hp.index_topk : T);
+    const double cache_share = p.kv_split ? 1.0 / R : 1.0;
+    const double latent_rows = double(topk_runs ? hp.index_topk : T) * cache_share;
 
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const bool full = il >= int64_t(hp.indexer_shared.size()) || !hp.indexer_shared[size_t(il)];
@@ -109,7 +111,7 @@ DecodeBytes decode_bytes_per_rank(const ModelHparams& hp, const RooflineParams& 
             out.norms += 2.0 * Di * k_f32;
             if (topk_runs) {
                 out.indexer += (q_lora * Hi * Di + Hi * D) * b;
-                out.kv_index += double(T) * double(glm_row_bytes(p.kv_type, hp.index_head_dim));
+                out.kv_index += double(T) * cache_share * double(glm_row_bytes(p.kv_type, hp.index_head_dim));
             }
         }
         out.kv_latent += latent_rows * double(glm_row_bytes(p.kv_type, hp.kv_row()));
@@ -145,9 +147,14 @@ const char* kernel_class_name(KernelClass c) {
 
 KernelClass classify_node(const std::string& name, glm_op op) {
     switch (op) {
-        case GLM_OP_ATTN: return KernelClass::mla_core;
+        case GLM_OP_ATTN:
+        case GLM_OP_ATTN_MERGE: return KernelClass::mla_core;
         case GLM_OP_INDEXER:
-        case GLM_OP_TOP_K: return KernelClass::indexer;
+        case GLM_OP_TOP_K:
+        case GLM_OP_TAKE:
+        case GLM_OP_SELECT_OWN: return KernelClass::indexer;
+        // The zero-padded blocks of an all-gather (split caches) are communication.
+        case GLM_OP_PAD_BLOCK: return KernelClass::all_reduce;
         case GLM_OP_MUL_MAT_ID:
         case GLM_OP_MOE_SELECT:
         case GLM_OP_MOE_WEIGHTS:

@@ -15,6 +15,7 @@ struct RooflineParams {
     int64_t n_ctx = 1;                  // positions the decoded token attends to (its own included)
     glm_type kv_type = GLM_TYPE_F32;    // latent and indexer-key cache element type
     AttnMode attn = AttnMode::dsa;
+    bool kv_split = false;              // caches split by position over the ranks (model.h, KvCache)
     // Storage of the weights, as the target checkpoint ships: BF16 except the NVFP4 routed experts.
     double dense_weight_bytes = 2.0;    // bytes per element of every non-expert weight
     bool experts_nvfp4 = true;          // routed experts: 0.5 B codes + 1/16 B E4M3 scale per element

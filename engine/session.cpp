@@ -13,11 +13,13 @@ Session::Session(glm_backend* backend, const ModelHparams& hp, const ModelTensor
 
 Session::Session(std::vector<SessionRank> ranks, glm_comm* comm, const ModelHparams& hp, const SessionParams& params)
     : comm_(comm), hp_(hp), params_(params) {
-    GLM_ASSERT(!ranks.empty() && (ranks.size() == 1 || comm));
+    // No communicator only for a memory estimate (no backends) or one rank.
+    GLM_ASSERT(!ranks.empty() && (ranks.size() == 1 || comm || !ranks.front().backend));
     const int n = int(ranks.size());
     int32_t offset = 0;
     for (const SessionRank& sr : ranks) {
         Rank& r = ranks_.emplace_back();
+        r.index = int(ranks_.size()) - 1;
         r.backend = sr.backend;
         r.weights = sr.weights;
         r.hp = hp;
@@ -34,6 +36,7 @@ ForwardOptions Session::options(const Rank& rank, bool all_logits, bool keep, bo
     opt.all_logits = all_logits;
     opt.keep_intermediates = keep;
     opt.n_ranks = int(ranks_.size());
+    opt.rank = rank.index;
     opt.vocab_offset = rank.vocab_offset;
     opt.max_arg = max_arg;
     return opt;
@@ -45,67 +48,92 @@ ForwardOptions Session::recorded_options(const Rank& rank) const {
     return options(rank, /*all_logits=*/true, /*keep=*/false, /*max_arg=*/true);
 }
 
+// The cache tensors of a rank (unplaced) and where each goes in its buffer; the buffer's size.
+size_t Session::make_caches(Rank& rank, std::vector<std::pair<glm_tensor*, size_t>>& placement) {
+    // One latent row and one indexer key per position and layer. Every rank computes the same latent
+    // rows (q_a / kv_a are replicated): each keeps a full copy, or its positions' share when the
+    // cache is split (model.h, KvCache).
+    const int n = int(ranks_.size());
+    rank.kv = KvCache{};
+    rank.kv.type = params_.kv_type;
+    rank.kv.n_ctx = params_.n_ctx;
+    rank.kv.split = params_.kv_split && n > 1;
+    rank.kv.n_slots = rank.kv.split ? (params_.n_ctx + n - 1) / n : params_.n_ctx;
+    size_t offset = 0;
+    placement.clear();
+    auto add = [&](int64_t ne0, const std::string& name) {
+        glm_tensor* t = glm_set_name(rank.cache_ctx.new_tensor_2d(params_.kv_type, ne0, rank.kv.n_slots), name);
+        t->flags |= GLM_FLAG_CACHE;
+        offset = (offset + 255) / 256 * 256;
+        placement.emplace_back(t, offset);
+        offset += glm_nbytes(t);
+        return t;
+    };
+    for (int64_t il = 0; il < hp_.n_layer; ++il) {
+        rank.kv.latent.push_back(add(hp_.kv_row(), fmt::format("cache.{}.latent", il)));
+        rank.kv.index.push_back(hp_.indexer_shared[size_t(il)] ? nullptr
+                                                               : add(hp_.index_head_dim, fmt::format("cache.{}.index", il)));
+    }
+    if (rank.weights->has_mtp) {
+        rank.kv.latent.push_back(add(hp_.kv_row(), "cache.mtp.latent"));
+        rank.kv.index.push_back(add(hp_.index_head_dim, "cache.mtp.index"));
+    }
+    return offset;
+}
+
+// The activation arena a rank needs: the largest graph any step builds, each measured at the end of
+// the context (the largest cache views): prefill chunks and the single-token step, each verify size
+// with every position's logits, and the MTP layer at each of those sizes (the prompt's rows in chunks,
+// a round's accepted rows, draft steps). The recorded graphs are measured as record() builds them
+// (same options, same position), so each fits.
+size_t Session::measure_arena(Rank& rank) const {
+    glm_context ctx;
+    size_t worst = 0;
+    // Each size at both ends of the context: the graph's nodes differ with and without a DSA
+    // selection (T > index_topk), and the best-fit packing of a different node list can peak
+    // higher even when its tensors are smaller.
+    auto measure = [&](int64_t n, const ForwardOptions& opt) {
+        for (int64_t pos : {params_.n_ctx - n, int64_t(0)}) {
+            ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
+            worst = std::max(worst, glm_arena_measure(fg.graph).size);
+            if (rank.weights->has_mtp) {
+                ForwardGraph draft = build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
+                worst = std::max(worst, glm_arena_measure(draft.graph).size);
+            }
+        }
+    };
+    const int64_t n_chunk = std::min(params_.n_ubatch, params_.n_ctx);
+    std::set<std::pair<int64_t, bool>> eager;  // (tokens, all_logits)
+    for (int64_t n : {n_chunk, std::min(n_chunk, k_max_absorbed_batch), int64_t(1)})
+        eager.emplace(n, params_.logits_all);
+    for (int64_t n = 1; n <= std::min(params_.n_verify, params_.n_ctx); ++n) eager.emplace(n, true);
+    // Dumped intermediates live to the end of the graph, as captured layer outputs do.
+    const bool keep_all = !params_.dump_names.empty();
+    for (const auto& [n, all_logits] : eager)
+        measure(n, options(rank, all_logits, /*keep=*/keep_all, /*max_arg=*/true));
+    if (params_.n_capture > 0)
+        measure(std::min(params_.n_capture, n_chunk), options(rank, params_.logits_all, /*keep=*/true, /*max_arg=*/true));
+    for (int64_t n = 1; n <= max_recorded(); ++n) measure(n, recorded_options(rank));
+    // Best-fit packing is not monotonic in the batch size: a size between the measured ones can
+    // peak a little higher (seen: 4% on a small fixture). An eighth more covers it.
+    return worst + worst / 8 + (size_t(64) << 10);
+}
+
+size_t Session::arena_estimate() {
+    std::vector<std::pair<glm_tensor*, size_t>> placement;
+    make_caches(ranks_.front(), placement);
+    return measure_arena(ranks_.front());
+}
+
 Status Session::init() {
     for (Rank& rank : ranks_) {
-        // ---- KV cache: one latent row and one indexer key per position and layer. Every rank computes
-        // the same latent rows (q_a / kv_a are replicated), so each keeps a full copy.
-        rank.kv.type = params_.kv_type;
-        rank.kv.n_ctx = params_.n_ctx;
-        size_t offset = 0;
         std::vector<std::pair<glm_tensor*, size_t>> placement;
-        auto add = [&](int64_t ne0, const std::string& name) {
-            glm_tensor* t = glm_set_name(rank.cache_ctx.new_tensor_2d(params_.kv_type, ne0, params_.n_ctx), name);
-            offset = (offset + 255) / 256 * 256;
-            placement.emplace_back(t, offset);
-            offset += glm_nbytes(t);
-            return t;
-        };
-        for (int64_t il = 0; il < hp_.n_layer; ++il) {
-            rank.kv.latent.push_back(add(hp_.kv_row(), fmt::format("cache.{}.latent", il)));
-            rank.kv.index.push_back(hp_.indexer_shared[size_t(il)] ? nullptr
-                                                                   : add(hp_.index_head_dim, fmt::format("cache.{}.index", il)));
-        }
-        if (rank.weights->has_mtp) {
-            rank.kv.latent.push_back(add(hp_.kv_row(), "cache.mtp.latent"));
-            rank.kv.index.push_back(add(hp_.index_head_dim, "cache.mtp.index"));
-        }
-        rank.kv_bytes = offset;
-        GLM_TRY(rank.backend->alloc_buffer(std::max<size_t>(offset, 1), "kv", &rank.kv_buffer));
+        rank.kv_bytes = make_caches(rank, placement);
+        GLM_TRY(rank.backend->alloc_buffer(std::max<size_t>(rank.kv_bytes, 1), "kv", &rank.kv_buffer));
         for (auto& [t, off] : placement) glm_place(t, rank.kv_buffer, off);
         // Unwritten cache rows are never read (causal mask); zero them anyway so a bug reads zeros, not junk.
         rank.backend->buffer_clear(rank.kv_buffer, 0);
-
-        // ---- activation arena, sized by the largest graph any step builds, each measured at the end of
-        // the context (the largest cache views): prefill chunks and the single-token step, each verify
-        // size with every position's logits, and the MTP layer at each of those sizes (the prompt's rows in chunks, a round's accepted rows, draft steps). The recorded
-        // graphs are measured as record() builds them (same options, same position), so each fits.
-        glm_context ctx;
-        size_t worst = 0;
-        // Each size at both ends of the context: the graph's nodes differ with and without a DSA
-        // selection (T > index_topk), and the best-fit packing of a different node list can peak
-        // higher even when its tensors are smaller.
-        auto measure = [&](int64_t n, const ForwardOptions& opt) {
-            for (int64_t pos : {params_.n_ctx - n, int64_t(0)}) {
-                ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
-                worst = std::max(worst, glm_arena_measure(fg.graph).size);
-                if (rank.weights->has_mtp) {
-                    ForwardGraph draft = build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
-                    worst = std::max(worst, glm_arena_measure(draft.graph).size);
-                }
-            }
-        };
-        const int64_t n_chunk = std::min(params_.n_ubatch, params_.n_ctx);
-        std::set<std::pair<int64_t, bool>> eager;  // (tokens, all_logits)
-        for (int64_t n : {n_chunk, std::min(n_chunk, k_max_absorbed_batch), int64_t(1)})
-            eager.emplace(n, params_.logits_all);
-        for (int64_t n = 1; n <= std::min(params_.n_verify, params_.n_ctx); ++n) eager.emplace(n, true);
-        for (const auto& [n, all_logits] : eager)
-            measure(n, options(rank, all_logits, /*keep=*/true, /*max_arg=*/true));
-        for (int64_t n = 1; n <= max_recorded(); ++n) measure(n, recorded_options(rank));
-        // Best-fit packing is not monotonic in the batch size: a size between the measured ones can
-        // peak a little higher (seen: 4% on a small fixture). An eighth more covers it.
-        worst += worst / 8 + (size_t(64) << 10);
-        GLM_TRY(rank.backend->alloc_buffer(worst, "activations", &rank.arena));
+        GLM_TRY(rank.backend->alloc_buffer(measure_arena(rank), "activations", &rank.arena));
     }
     return {};
 }
@@ -180,6 +208,7 @@ void Session::build(Step& step, GraphKind kind, int64_t n, int64_t pos, const Fo
     for (Rank& rank : ranks_) {
         ForwardOptions opt = base;
         opt.vocab_offset = rank.vocab_offset;
+        opt.rank = rank.index;
         glm_context& ctx = step.ctx.emplace_back();
         step.fg.push_back(kind == GraphKind::forward ? build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt)
                                                      : build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt));
@@ -197,8 +226,12 @@ bool Session::can_replay(int64_t n) const {
     if (!params_.replay_decode || !params_.dump_names.empty() || n < 1 || n > max_recorded()) return false;
     for (const Rank& rank : ranks_)
         if (!rank.backend->supports_capture()) return false;
-    // The step's all-reduces carry n hidden rows of f32 (one rank has none).
-    return ranks_.size() == 1 || !comm_ || comm_->capturable(size_t(n * hp_.n_embd) * sizeof(float));
+    // The step's all-reduces carry n hidden rows of f32 (one rank has none); with a split cache also
+    // every head's absorbed query and attention partial, and the ranks' top-k scores.
+    int64_t widest = hp_.n_embd;
+    if (ranks_.front().kv.split)
+        widest = std::max({widest, hp_.n_head * hp_.kv_row(), hp_.index_topk * int64_t(ranks_.size())});
+    return ranks_.size() == 1 || !comm_ || comm_->capturable(size_t(n * widest) * sizeof(float));
 }
 
 // Every recorded graph lives in the rank's one arena, as do the eager steps' graphs: glm_arena_allocate
@@ -265,6 +298,9 @@ Status Session::replay(GraphKind kind, const int32_t* tokens, int64_t n, int64_t
 Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>* logits, EvalCapture* capture,
                            std::vector<float>* hidden, bool all_logits, std::vector<int32_t>* greedy) {
     // The recorded forward graphs give every position's logits (the same as the last one's for n = 1).
+    if (capture && n > params_.n_capture)
+        return Status::usage("a capture of {} tokens needs SessionParams::n_capture >= {} (the arena keeps room for "
+                             "captures up to {} tokens)", n, n, params_.n_capture);
     const Step* step = nullptr;
     if (!capture && (n == 1 || all_logits)) GLM_TRY(replay(GraphKind::forward, tokens, n, n_past_, nullptr, &step));
     Step eager;
@@ -296,13 +332,13 @@ Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>*
             return rows;
         };
         for (int64_t il = 0; il < hp_.n_layer; ++il) {
-            auto topk = read_i32(fg0.layer_topk[size_t(il)]);
+            auto topk = ranks_.front().kv.split ? std::vector<std::vector<int32_t>>{} : read_i32(fg0.layer_topk[size_t(il)]);
             // The selection may hold future (masked) slots for early positions; only causal ones count.
             for (size_t s = 0; s < topk.size(); ++s)
                 topk[s].erase(std::remove_if(topk[s].begin(), topk[s].end(),
                                              [&](int32_t t) { return t < 0 || t > n_past_ + int64_t(s); }),
                               topk[s].end());
-            if (topk.empty()) {
+            if (topk.empty() && !ranks_.front().kv.split) {
                 // Dense step: every causal key of each position, as the reference's top-k returns.
                 for (int64_t s = 0; s < n; ++s) {
                     std::vector<int32_t> all_keys(static_cast<size_t>(n_past_ + s + 1));
@@ -377,19 +413,29 @@ Status Session::run(Step& step, const int32_t* tokens, int64_t n, int64_t pos, c
         graphs.push_back(&step.fg[r].graph);
     }
     write_inputs(step, tokens, n, pos, prev_hidden);
-    GLM_TRY(glm_tp_compute(backends, graphs, comm_));
-    for (const Rank& rank : ranks_) rank.backend->synchronize();
-    return {};
+    // No wait here: the host builds and plans the next step while the devices run this one (a prefill
+    // chunk's graphs take the host tens of milliseconds per rank). Stream order keeps the next step's
+    // input writes and kernels behind this step's; reading an output (tensor_get) waits for its rank.
+    return glm_tp_compute(backends, graphs, comm_);
 }
 
 void Session::write_inputs(const Step& step, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden) {
-    std::vector<int32_t> positions(static_cast<size_t>(n));
+    std::vector<int32_t> positions(static_cast<size_t>(n)), slots(positions.size()), last(positions.size());
     for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(pos + i);
+    const int n_ranks = int(ranks_.size());
     for (size_t r = 0; r < ranks_.size(); ++r) {
         const ForwardGraph& fg = step.fg[r];
         glm_backend* b = ranks_[r].backend;
         b->tensor_set(fg.tokens, tokens, 0, size_t(n) * 4);
         b->tensor_set(fg.positions, positions.data(), 0, size_t(n) * 4);
+        if (fg.kv_slots) {
+            for (int64_t i = 0; i < n; ++i) {
+                slots[size_t(i)] = kv_split_slot(pos + i, int(r), n_ranks);
+                last[size_t(i)] = kv_split_last(pos + i, int(r), n_ranks);
+            }
+            b->tensor_set(fg.kv_slots, slots.data(), 0, size_t(n) * 4);
+            b->tensor_set(fg.kv_last, last.data(), 0, size_t(n) * 4);
+        }
         if (fg.prev_hidden) b->tensor_set(fg.prev_hidden, prev_hidden, 0, size_t(n * hp_.n_embd) * 4);
     }
 }

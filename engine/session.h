@@ -18,18 +18,26 @@ struct SessionParams {
     glm_type kv_type = GLM_TYPE_F32;
     AttnMode attn = AttnMode::dsa;
     bool logits_all = false;         // keep logits of every position (tests, --logits-out of prompts)
+    // The largest batch eval() is given an EvalCapture for (0: none): capture keeps every layer's
+    // outputs alive to the end of the graph, room the arena otherwise does not reserve (1 GiB for a
+    // 512-token chunk of the full-size model).
+    int64_t n_capture = 0;
     int64_t n_verify = 0;            // largest eval_verify batch (speculative decoding: drafts + 1; 0 = none)
     // Decode, verify and MTP draft steps of up to n_verify tokens replay graphs recorded once (CUDA
     // graphs, one per step kind and size) built for the whole context, when every rank's backend can
     // record; false (--no-graph-replay): a graph is built and launched node by node for every step.
     bool replay_decode = true;
+    // Tensor parallelism: split the latent and indexer caches by position over the ranks (model.h,
+    // KvCache) instead of keeping a copy on each. Ignored with one rank.
+    bool kv_split = false;
     std::vector<std::string> dump_names;  // intermediates to write as .npy (--dump-tensors)
     std::string dump_dir = ".";
 };
 
 // Discrete choices of one evaluation, read back for comparisons with the reference.
 struct EvalCapture {
-    // [layer][position] -> selected key slots (empty when the layer attended densely)
+    // [layer][position] -> selected key slots (empty when the layer attended densely, or the cache is
+    // split over ranks: rank 0 selects only among its own positions)
     std::vector<std::vector<std::vector<int32_t>>> topk;
     // [layer][position] -> routed expert ids (empty for dense layers)
     std::vector<std::vector<std::vector<int32_t>>> experts;
@@ -52,6 +60,9 @@ public:
     // the partial results (may be null with one rank). hp is the whole model's.
     Session(std::vector<SessionRank> ranks, glm_comm* comm, const ModelHparams& hp, const SessionParams& params);
     Status init();
+    // The activation arena rank 0 would allocate (bytes), without allocating anything: the weights
+    // may be unplaced (a measuring pass) and the backends null. For memory plans.
+    size_t arena_estimate();
     // Evaluate n tokens at the current position. logits receives n_vocab floats (the last position),
     // or n_vocab * n when logits_all. capture (optional) receives the discrete choices.
     // hidden (optional) receives the final-norm hidden state of every position, [n_embd * n], without
@@ -88,13 +99,15 @@ public:
     // How many step graphs have been recorded so far (tests: recording really happened).
     size_t recorded_graphs() const { return recorded_.size(); }
     const ModelHparams& hparams() const { return hp_; }
-    size_t kv_bytes() const { return ranks_.front().kv_bytes; }  // per rank (the cache is replicated)
+    size_t kv_bytes() const { return ranks_.front().kv_bytes; }  // per rank
+    bool kv_split() const { return ranks_.front().kv.split; }
     size_t arena_bytes() const { return ranks_.front().arena ? ranks_.front().arena->size : 0; }
 
 private:
     struct Rank {
         glm_backend* backend = nullptr;
         const ModelTensors* weights = nullptr;
+        int index = 0;               // rank number
         ModelHparams hp;             // the rank's share (heads)
         int32_t vocab_offset = 0;    // first lm_head row of this rank
         glm_context cache_ctx;
@@ -110,6 +123,8 @@ private:
     };
     enum class GraphKind { forward, draft };
 
+    size_t make_caches(Rank& rank, std::vector<std::pair<glm_tensor*, size_t>>& placement);
+    size_t measure_arena(Rank& rank) const;
     Status check_tokens(const int32_t* tokens, int64_t n) const;
     ForwardOptions options(const Rank& rank, bool all_logits, bool keep, bool max_arg) const;
     void build(Step& step, GraphKind kind, int64_t n, int64_t pos, const ForwardOptions& base);

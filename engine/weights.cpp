@@ -104,6 +104,21 @@ public:
         return t;
     }
 
+    // A 2-D record split by rows (HF dim 0) like lm_head's vocabulary: each rank holds share() rows.
+    glm_tensor* record_rows(const TensorRecord* r, float fill_mean, float fill_scale) {
+        if (!r || shard_.n_ranks == 1) return record(r, fill_mean, fill_scale);
+        GLM_ASSERT(r->shape.size() == 2);
+        int64_t first = 0, count = 0;
+        share(r->shape[0], shard_, first, count);
+        glm_tensor* t = ctx_.new_tensor_2d(r->dtype, r->shape[1], count);
+        glm_set_name(t, r->name);
+        t->split = GLM_SPLIT_ROWS;
+        place(t);
+        const size_t row_bytes = glm_nbytes(t) / size_t(std::max<int64_t>(count, 1));
+        upload(t, r->data ? r->data + size_t(first) * row_bytes : nullptr, glm_nbytes(t), fill_mean, fill_scale);
+        return t;
+    }
+
     glm_tensor* linear(const LinearWeight& w, glm_split split) {
         if (!w.present()) return nullptr;
         int64_t r0 = 0, nr = w.out, c0 = 0, nc = w.in;
@@ -325,7 +340,9 @@ Status check_experts(const LayerWeights& L) {
 void map_all(WeightPlacer& p, const ModelWeights& ck, ModelTensors& out) {
     const glm_split R = GLM_SPLIT_NONE, ROWS = GLM_SPLIT_ROWS, COLS = GLM_SPLIT_COLS;
     // Synthetic fills: embeddings of unit scale, norm weights near 1, small biases.
-    out.tok_embd = p.record(ck.embed_tokens, 0.0f, 1.0f);
+    // The embedding by vocabulary rows, like lm_head (a lookup share per rank and one all-reduce: the
+    // whole table on every rank would be 1.4 GiB more per rank at full size).
+    out.tok_embd = p.record_rows(ck.embed_tokens, 0.0f, 1.0f);
     out.out_norm = p.record(ck.norm, 1.0f, 0.05f);
     out.lm_head = p.linear(ck.lm_head, ROWS);
     out.layers.clear();
@@ -417,8 +434,12 @@ size_t weight_buffer_bytes(const ModelConfig& config, const ModelWeights& ckpt, 
     (void)config;
     glm_context ctx;
     ModelTensors tensors;
+    return map_weights_unplaced(ckpt, shard, ctx, tensors);
+}
+
+size_t map_weights_unplaced(const ModelWeights& ckpt, TpShard shard, glm_context& ctx, ModelTensors& out) {
     WeightPlacer measure(nullptr, ctx, nullptr, shard, 0);
-    map_all(measure, ckpt, tensors);
+    map_all(measure, ckpt, out);
     return measure.used();
 }
 

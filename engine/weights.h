@@ -17,8 +17,8 @@ Status make_hparams(const ModelConfig& config, const std::string& index_pattern,
 // One tensor-parallel rank's share of the weights. Split by heads: q_b, kv_b (rows) and o_proj
 // (columns); by intermediate dimension: routed experts, the shared expert and dense MLPs (gate/up
 // rows, down columns: every rank computes all selected experts partially, then one all-reduce);
-// lm_head by vocabulary rows (uneven shares allowed). Everything else (embedding, norms, q_a, kv_a,
-// the indexer, the router, MTP's eh_proj) is replicated: it is small next to what is split, and
+// lm_head and the embedding by vocabulary rows (uneven shares allowed). Everything else (norms, q_a,
+// kv_a, the indexer, the router, MTP's eh_proj) is replicated: it is small next to what is split, and
 // replicating q_a/kv_a/the indexer avoids all-gathers on the decode path.
 struct TpShard {
     int rank = 0;
@@ -32,6 +32,9 @@ void vocab_share(int64_t n_vocab, TpShard shard, int64_t& first, int64_t& count)
 
 // Bytes one rank's weights take on its device (layout of upload_weights).
 size_t weight_buffer_bytes(const ModelConfig& config, const ModelWeights& ckpt, TpShard shard = {});
+// One rank's weight tensors with shapes and no bytes (what graphs need for a memory estimate); returns
+// the bytes they would take.
+size_t map_weights_unplaced(const ModelWeights& ckpt, TpShard shard, glm_context& ctx, ModelTensors& out);
 
 // Create the runtime tensors of one rank in ctx, allocate one weight buffer on backend and upload its
 // share of every tensor (several threads read the shards ahead of the upload; a progress bar on a

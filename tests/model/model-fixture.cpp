@@ -61,7 +61,14 @@ void TestModel::load_dir(const std::string& dir, std::unique_ptr<glm_backend> on
     REQUIRE_MESSAGE(st.ok(), st.message());
 }
 
+// Tests capture per-layer outputs of whole prompts: the arena keeps room for them.
+static SessionParams with_capture(SessionParams params) {
+    if (params.n_capture == 0) params.n_capture = params.n_ctx;
+    return params;
+}
+
 std::unique_ptr<Session> TestModel::session(SessionParams params) const {
+    params = with_capture(params);
     auto s = std::make_unique<Session>(backend.get(), hp, tensors(), params);
     const Status st = s->init();
     REQUIRE_MESSAGE(st.ok(), st.message());
@@ -95,7 +102,7 @@ Status TpTestModel::load(const std::string& dir, std::vector<std::unique_ptr<glm
 std::unique_ptr<Session> TpTestModel::session(SessionParams params) const {
     std::vector<SessionRank> ranks;
     for (const RankWeights& rw : model.ranks) ranks.push_back({rw.backend, &rw.tensors});
-    auto s = std::make_unique<Session>(std::move(ranks), comm.get(), model.hp, params);
+    auto s = std::make_unique<Session>(std::move(ranks), comm.get(), model.hp, with_capture(params));
     const Status st = s->init();
     REQUIRE_MESSAGE(st.ok(), st.message());
     return s;

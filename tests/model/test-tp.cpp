@@ -24,8 +24,10 @@ void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int 
     REQUIRE(one.load(dir, cpu_ranks(1)).ok());
     std::vector<float> ref_logits;
     const std::vector<int32_t> ref = greedy_continuation(*one.session(p), prompt, steps, one.model.hp.n_vocab, ref_logits);
-    for (int n : {2, 4}) {
+    for (auto [n, split] : {std::pair{2, false}, std::pair{4, false}, std::pair{2, true}, std::pair{4, true}}) {
         CAPTURE(n);
+        CAPTURE(split);
+        p.kv_split = split;
         TpTestModel tp;
         const Status st = tp.load(dir, cpu_ranks(n));
         REQUIRE_MESSAGE(st.ok(), st.message());
@@ -36,12 +38,16 @@ void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int 
         CHECK(tp.model.ranks[0].tensors.layers[0].o->split == GLM_SPLIT_COLS);
         CHECK(tp.model.ranks[0].tensors.layers[0].q_a->split == GLM_SPLIT_NONE);
         auto session = tp.session(p);
+        // A split cache: each rank holds ceil(n_ctx / n) positions of every layer, not all of them.
+        CHECK(session->kv_split() == split);
+        if (split) CHECK(session->kv_bytes() < one.session(p)->kv_bytes() / size_t(n) + 4096 * one.model.hp.n_layer);
         std::vector<float> logits;
         const std::vector<int32_t> ids = greedy_continuation(*session, prompt, steps, tp.model.hp.n_vocab, logits);
         CHECK(ids == ref);
         REQUIRE(logits.size() == ref_logits.size());
         const double err = rel_error(logits.data(), ref_logits.data(), logits.size());
-        MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, ": ", steps, " greedy tokens identical=", ids == ref,
+        MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, std::string(split ? " (cache split by position)" : ""), ": ", steps,
+                " greedy tokens identical=", ids == ref,
                 ", logits rel. error ", err);
         CHECK(err <= 1e-4);  // f32 on both sides: only the summation order of the partial sums differs
 
@@ -88,6 +94,12 @@ TEST_CASE("tensor parallel: MTP speculative decoding stays lossless over 4 CPU r
     REQUIRE(tp.model.tensors().has_mtp);
     const std::vector<int32_t> prompt = {1, 50, 300, 7, 1000, 22, 5, 91, 4000, 12};
     check_lossless([&](SessionParams p) { return tp.session(p); }, prompt, 512, 64, "glm-tiny TP=4", false);
+    check_lossless(
+        [&](SessionParams p) {
+            p.kv_split = true;
+            return tp.session(p);
+        },
+        prompt, 512, 64, "glm-tiny TP=4, cache split by position", false);
 }
 
 TEST_CASE("tensor parallel: the full-size layout splits over 1, 2, 4 and 8 ranks (plan only)") {

@@ -1,7 +1,7 @@
 // Tensor parallelism on GPUs (label tp; the 2- and 4-GPU machines): every fixture and the bundled
 // model split over 2 and 4 CUDA ranks through the CUDA communicator (peer-to-peer one-shot, and NCCL
-// when forced) against one GPU: greedy tokens identical for 32 steps, logits within 1e-2; MTP stays
-// lossless at TP = 4; on one GPU, MTP with recorded verify and draft graphs equals MTP with eager steps
+// when forced; caches copied on every rank or split by position) against one GPU: greedy tokens
+// identical for 32 steps, logits within 1e-2; MTP stays lossless at TP = 4 (both cache layouts); on one GPU, MTP with recorded verify and draft graphs equals MTP with eager steps
 // and plain greedy decoding; bad setups give clear errors.
 #include <doctest/doctest.h>
 
@@ -58,17 +58,21 @@ void compare(const std::string& dir, const std::vector<int32_t>& prompt) {
     const std::vector<int32_t> ref = greedy_continuation(*one.session(p), prompt, 32, one.model.hp.n_vocab, ref_rows);
     for (int n : {2, 4}) {
         if (n > n_gpus) continue;
-        for (bool p2p : {true, false}) {
+        // The cache copied on every rank (P2P and forced NCCL), and split by position over the ranks.
+        for (auto [p2p, split] : {std::pair{true, false}, std::pair{false, false}, std::pair{true, true}}) {
             CAPTURE(n);
             CAPTURE(p2p);
+            CAPTURE(split);
             TpTestModel tp;
             const Status st = load_gpu(tp, dir, n, p2p);
             REQUIRE_MESSAGE(st.ok(), st.message());
             std::vector<float> rows;
+            p.kv_split = split;
             auto session = tp.session(p);
             const std::vector<int32_t> ids = greedy_continuation(*session, prompt, 32, tp.model.hp.n_vocab, rows);
             const double err = rel_error(rows.data(), ref_rows.data(), ref_rows.size());
             MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, " (", std::string(tp.comm->name()), std::string(p2p ? "" : ", forced"),
+                    std::string(split ? ", cache split by position" : ""),
                     "): 32 greedy tokens identical=", ids == ref, ", logits rel. error ", err);
             CHECK(ids == ref);
             CHECK(err <= 1e-2);
@@ -98,6 +102,12 @@ TEST_CASE("TP on GPUs: MTP speculative decoding is lossless at TP = 4 (TP = 2 on
     const std::vector<int32_t> prompt = {1, 50, 300, 7, 1000, 22, 5, 91, 4000, 12};
     check_lossless([&](SessionParams p) { return tp.session(p); }, prompt, 512, 64,
                    fmt::format("glm-tiny TP={} GPU", n), false);
+    check_lossless(
+        [&](SessionParams p) {
+            p.kv_split = true;
+            return tp.session(p);
+        },
+        prompt, 512, 64, fmt::format("glm-tiny TP={} GPU, cache split by position", n), false);
 }
 
 // Speculative steps replay recorded graphs (engine/session.cpp: one per verify size and MTP step size,
