@@ -120,6 +120,11 @@ private:
     struct Step {
         std::deque<glm_context> ctx;
         std::vector<ForwardGraph> fg;
+        // The same step built at the end of the context, when the step's tensor sizes depend on the
+        // context length (a DSA selection scores every cached row): its arena plan places fg
+        // (glm_arena_allocate_as), so what init() measured holds at every length. Empty otherwise.
+        std::deque<glm_context> ref_ctx;
+        std::vector<ForwardGraph> ref_fg;
     };
     enum class GraphKind { forward, draft };
 

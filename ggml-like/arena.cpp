@@ -124,3 +124,23 @@ void glm_arena_allocate(const glm_graph& graph, glm_buffer* buffer) {
     for (const glm_arena_slot& slot : plan.slots) glm_place(slot.tensor, buffer, slot.offset);
     glm_graph_resolve_views(graph);
 }
+
+void glm_arena_allocate_as(const glm_graph& graph, const glm_graph& reference, glm_buffer* buffer) {
+    GLM_ASSERT(graph.nodes.size() == reference.nodes.size() && graph.leafs.size() == reference.leafs.size());
+    const glm_arena_plan plan = glm_arena_measure(reference);
+    if (plan.size > buffer->size)
+        GLM_ABORT("activation arena '{}' too small: the reference graph needs {} bytes, buffer has {}", buffer->name,
+                  plan.size, buffer->size);
+    std::unordered_map<const glm_tensor*, const glm_arena_slot*> slot_of;
+    for (const glm_arena_slot& slot : plan.slots) slot_of[slot.tensor] = &slot;
+    auto place = [&](glm_tensor* t, const glm_tensor* ref) {
+        GLM_ASSERT(t->op == ref->op && needs_arena(t) == needs_arena(ref));
+        const auto it = slot_of.find(ref);
+        if (it == slot_of.end()) return;
+        GLM_ASSERT(glm_nbytes(t) <= it->second->size);
+        glm_place(t, buffer, it->second->offset);
+    };
+    for (size_t i = 0; i < graph.leafs.size(); ++i) place(graph.leafs[i], reference.leafs[i]);
+    for (size_t i = 0; i < graph.nodes.size(); ++i) place(graph.nodes[i], reference.nodes[i]);
+    glm_graph_resolve_views(graph);
+}

@@ -28,3 +28,9 @@ glm_arena_plan glm_arena_measure(const glm_graph& graph);
 // Plan the graph and place its tensors in buffer (which must be large enough: it was sized by the
 // worst-case measure), then resolve views. Aborts if the plan outgrows the buffer.
 void glm_arena_allocate(const glm_graph& graph, glm_buffer* buffer);
+// Place graph's tensors where the plan of `reference` puts its own: the two graphs come from one
+// builder with the same node list (node i of one matches node i of the other, same op), and each
+// tensor of graph is no larger than its match. Best-fit packing is not monotonic in the tensor sizes
+// (a graph with smaller tensors can peak higher: seen 15% over the largest measured graph), so a
+// graph whose sizes vary with the context length is placed as the measured one at the end of it.
+void glm_arena_allocate_as(const glm_graph& graph, const glm_graph& reference, glm_buffer* buffer);

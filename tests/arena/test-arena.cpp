@@ -364,3 +364,44 @@ TEST_CASE("arena: a slot is reused only two nodes after its last reader") {
     CHECK(overlap(d, x));
     CHECK(plan.size <= 4 * by.at(a).size);
 }
+
+TEST_CASE("arena: a graph placed as its end-of-context reference fits and keeps live tensors apart") {
+    // One builder, an intermediate whose size follows the context length T (like the indexer's
+    // scores): every graph(T) placed by graph(T_max)'s plan fits that plan's size, each tensor at its
+    // match's offset, and tensors alive at the same time (graph(T)'s own liveness) never share bytes.
+    auto build = [](Net& n, int64_t T) {
+        glm_tensor* x = n.input(64, 4);
+        glm_tensor* a = glm_silu(n.ctx, x);
+        glm_tensor* s = glm_mul_mat(n.ctx, n.weight(64, T), a);  // [T, 4]
+        glm_tensor* y = glm_mul_mat(n.ctx, n.weight(T, 64), glm_sigmoid(n.ctx, s));
+        glm_tensor* z = glm_add(n.ctx, glm_scale(n.ctx, y, 0.5f), a);
+        glm_graph_expand(n.graph, n.output(glm_silu(n.ctx, z)));
+    };
+    auto be = glm_backend_cpu_create(1);
+    Net ref(7);
+    build(ref, 4096);
+    place_fixed(*be, ref);
+    const glm_arena_plan ref_plan = glm_arena_measure(ref.graph);
+    glm_buffer* arena = nullptr;
+    REQUIRE(be->alloc_buffer(ref_plan.size, "activations", &arena).ok());
+    for (int64_t T : {1, 7, 100, 1000, 4095}) {
+        CAPTURE(T);
+        Net n(7);
+        build(n, T);
+        place_fixed(*be, n);
+        glm_arena_allocate_as(n.graph, ref.graph, arena);
+        const glm_arena_plan own = glm_arena_measure(n.graph);  // liveness of this graph
+        for (size_t i = 0; i < own.slots.size(); ++i) {
+            const glm_arena_slot& u = own.slots[i];
+            CHECK(u.tensor->buffer == arena);
+            CHECK(u.tensor->offset + glm_nbytes(u.tensor) <= arena->size);
+            for (size_t j = i + 1; j < own.slots.size(); ++j) {
+                const glm_arena_slot& v = own.slots[j];
+                const bool live_together = u.first_node <= v.last_node + 2 && v.first_node <= u.last_node + 2;
+                const bool disjoint = u.tensor->offset + glm_nbytes(u.tensor) <= v.tensor->offset ||
+                                      v.tensor->offset + glm_nbytes(v.tensor) <= u.tensor->offset;
+                if (live_together) CHECK(disjoint);
+            }
+        }
+    }
+}
