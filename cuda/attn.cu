@@ -4,7 +4,7 @@
 // The key list of query s is the causal range [0, T_eff) with T_eff = min(q_pos[s] + 1, T) or, with
 // key_ids, the column key_ids[:, s]; entries < 0, > q_pos[s] or >= T are skipped. A column may list
 // a slot twice, so arbitrary key_ids are sorted and de-duplicated in shared memory -- except when
-// the column is distinct by construction (key_ids made by GLM_OP_TOP_K or by GLM_OP_SELECT_OWN over a
+// the column is distinct by construction (key_ids made by GLM_OP_TOP_K or by GLM_OP_TOPK_MERGE over a
 // top-k list, or a view of either that keeps each column inside one of its columns: the decode
 // graph's case): then the raw column is walked
 // as it is, with no sort and no duplicate check, which is what makes a 2048-entry decode column cheap.
@@ -754,13 +754,13 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
 
 // Does every column of key_ids list each slot at most once, by construction? True for the output of
 // GLM_OP_TOP_K (indices of the k largest, -1 past the candidates), for the output of
-// GLM_OP_SELECT_OWN over such a list (it keeps some entries of each column in place and blanks the
+// GLM_OP_TOPK_MERGE over such a list (it keeps some entries of each column in place and blanks the
 // others with -1: a context-parallel rank's share of a merged top-k), and for a view of either whose
 // every column lies inside one column of that output; false for anything else (a reshape that joins
-// two top-k columns may repeat a slot, and select_own of an arbitrary list is as distinct as it).
+// two top-k columns may repeat a slot, and topk_merge of an arbitrary list is as distinct as it).
 bool key_ids_distinct(glm_tensor* key_ids) {
     const glm_tensor* root = glm_view_root(key_ids);
-    if (root->op == GLM_OP_SELECT_OWN) {
+    if (root->op == GLM_OP_TOPK_MERGE) {
         if (!key_ids_distinct(root->src[0])) return false;
     } else if (root->op != GLM_OP_TOP_K) {
         return false;

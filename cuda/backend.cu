@@ -291,8 +291,8 @@ private:
             case GLM_OP_MOE_COMBINE: cuda_op_moe_combine(ctx_, t); break;
             case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: cuda_op_argmax(ctx_, t); break;
             case GLM_OP_PAD_BLOCK: cuda_op_pad_block(ctx_, t); break;
-            case GLM_OP_TAKE: cuda_op_take(ctx_, t); break;
-            case GLM_OP_SELECT_OWN: cuda_op_select_own(ctx_, t); break;
+            case GLM_OP_TOPK_CANDIDATES: cuda_op_topk_candidates(ctx_, t); break;
+            case GLM_OP_TOPK_MERGE: cuda_op_topk_merge(ctx_, t); break;
             case GLM_OP_ATTN_MERGE: cuda_op_attn_merge(ctx_, t); break;
             default: GLM_ABORT("cuda backend: op {} not implemented", glm_op_name(t->op));
         }

@@ -1,7 +1,8 @@
-// The small ops of context-parallel caches (ggml-like/tensor.h): pad_block, take, select_own and
-// attn_merge. Each rank attends over the cache positions it owns and the ranks exchange these
-// tensors through all-reduces, so all of them are latency kernels over a few KiB: a thread per
-// output element, except select_own (a block per column, which needs a barrier between its passes).
+// The small ops of context-parallel caches (ggml-like/tensor.h): pad_block, topk_candidates,
+// topk_merge and attn_merge. Each rank attends over the cache positions it owns and the ranks
+// exchange these tensors through all-reduces, so all of them are latency kernels over a few KiB: a
+// thread per output element, except topk_merge (a block per column: a count over the column, then
+// the selection).
 #include "cuda/context-parallel.cuh"
 
 namespace {
@@ -34,30 +35,62 @@ __global__ void pad_block_kernel(TensorView dst, TensorView a, int dim, int bloc
     }
 }
 
-__global__ void take_kernel(TensorView dst, TensorView a, TensorView ids) {
+__global__ void topk_candidates_kernel(TensorView dst, TensorView scores, TensorView ids, int n_ranks, int rank) {
     const int64_t k = ids.ne[0], n = k * ids.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t j = i % k, s = i / k;
         const int32_t id = load_i32_at(ids, j, s);
-        if (id >= a.ne[0]) __trap();  // invariant: ids index the candidates of a (a top-k over them)
-        store_f32(dst, j, s, 0, 0, id < 0 ? neg_inf() : load_at(a, id, s));
+        if (id >= scores.ne[0]) __trap();  // invariant: ids index the slots scored (a top-k over them)
+        store_f32(dst, j, 0, s, 0, id < 0 ? neg_inf() : load_at(scores, id, s));
+        store_f32(dst, j, 1, s, 0, id < 0 ? -1.0f : float(int64_t(id) * n_ranks + rank));
     }
 }
 
-// Block per column: blank the column, then copy back the entries the merged list names. The barrier
-// orders the two passes (global writes of one block are visible to it after __syncthreads); a
-// global list that names an entry twice writes the same value twice.
-__global__ void select_own_kernel(TensorView dst, TensorView local, TensorView global, int64_t first) {
-    const int64_t k = local.ne[0], n = global.ne[0];
+// Block per column. t = the k-th largest score (best's last entry: top_k lists in descending order);
+// every entry above t is selected, and of those equal to t the lowest positions fill the rest. Usually
+// t is one entry's score (all entries equal to t are needed): the positions are compared only when
+// more entries tie than the selection has room for, and then each tied own entry scans the list --
+// real indexer scores tie only where every head's relu is zero for several keys.
+__global__ void topk_merge_kernel(TensorView dst, TensorView local, TensorView all, TensorView best, int64_t first) {
+    const int64_t k_l = local.ne[0], M = all.ne[0], k = best.ne[0];
+    __shared__ float threshold;
+    __shared__ unsigned int n_above, n_equal;
     for (int64_t s = blockIdx.x; s < local.ne[1]; s += gridDim.x) {  // block-uniform
-        for (int64_t i = threadIdx.x; i < k; i += blockDim.x)
-            *reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(dst, i, s, 0, 0))) = -1;
-        __syncthreads();
-        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-            const int64_t i = int64_t(load_i32_at(global, j, s)) - first;
-            if (i >= 0 && i < k)
-                *reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(dst, i, s, 0, 0))) = load_i32_at(local, i, s);
+        if (threadIdx.x == 0) {
+            const int32_t b = load_i32_at(best, k - 1, s);
+            threshold = b >= 0 ? load_at(all, b, 0, s) : neg_inf();
+            n_above = 0;
+            n_equal = 0;
         }
+        __syncthreads();
+        const float t = threshold;
+        unsigned int above = 0, equal = 0;
+        for (int64_t e = threadIdx.x; e < M; e += blockDim.x) {
+            const float score = load_at(all, e, 0, s);
+            above += score > t ? 1u : 0u;
+            equal += score == t ? 1u : 0u;
+        }
+        atomicAdd(&n_above, above);
+        atomicAdd(&n_equal, equal);
+        __syncthreads();
+        const int64_t ties_taken = k - int64_t(n_above);
+        const bool all_ties_taken = int64_t(n_equal) <= ties_taken;
+        // A k-th score of -inf (or NaN) means fewer than k candidates: every scored entry is selected.
+        const bool take_all = !(t > neg_inf());
+        for (int64_t i = threadIdx.x; i < k_l; i += blockDim.x) {
+            const float score = load_at(all, first + i, 0, s);
+            bool selected = take_all ? score > neg_inf() : score > t || (score == t && all_ties_taken);
+            if (!take_all && score == t && !all_ties_taken) {
+                const float pos = load_at(all, first + i, 1, s);
+                int64_t before = 0;
+                for (int64_t e = 0; e < M; ++e)
+                    before += load_at(all, e, 0, s) == t && load_at(all, e, 1, s) < pos ? 1 : 0;
+                selected = before < ties_taken;
+            }
+            *reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(dst, i, s, 0, 0))) =
+                selected ? load_i32_at(local, i, s) : -1;
+        }
+        __syncthreads();  // the threshold and the counts are rewritten for the next column
     }
 }
 
@@ -94,25 +127,28 @@ void cuda_op_pad_block(CudaContext& ctx, glm_tensor* dst) {
                                                                                    block);
 }
 
-void cuda_op_take(CudaContext& ctx, glm_tensor* dst) {
-    const glm_tensor* a = dst->src[0];
+void cuda_op_topk_candidates(CudaContext& ctx, glm_tensor* dst) {
+    const glm_tensor* scores = dst->src[0];
     const glm_tensor* ids = dst->src[1];
-    GLM_ASSERT(a->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32 && ids->ne[1] == a->ne[1]);
-    if (glm_nelements(dst) == 0) return;
-    take_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a),
-                                                                              tensor_view(ids));
+    GLM_ASSERT(scores->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32 && ids->ne[1] == scores->ne[1]);
+    GLM_ASSERT(dst->type == GLM_TYPE_F32 && dst->ne[0] == ids->ne[0] && dst->ne[1] == 2 && dst->ne[2] == ids->ne[1]);
+    if (glm_nelements(ids) == 0) return;
+    topk_candidates_kernel<<<blocks_for(glm_nelements(ids)), kThreads, 0, ctx.stream>>>(
+        tensor_view(dst), tensor_view(scores), tensor_view(ids), dst->params[0].i, dst->params[1].i);
 }
 
-void cuda_op_select_own(CudaContext& ctx, glm_tensor* dst) {
+void cuda_op_topk_merge(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* local = dst->src[0];
-    const glm_tensor* global = dst->src[1];
-    GLM_ASSERT(local->type == GLM_TYPE_I32 && global->type == GLM_TYPE_I32 && dst->type == GLM_TYPE_I32);
-    GLM_ASSERT(global->ne[1] == local->ne[1] && glm_same_shape(dst, local) && dst->params[0].i >= 0);
-    const int64_t S = local->ne[1];
+    const glm_tensor* all = dst->src[1];
+    const glm_tensor* best = dst->src[2];
+    GLM_ASSERT(local->type == GLM_TYPE_I32 && all->type == GLM_TYPE_F32 && best->type == GLM_TYPE_I32);
+    GLM_ASSERT(dst->type == GLM_TYPE_I32 && glm_same_shape(dst, local) && dst->params[0].i >= 0);
+    GLM_ASSERT(all->ne[1] == 2 && all->ne[2] == local->ne[1] && best->ne[1] == local->ne[1] && best->ne[0] >= 1);
+    const int64_t S = local->ne[1], first = int64_t(dst->params[0].i) * local->ne[0];
+    GLM_ASSERT(first + local->ne[0] <= all->ne[0]);
     if (S == 0 || local->ne[0] == 0) return;
-    const int64_t first = int64_t(dst->params[0].i) * local->ne[0];
-    select_own_kernel<<<unsigned(std::min<int64_t>(S, 65535 * 8)), kThreads, 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(local), tensor_view(global), first);
+    topk_merge_kernel<<<unsigned(std::min<int64_t>(S, 65535 * 8)), kThreads, 0, ctx.stream>>>(
+        tensor_view(dst), tensor_view(local), tensor_view(all), tensor_view(best), first);
 }
 
 void cuda_op_attn_merge(CudaContext& ctx, glm_tensor* dst) {

@@ -37,8 +37,8 @@ void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst);    // ARGMAX, MAX_ARG
 // context-parallel.cu: the exchanges of caches split by position over ranks (see tensor.h)
 void cuda_op_pad_block(CudaContext& ctx, glm_tensor* dst);
-void cuda_op_take(CudaContext& ctx, glm_tensor* dst);
-void cuda_op_select_own(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_topk_candidates(CudaContext& ctx, glm_tensor* dst);
+void cuda_op_topk_merge(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_attn_merge(CudaContext& ctx, glm_tensor* dst);
 // fill.cu: seeded random contents (synthetic weights)
 void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean, float scale);

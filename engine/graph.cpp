@@ -147,13 +147,14 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
             const int64_t k_local = std::min(hp.index_topk, ci.n_used);
             topk = named(glm_top_k(ctx, scores, int(k_local), ci.last), blk(il, "index_topk"));
             if (ci.split) {
-                // The global top-k is within the union of the ranks' own top-k: gather their scores,
-                // pick the best index_topk of them (every rank the same, ties by rank then order),
-                // keep the ones this rank holds.
-                glm_tensor* local_scores = glm_take(ctx, scores, topk);
-                glm_tensor* all_scores = named(gather_blocks(ctx, local_scores, 0, opt), blk(il, "index_topk_all"));
-                glm_tensor* global = glm_top_k(ctx, all_scores, int(hp.index_topk));
-                topk = named(glm_select_own(ctx, topk, global, opt.rank), blk(il, "index_topk_own"));
+                // The global top-k is within the union of the ranks' own top-k: gather their (score,
+                // position) pairs, pick the best index_topk (ties by position, as the copied cache's
+                // top-k over every position), keep the ones this rank holds.
+                glm_tensor* mine = glm_topk_candidates(ctx, scores, topk, opt.n_ranks, opt.rank);
+                glm_tensor* all = named(gather_blocks(ctx, mine, 0, opt), blk(il, "index_topk_all"));
+                glm_tensor* all_scores = glm_view_2d(ctx, all, all->ne[0], S, all->nb[2], 0);
+                glm_tensor* best = glm_top_k(ctx, all_scores, int(hp.index_topk));
+                topk = named(glm_topk_merge(ctx, topk, all, best, opt.rank), blk(il, "index_topk_own"));
             }
         }
         state.prev_topk = topk;

@@ -151,8 +151,8 @@ KernelClass classify_node(const std::string& name, glm_op op) {
         case GLM_OP_ATTN_MERGE: return KernelClass::mla_core;
         case GLM_OP_INDEXER:
         case GLM_OP_TOP_K:
-        case GLM_OP_TAKE:
-        case GLM_OP_SELECT_OWN: return KernelClass::indexer;
+        case GLM_OP_TOPK_CANDIDATES:
+        case GLM_OP_TOPK_MERGE: return KernelClass::indexer;
         // The zero-padded blocks of an all-gather (split caches) are communication.
         case GLM_OP_PAD_BLOCK: return KernelClass::all_reduce;
         case GLM_OP_MUL_MAT_ID:

@@ -559,29 +559,41 @@ void op_pad_block(glm_tensor* dst) {
     });
 }
 
-void op_take(glm_tensor* dst) {
-    const glm_tensor* a = dst->src[0];
+void op_topk_candidates(glm_tensor* dst) {
+    const glm_tensor* scores = dst->src[0];
     const glm_tensor* ids = dst->src[1];
+    const int64_t n_ranks = dst->params[0].i, rank = dst->params[1].i;
     for (int64_t s = 0; s < ids->ne[1]; ++s)
         for (int64_t i = 0; i < ids->ne[0]; ++i) {
             const int32_t id = load_i32(ids, i, s);
-            GLM_ASSERT(id < a->ne[0]);
-            *f32_ptr(dst, i, s) = id < 0 ? -std::numeric_limits<float>::infinity() : load(a, id, s);
+            GLM_ASSERT(id < scores->ne[0]);
+            *f32_ptr(dst, i, 0, s) = id < 0 ? -std::numeric_limits<float>::infinity() : load(scores, id, s);
+            *f32_ptr(dst, i, 1, s) = id < 0 ? -1.0f : float(int64_t(id) * n_ranks + rank);
         }
 }
 
-void op_select_own(glm_tensor* dst) {
+// The definition (tensor.h) directly: every rank's candidates sorted by (score descending, NaN last;
+// position ascending), the first k selected. `best` only sizes k here (the CUDA kernel reads its
+// threshold from it).
+void op_topk_merge(glm_tensor* dst) {
     const glm_tensor* local = dst->src[0];
-    const glm_tensor* global = dst->src[1];
-    const int64_t k = local->ne[0], first = int64_t(dst->params[0].i) * k;
-    std::vector<bool> chosen(static_cast<size_t>(k));
+    const glm_tensor* all = dst->src[1];
+    const int64_t k_l = local->ne[0], M = all->ne[0], k = dst->src[2]->ne[0], first = int64_t(dst->params[0].i) * k_l;
+    std::vector<int64_t> order;
     for (int64_t s = 0; s < local->ne[1]; ++s) {
-        std::fill(chosen.begin(), chosen.end(), false);
-        for (int64_t j = 0; j < global->ne[0]; ++j) {
-            const int64_t g = load_i32(global, j, s);
-            if (g >= first && g < first + k) chosen[size_t(g - first)] = true;
-        }
-        for (int64_t i = 0; i < k; ++i) store_i32(dst, chosen[size_t(i)] ? load_i32(local, i, s) : -1, i, s);
+        order.clear();
+        for (int64_t e = 0; e < M; ++e)
+            if (load(all, e, 0, s) > -std::numeric_limits<float>::infinity()) order.push_back(e);  // NaN fails too
+        auto better = [&](int64_t a, int64_t b) {
+            const float sa = load(all, a, 0, s), sb = load(all, b, 0, s);
+            if (sa != sb) return sa > sb;
+            return load(all, a, 1, s) < load(all, b, 1, s);
+        };
+        std::stable_sort(order.begin(), order.end(), better);
+        std::vector<bool> chosen(static_cast<size_t>(k_l), false);
+        for (int64_t j = 0; j < std::min(k, int64_t(order.size())); ++j)
+            if (order[size_t(j)] >= first && order[size_t(j)] < first + k_l) chosen[size_t(order[size_t(j)] - first)] = true;
+        for (int64_t i = 0; i < k_l; ++i) store_i32(dst, chosen[size_t(i)] ? load_i32(local, i, s) : -1, i, s);
     }
 }
 
@@ -697,8 +709,8 @@ private:
             case GLM_OP_MOE_COMBINE: op_moe_combine(t); return;
             case GLM_OP_ARGMAX: case GLM_OP_MAX_ARG: op_argmax(t); return;
             case GLM_OP_PAD_BLOCK: op_pad_block(t); return;
-            case GLM_OP_TAKE: op_take(t); return;
-            case GLM_OP_SELECT_OWN: op_select_own(t); return;
+            case GLM_OP_TOPK_CANDIDATES: op_topk_candidates(t); return;
+            case GLM_OP_TOPK_MERGE: op_topk_merge(t); return;
             case GLM_OP_ATTN_MERGE: op_attn_merge(t); return;
             default: GLM_ABORT("cpu backend: op {} not implemented", glm_op_name(t->op));
         }

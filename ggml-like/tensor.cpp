@@ -9,7 +9,7 @@ const char* glm_op_name(glm_op op) {
         "none", "view", "get_rows", "add", "mul", "scale", "silu", "sigmoid", "swiglu", "rms_norm",
         "layer_norm", "soft_max", "rope", "concat", "repeat", "cpy", "cont", "set_rows", "mul_mat", "mul_mat_id",
         "attn", "indexer", "top_k", "moe_select", "moe_weights", "moe_combine", "argmax", "max_arg", "all_reduce",
-        "pad_block", "take", "select_own", "attn_merge",
+        "pad_block", "topk_candidates", "topk_merge", "attn_merge",
     };
     return op >= 0 && op < GLM_OP_COUNT ? names[op] : "?";
 }
@@ -458,19 +458,23 @@ glm_tensor* glm_pad_block(glm_context& ctx, glm_tensor* a, int dim, int n_blocks
     return t;
 }
 
-glm_tensor* glm_take(glm_context& ctx, glm_tensor* a, glm_tensor* ids) {
-    GLM_ASSERT(a->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32);
-    GLM_ASSERT(a->ne[2] == 1 && a->ne[3] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1 && ids->ne[1] == a->ne[1]);
-    const int64_t ne[4] = {ids->ne[0], ids->ne[1], 1, 1};
-    return new_op(ctx, GLM_OP_TAKE, GLM_TYPE_F32, ne, a, ids);
+glm_tensor* glm_topk_candidates(glm_context& ctx, glm_tensor* scores, glm_tensor* ids, int n_ranks, int rank) {
+    GLM_ASSERT(scores->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32 && n_ranks >= 1 && rank >= 0 && rank < n_ranks);
+    GLM_ASSERT(scores->ne[2] == 1 && scores->ne[3] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1 && ids->ne[1] == scores->ne[1]);
+    const int64_t ne[4] = {ids->ne[0], 2, ids->ne[1], 1};
+    glm_tensor* t = new_op(ctx, GLM_OP_TOPK_CANDIDATES, GLM_TYPE_F32, ne, scores, ids);
+    t->params[0].i = n_ranks;
+    t->params[1].i = rank;
+    return t;
 }
 
-glm_tensor* glm_select_own(glm_context& ctx, glm_tensor* local_ids, glm_tensor* global, int rank) {
-    GLM_ASSERT(local_ids->type == GLM_TYPE_I32 && global->type == GLM_TYPE_I32 && rank >= 0);
-    GLM_ASSERT(glm_is_contiguous(local_ids) && glm_is_contiguous(global));
-    GLM_ASSERT(local_ids->ne[2] == 1 && local_ids->ne[3] == 1 && global->ne[2] == 1 && global->ne[3] == 1);
-    GLM_ASSERT(global->ne[1] == local_ids->ne[1]);
-    glm_tensor* t = new_op(ctx, GLM_OP_SELECT_OWN, GLM_TYPE_I32, local_ids->ne, local_ids, global);
+glm_tensor* glm_topk_merge(glm_context& ctx, glm_tensor* local_ids, glm_tensor* all, glm_tensor* best, int rank) {
+    GLM_ASSERT(local_ids->type == GLM_TYPE_I32 && all->type == GLM_TYPE_F32 && best->type == GLM_TYPE_I32 && rank >= 0);
+    GLM_ASSERT(glm_is_contiguous(local_ids) && local_ids->ne[2] == 1 && local_ids->ne[3] == 1);
+    GLM_ASSERT(all->ne[1] == 2 && all->ne[2] == local_ids->ne[1] && all->ne[3] == 1);
+    GLM_ASSERT(all->ne[0] >= local_ids->ne[0] * (rank + 1));
+    GLM_ASSERT(best->ne[1] == local_ids->ne[1] && best->ne[0] >= 1 && best->ne[0] <= all->ne[0]);
+    glm_tensor* t = new_op(ctx, GLM_OP_TOPK_MERGE, GLM_TYPE_I32, local_ids->ne, local_ids, all, best);
     t->params[0].i = rank;
     return t;
 }

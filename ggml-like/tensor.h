@@ -56,8 +56,8 @@ enum glm_op : int32_t {
     GLM_OP_ALL_REDUCE, // sum over tensor-parallel ranks (identity on one device)
     // context-parallel caches (positions split over tensor-parallel ranks)
     GLM_OP_PAD_BLOCK,  // src0 placed at block p.i[2] of p.i[1] along dim p.i[0], zeros elsewhere
-    GLM_OP_TAKE,       // dst[i, s] = src0[src1[i, s], s] (-inf where src1 < 0)
-    GLM_OP_SELECT_OWN, // this rank's share of a top-k merged over ranks (see glm_select_own)
+    GLM_OP_TOPK_CANDIDATES, // a rank's top-k candidates as (score, position) pairs
+    GLM_OP_TOPK_MERGE,      // this rank's share of the top-k over every rank's candidates
     GLM_OP_ATTN_MERGE, // one rank's attention partial rescaled to the log-sum-exp over all ranks
     GLM_OP_COUNT,
 };
@@ -241,12 +241,17 @@ glm_tensor* glm_all_reduce(glm_context& ctx, glm_tensor* a);
 //
 // F32 with ne[dim] = a->ne[dim] * n_blocks: a (F32, any strides) at block `block`, zeros elsewhere.
 glm_tensor* glm_pad_block(glm_context& ctx, glm_tensor* a, int dim, int n_blocks, int block);
-// a: F32 [n, S]; ids: I32 [k, S] -> F32 [k, S]: dst[i, s] = a[ids[i, s], s], -inf where ids[i, s] < 0.
-glm_tensor* glm_take(glm_context& ctx, glm_tensor* a, glm_tensor* ids);
-// local_ids: I32 [k, S] (this rank's candidates); global: I32 [n, S], indices into the ranks' candidate
-// lists laid end to end (rank q's entry i is q * k + i; entries < 0 ignored). dst[i, s] = local_ids[i, s]
-// if rank * k + i is among global[:, s], else -1.
-glm_tensor* glm_select_own(glm_context& ctx, glm_tensor* local_ids, glm_tensor* global, int rank);
+// scores: F32 [n, S] (this rank's indexer scores over its slots); ids: I32 [k, S] (its top-k slots,
+// -1 for none) -> F32 [k, 2, S]: dst[i, 0, s] = scores[ids[i, s], s] and dst[i, 1, s] = the slot's
+// position ids[i, s] * n_ranks + rank; -inf and -1 where ids[i, s] < 0.
+glm_tensor* glm_topk_candidates(glm_context& ctx, glm_tensor* scores, glm_tensor* ids, int n_ranks, int rank);
+// local_ids: I32 [k_l, S], this rank's candidate slots; all: F32 [M, 2, S], every rank's candidates
+// (glm_topk_candidates) laid end to end, rank q's entry i at q * k_l + i; best: I32 [k, S], glm_top_k
+// of all's scores (its last entry gives the k-th largest score). The k best entries of all by score,
+// ties by the lower position (what one rank's top-k over every position picks), are the selection;
+// entries scored -inf or NaN are no candidates (fewer than k others: all of those are selected).
+// dst[i, s] = local_ids[i, s] if entry rank * k_l + i is selected, else -1.
+glm_tensor* glm_topk_merge(glm_context& ctx, glm_tensor* local_ids, glm_tensor* all, glm_tensor* best, int rank);
 // part: F32 [Dv + 1, H, S] (glm_attn_part of this rank); lse_all: F32 [N, H, S], every rank's
 // log-sum-exp. dst[:, h, s] = part[:Dv, h, s] * exp(part[Dv, h, s] - L), L = ln(sum_r exp(lse_all[r, h,
 // s])); zeros where part's lse is -inf. The sum of dst over ranks is the attention over all keys.

@@ -69,8 +69,34 @@ std::vector<int32_t> holes(Rng& rng, int64_t n, int64_t n_valid, int64_t len) {
     return v;
 }
 
+// Every rank's candidates as glm_topk_candidates lays them out, gathered: F32 [M, 2, S] of (score,
+// position). n_valid entries per column carry a normal score and a distinct position (a few scores
+// copied to other entries, so the k-th score ties and positions must decide), the rest -inf and -1.
+glm_tensor* gathered_candidates(OpBuild& b, int64_t M, int64_t S, int64_t n_valid) {
+    std::vector<double> v(static_cast<size_t>(M * 2 * S));
+    for (int64_t s = 0; s < S; ++s) {
+        const std::vector<int32_t> pos = b.rng.distinct(8 * M + 8, M);
+        const std::vector<int32_t> valid = b.rng.distinct(M, std::min(M, n_valid));
+        std::vector<bool> is_valid(static_cast<size_t>(M), false);
+        for (int32_t e : valid) is_valid[size_t(e)] = true;
+        for (int64_t e = 0; e < M; ++e) {
+            v[size_t(e + M * 2 * s)] = is_valid[size_t(e)] ? b.rng.normal() : -INFINITY;
+            v[size_t(e + M + M * 2 * s)] = is_valid[size_t(e)] ? double(pos[size_t(e)]) : -1.0;
+        }
+        for (int64_t copies = 0; copies < std::min<int64_t>(4, int64_t(valid.size()) - 1); ++copies)
+            v[size_t(valid[size_t(copies + 1)] + M * 2 * s)] = v[size_t(valid[0] + M * 2 * s)];
+    }
+    return b.values(GLM_TYPE_F32, {M, 2, S}, [&](int64_t i) { return v[size_t(i)]; });
+}
+
+// This rank's share of the k best gathered candidates (the engine's merge).
+glm_tensor* merge_of(OpBuild& b, glm_tensor* local, glm_tensor* all, int64_t k, int rank) {
+    glm_tensor* scores = glm_view_2d(b.ctx, all, all->ne[0], all->ne[2], all->nb[2], 0);
+    return glm_topk_merge(b.ctx, local, all, glm_top_k(b.ctx, scores, int(k)), rank);
+}
+
 // ---- host values of the I32 nodes the cases feed to attention ----------------------------------
-// Column-major [ne0, ne1] values of t: a leaf's bytes, or a TOP_K / SELECT_OWN node recomputed
+// Column-major [ne0, ne1] values of t: a leaf's bytes, or a TOP_K / TOPK_MERGE node recomputed
 // from its sources as tensor.h defines it.
 std::vector<int32_t> host_ids(const OpBuild& b, const glm_tensor* t) {
     const int64_t n0 = t->ne[0], n1 = t->ne[1];
@@ -86,15 +112,25 @@ std::vector<int32_t> host_ids(const OpBuild& b, const glm_tensor* t) {
                              [&](int32_t x, int32_t y) { return b.get(scores, x, c) > b.get(scores, y, c); });
             for (int64_t j = 0; j < n0; ++j) r[size_t(j + n0 * c)] = j < n_cand ? idx[size_t(j)] : -1;
         }
-    } else if (t->op == GLM_OP_SELECT_OWN) {
-        const std::vector<int32_t> local = host_ids(b, t->src[0]), global = host_ids(b, t->src[1]);
-        const int64_t n = t->src[1]->ne[0], first = int64_t(t->params[0].i) * n0;
-        for (int64_t c = 0; c < n1; ++c)
-            for (int64_t i = 0; i < n0; ++i) {
-                bool own = false;
-                for (int64_t j = 0; j < n; ++j) own = own || global[size_t(j + n * c)] == first + i;
-                r[size_t(i + n0 * c)] = own ? local[size_t(i + n0 * c)] : -1;
-            }
+    } else if (t->op == GLM_OP_TOPK_MERGE) {
+        // The k best of `all` by score (descending), ties by the lower position; own entries kept.
+        const std::vector<int32_t> local = host_ids(b, t->src[0]);
+        const glm_tensor* all = t->src[1];
+        const int64_t M = all->ne[0], k = t->src[2]->ne[0], first = int64_t(t->params[0].i) * n0;
+        for (int64_t c = 0; c < n1; ++c) {
+            std::vector<int64_t> order;  // candidates: finite scores (-inf / NaN are none)
+            for (int64_t e = 0; e < M; ++e)
+                if (b.get(all, e, 0, c) > -INF) order.push_back(e);
+            std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+                const double sx = b.get(all, x, 0, c), sy = b.get(all, y, 0, c);
+                if (sx != sy) return sx > sy;
+                return b.get(all, x, 1, c) < b.get(all, y, 1, c);
+            });
+            std::vector<bool> own(static_cast<size_t>(n0), false);
+            for (int64_t j = 0; j < std::min<int64_t>(k, int64_t(order.size())); ++j)
+                if (order[size_t(j)] >= first && order[size_t(j)] < first + n0) own[size_t(order[size_t(j)] - first)] = true;
+            for (int64_t i = 0; i < n0; ++i) r[size_t(i + n0 * c)] = own[size_t(i)] ? local[size_t(i + n0 * c)] : -1;
+        }
     } else {
         GLM_ASSERT(t->op == GLM_OP_NONE && t->type == GLM_TYPE_I32);
         for (int64_t c = 0; c < n1; ++c)
@@ -184,8 +220,8 @@ Qkv make_qkv(OpBuild& b, int64_t Dk, int64_t Dv, int64_t H, int64_t Hk, int64_t 
 
 // ---- attn_part on each attention path ----------------------------------------------------------
 // ids: 0 dense causal; 1 a key_ids leaf of n_sel per query (distinct random slots, some past q_pos,
-// one past the cache, -1 holes: sorted on CUDA); 2 select_own(top_k(scores, n_sel, q_pos), a merged
-// list of n_glob over n_ranks ranks' candidates, rank): distinct by construction, walked raw on CUDA.
+// one past the cache, -1 holes: sorted on CUDA); 2 topk_merge(top_k(scores, n_sel, q_pos), the n_ranks
+// ranks' gathered candidates, the best n_glob of them, rank): distinct by construction, walked raw.
 // Query s sits at last - (S - 1 - s) * step; blind: query 0 at -1 (no visible key).
 struct Part {
     const char* path;
@@ -249,12 +285,8 @@ void add_attn_part_cases(std::vector<OpCase>& cases) {
             } else if (g.ids == 2) {
                 glm_tensor* scores = b.rand(GLM_TYPE_F32, {g.T, g.S});
                 glm_tensor* local = glm_top_k(b.ctx, scores, int(g.n_sel), qp);
-                std::vector<int32_t> all;
-                for (int64_t s = 0; s < g.S; ++s) {
-                    const std::vector<int32_t> col = holes(b.rng, g.n_ranks * g.n_sel, g.n_glob * 7 / 8, g.n_glob);
-                    all.insert(all.end(), col.begin(), col.end());
-                }
-                kid = glm_select_own(b.ctx, local, b.i32({g.n_glob, g.S}, all), g.rank);
+                const int64_t M = g.n_ranks * g.n_sel;
+                kid = merge_of(b, local, gathered_candidates(b, M, g.S, M * 7 / 8), g.n_glob, g.rank);
             }
             b.in = {x.q, x.k, x.v, qp, kid};
             return glm_attn_part(b.ctx, x.q, x.k, x.v, qp, kid, float(1.0 / std::sqrt(double(g.Dk))));
@@ -304,9 +336,9 @@ void add_attn_part_cases(std::vector<OpCase>& cases) {
 
 // ---- the exchange, end to end ------------------------------------------------------------------
 // ids: 0 dense; 1 each rank's local list a leaf of kk local slots (distinct, -1 holes, some past its
-// q_pos); 2 each rank's local list top_k(its scores, kk, its q_pos). The merged list: n_glob distinct
-// indices into the ranks' lists laid end to end (-1 holes). Rank r's keys: slots j of the strided view
-// (positions j * N + r), queries at floor((pos - r) / N) (-1 if pos < r).
+// q_pos); 2 each rank's local list top_k(its scores, kk, its q_pos). Every rank merges the same
+// gathered candidates (N * kk of them) keeping the best n_glob. Rank r's keys: slots j of the strided
+// view (positions j * N + r), queries at floor((pos - r) / N) (-1 if pos < r).
 struct Exchange {
     const char* what;
     int64_t Dk, Dv, H, Hk, T;
@@ -337,16 +369,8 @@ void add_exchange_cases(std::vector<OpCase>& cases) {
         c.build = [g, S](OpBuild& b) {
             const Qkv x = make_qkv(b, g.Dk, g.Dv, g.H, g.Hk, S, g.T, g.cache);
             const float scale = float(1.0 / std::sqrt(double(g.Dk)));
-            glm_tensor* global = nullptr;
-            if (g.ids) {
-                std::vector<int32_t> all;
-                for (int64_t s = 0; s < S; ++s) {
-                    const std::vector<int32_t> col = holes(b.rng, g.N * g.kk, g.n_glob * 7 / 8, g.n_glob);
-                    all.insert(all.end(), col.begin(), col.end());
-                }
-                global = b.i32({g.n_glob, S}, all);
-            }
-            b.in = {x.q, x.k, x.v, global};
+            glm_tensor* all = g.ids ? gathered_candidates(b, g.N * g.kk, S, g.N * g.kk * 7 / 8) : nullptr;
+            b.in = {x.q, x.k, x.v, all};
             std::vector<glm_tensor*> part(size_t(g.N));
             glm_tensor* lse_all = nullptr;
             for (int r = 0; r < g.N; ++r) {
@@ -369,8 +393,8 @@ void add_exchange_cases(std::vector<OpCase>& cases) {
                     } else {
                         local = glm_top_k(b.ctx, b.rand(GLM_TYPE_F32, {Tr, S}), int(g.kk), qp);
                     }
-                    b.in.push_back(local);
-                    kid = glm_select_own(b.ctx, local, global, r);
+                    kid = merge_of(b, local, all, g.n_glob, r);
+                    b.in.push_back(kid);
                 }
                 part[size_t(r)] = glm_attn_part(b.ctx, x.q, k, v, qp, kid, scale);
                 // This rank's block of the all-gathered lse: its [1, H, S] column, zero-padded, summed.
@@ -387,28 +411,23 @@ void add_exchange_cases(std::vector<OpCase>& cases) {
             return sum;
         };
         // Plain attention over the positions the ranks' keys cover: all of [0, pos], or the merged
-        // list's entries: rank q's entry i names its local slot j = local_q[i], position j * N + q.
+        // selection: rank q's kept slot j is position j * N + q.
         c.reference = [g](const OpBuild& b, const glm_tensor*) {
-            const glm_tensor* global = b.in[3];
-            std::vector<int32_t> glob;
-            std::vector<std::vector<int32_t>> local;
-            if (g.ids) {
-                glob = host_ids(b, global);
-                for (int r = 0; r < g.N; ++r) local.push_back(host_ids(b, b.in[size_t(4 + r)]));
-            }
+            std::vector<std::vector<int32_t>> kept;
+            if (g.ids)
+                for (int r = 0; r < g.N; ++r) kept.push_back(host_ids(b, b.in[size_t(4 + r)]));
             return attn_rows(b, b.in[0], b.in[1], b.in[2], double(float(1.0 / std::sqrt(double(g.Dk)))),
                              [&](int64_t s) {
                                  const int64_t pos = g.pos[size_t(s)];
                                  if (!g.ids) return visible(pos, g.T, nullptr, 0, s);
                                  std::vector<int64_t> keys;
-                                 for (int64_t e = 0; e < g.n_glob; ++e) {
-                                     const int32_t gi = glob[size_t(e + g.n_glob * s)];
-                                     if (gi < 0) continue;
-                                     const int32_t j = local[size_t(gi / g.kk)][size_t(gi % g.kk + g.kk * s)];
-                                     if (j < 0) continue;
-                                     const int64_t t = int64_t(j) * g.N + gi / g.kk;
-                                     if (t <= pos && t < g.T) keys.push_back(t);
-                                 }
+                                 for (int r = 0; r < g.N; ++r)
+                                     for (int64_t i = 0; i < g.kk; ++i) {
+                                         const int32_t j = kept[size_t(r)][size_t(i + g.kk * s)];
+                                         if (j < 0) continue;
+                                         const int64_t t = int64_t(j) * g.N + r;
+                                         if (t <= pos && t < g.T) keys.push_back(t);
+                                     }
                                  std::sort(keys.begin(), keys.end());
                                  return keys;
                              },
@@ -507,13 +526,13 @@ void add_small_cases(std::vector<OpCase>& cases) {
             TOL_EXACT));
     }
 
-    // take: a [n, S] (strided columns, non-finite values planted), ids with -1 (a whole column of
-    // them in one case).
-    struct Take { int64_t n, S, k; bool strided, all_holes; };
-    for (Take g : {Take{11, 5, 6, true, false}, Take{9, 1, 9, false, false}, Take{40, 3, 7, true, true}}) {
+    // topk_candidates: scores [n, S] (strided columns, non-finite values planted), ids with -1 (a whole
+    // column of them in one case); positions id * N + rank.
+    struct Cand { int64_t n, S, k; int N, rank; bool strided, all_holes; };
+    for (Cand g : {Cand{11, 5, 6, 3, 2, true, false}, Cand{9, 1, 9, 1, 0, false, false}, Cand{40, 3, 7, 8, 5, true, true}}) {
         cases.push_back(make_case(
-            fmt::format("take a=[{}x{}]{} k={}{}", g.n, g.S, g.strided ? " strided" : "", g.k,
-                        g.all_holes ? " (a column of -1)" : ""),
+            fmt::format("topk_candidates scores=[{}x{}]{} k={} N={} rank={}{}", g.n, g.S, g.strided ? " strided" : "",
+                        g.k, g.N, g.rank, g.all_holes ? " (a column of -1)" : ""),
             [g](OpBuild& b) {
                 glm_tensor* a = b.rand(GLM_TYPE_F32, {g.strided ? g.n + 2 : g.n, g.S});
                 b.plant_nonfinite(a, 1);
@@ -526,36 +545,38 @@ void add_small_cases(std::vector<OpCase>& cases) {
                     }
                 glm_tensor* id = b.i32({g.k, g.S}, ids);
                 b.in = {a, id};
-                return glm_take(b.ctx, a, id);
+                return glm_topk_candidates(b.ctx, a, id, g.N, g.rank);
             },
-            [](const OpBuild& b, const glm_tensor* out) {
-                return map_out(out, [&](int64_t i, int64_t s, int64_t, int64_t) {
+            [g](const OpBuild& b, const glm_tensor* out) {
+                return map_out(out, [&](int64_t i, int64_t which, int64_t s, int64_t) {
                     const int32_t id = b.geti(b.in[1], i, s);
+                    if (which == 1) return id < 0 ? -1.0 : double(int64_t(id) * g.N + g.rank);
                     return id < 0 ? -INF : b.get(b.in[0], id, s);
                 });
             },
             TOL_EXACT));
     }
 
-    // select_own: local lists of distinct slots with -1 holes; merged lists of distinct indices into
-    // the N lists laid end to end, -1 holes (a column of only -1 where n_valid is 0).
-    struct Own { int N; int64_t k, n, S; int rank; int64_t n_valid; };
-    for (Own g : {Own{3, 5, 7, 4, 0, 6}, Own{3, 5, 7, 4, 2, 6}, Own{2, 9, 4, 1, 1, 4}, Own{4, 3, 12, 2, 3, 12},
-                  Own{3, 6, 5, 3, 1, 0}}) {
+    // topk_merge: local lists of distinct slots with -1 holes; the gathered candidates with tied scores
+    // at random places (positions decide), -inf entries (a column of only -inf where n_valid is 0, and
+    // fewer valid than k in another); k over M = N * k_l, every rank position.
+    struct Merge2 { int N; int64_t k_l, k, S; int rank; int64_t n_valid; };
+    for (Merge2 g : {Merge2{3, 5, 7, 4, 0, 15}, Merge2{3, 5, 7, 4, 2, 12}, Merge2{2, 9, 4, 1, 1, 18},
+                     Merge2{4, 3, 12, 2, 3, 12}, Merge2{3, 6, 5, 3, 1, 0}, Merge2{4, 64, 100, 2, 1, 200},
+                     Merge2{4, 8, 20, 3, 2, 13},
+                     Merge2{2, 2048, 2048, 1, 0, 3500}}) {
         cases.push_back(make_case(
-            fmt::format("select_own N={} k={} merged n={} S={} rank={} valid={}", g.N, g.k, g.n, g.S, g.rank, g.n_valid),
+            fmt::format("topk_merge N={} k_l={} k={} S={} rank={} valid={}", g.N, g.k_l, g.k, g.S, g.rank, g.n_valid),
             [g](OpBuild& b) {
-                std::vector<int32_t> local, global;
+                std::vector<int32_t> local;
                 for (int64_t s = 0; s < g.S; ++s) {
-                    const std::vector<int32_t> l = holes(b.rng, 50, g.k - 1, g.k);
+                    const std::vector<int32_t> l = holes(b.rng, 50 * g.k_l, g.k_l - 1, g.k_l);
                     local.insert(local.end(), l.begin(), l.end());
-                    const std::vector<int32_t> m = holes(b.rng, g.N * g.k, g.n_valid, g.n);
-                    global.insert(global.end(), m.begin(), m.end());
                 }
-                glm_tensor* lo = b.i32({g.k, g.S}, local);
-                glm_tensor* gl = b.i32({g.n, g.S}, global);
-                b.in = {lo, gl};
-                return glm_select_own(b.ctx, lo, gl, g.rank);
+                glm_tensor* lo = b.i32({g.k_l, g.S}, local);
+                glm_tensor* all = gathered_candidates(b, g.N * g.k_l, g.S, g.n_valid);
+                b.in = {lo, all};
+                return merge_of(b, lo, all, g.k, g.rank);
             },
             [](const OpBuild& b, const glm_tensor* out) {
                 const std::vector<int32_t> v = host_ids(b, out);
