@@ -4,16 +4,17 @@
 //  - get_rows_shard (ids below, inside and above the shard) and set_rows with negative slots (the rows
 //    they name are skipped: the rest of the cache keeps its bytes);
 //  - attn_part on every CUDA attention path (the split-KV kernel with one split and with several,
-//    separate K/V heads and MQA groups, dense, key_ids leaves (sorted on CUDA) and select_own over a
+//    separate K/V heads and MQA groups, dense, key_ids leaves (sorted on CUDA) and topk_merge over a
 //    top-k (distinct: walked raw); the tensor-core MQA path on bf16 and e4m3 cache views, decode and
 //    prefill shapes), queries without a visible key; the outputs and the log-sum-exp are separate
 //    cases because the lse (~ln T) would dominate an NMSE taken over the whole row;
-//  - pad_block on dims 0..2 of strided and transposed sources, take with -1 ids, select_own over
-//    several ranks with -1 holes, attn_merge with -inf and large log-sum-exps;
+//  - pad_block on dims 0..2 of strided and transposed sources, topk_candidates with -1 ids,
+//    topk_merge over several ranks with tied scores (positions decide) and -inf entries, attn_merge
+//    with -inf and large log-sum-exps;
 //  - the whole exchange as the engine runs it: keys split into N interleaved subsets (strided cache
 //    views), attn_part per rank, each lse padded into its block and summed (the all-reduce), merged,
 //    summed over ranks: equal to plain attention over all keys; with key_ids too, through each rank's
-//    local top-k, a merged list over the ranks' candidates and select_own.
+//    local top-k and the merge of every rank's gathered candidates (topk_merge).
 // References are naive double precision, written from tensor.h.
 #include <algorithm>
 #include <cmath>
@@ -31,7 +32,6 @@ namespace optest {
 namespace {
 
 constexpr double INF = std::numeric_limits<double>::infinity();
-using Ref = std::vector<double>;
 
 // The tolerances of op-cases.cpp, for the same reasons (see there):
 constexpr Tolerance TOL_EXACT{0, INF};       // data movement, indices
@@ -40,16 +40,6 @@ constexpr Tolerance TOL_ATTN_TC{3e-5, INF};  // CUDA MQA tensor-core path: bf16 
 // attn_merge: one f32 rescale per element (the CPU weighs in double, CUDA in f32: a few ulps).
 constexpr Tolerance TOL_MERGE{1e-12, INF};
 
-template <typename F>
-Ref map_out(const glm_tensor* out, F&& f) {
-    Ref r;
-    r.reserve(size_t(glm_nelements(out)));
-    for (int64_t i3 = 0; i3 < out->ne[3]; ++i3)
-        for (int64_t i2 = 0; i2 < out->ne[2]; ++i2)
-            for (int64_t i1 = 0; i1 < out->ne[1]; ++i1)
-                for (int64_t i0 = 0; i0 < out->ne[0]; ++i0) r.push_back(f(i0, i1, i2, i3));
-    return r;
-}
 
 // What storing a double into a cache of type t gives (f32: correctly rounded; others: RNE).
 double stored(glm_type t, double v) {
@@ -250,17 +240,17 @@ void add_attn_part_cases(std::vector<OpCase>& cases) {
         {"decode split-KV", 16, 33, 3, 3, 1, 300, F32, 0, 0, 299, 1, false},
         {"decode split-KV, most splits empty", 16, 33, 3, 3, 1, 300, F32, 0, 0, 40, 1, false},
         {"key_ids, one split", 16, 7, 3, 3, 5, 30, F32, 1, 9, 29, 4, true},
-        {"select_own(top_k) decode split-KV", 16, 7, 3, 3, 1, 500, F32, 2, 130, 499, 1, false, 3, 0, 200},
+        {"topk_merge(top_k) decode split-KV", 16, 7, 3, 3, 1, 500, F32, 2, 130, 499, 1, false, 3, 0, 200},
         // split-KV kernel, MQA head groups (G = 8, 4, 16)
         {"MQA key_ids", 20, 33, 5, 1, 5, 40, F32, 1, 9, 39, 7, true},
         {"MQA key_ids decode split-KV", 20, 7, 3, 1, 1, 400, F32, 1, 150, 399, 1, false},
-        {"MQA bf16 cache views select_own(top_k)", 20, 33, 5, 1, 5, 200, BF16, 2, 100, 199, 30, true, 2, 1, 120},
+        {"MQA bf16 cache views topk_merge(top_k)", 20, 33, 5, 1, 5, 200, BF16, 2, 100, 199, 30, true, 2, 1, 120},
         {"MQA f8 cache views dense", 24, 17, 11, 1, 3, 150, F8, 0, 0, 149, 60, false},
         // tensor-core MQA path (Dk 576, Dv 512, H % 16 == 0, bf16 / e4m3 cache rows)
         {"MLA decode one split", 576, 512, 16, 1, 1, 100, BF16, 0, 0, 77, 1, false},
         {"MLA decode split-KV", 576, 512, 16, 1, 1, 1000, BF16, 0, 0, 999, 1, false},
         {"MLA decode key_ids[2048]", 576, 512, 16, 1, 2, 3000, F8, 1, 2048, 2999, 700, false},
-        {"MLA decode select_own(top_k[2048])", 576, 512, 16, 1, 1, 3000, BF16, 2, 2048, 2999, 1, false, 2, 1, 2048},
+        {"MLA decode topk_merge(top_k[2048])", 576, 512, 16, 1, 1, 3000, BF16, 2, 2048, 2999, 1, false, 2, 1, 2048},
         {"MLA prefill one split", 576, 512, 16, 1, 37, 120, F8, 0, 0, 119, 1, true},
         {"MLA prefill split-KV", 576, 512, 32, 1, 5, 700, BF16, 0, 0, 699, 1, true},
     };
@@ -304,7 +294,7 @@ void add_attn_part_cases(std::vector<OpCase>& cases) {
                              true);
         };
         const bool tc = g.Dk == 576;
-        const char* ids_name[] = {"dense", "key_ids", "select_own"};
+        const char* ids_name[] = {"dense", "key_ids", "topk_merge"};
         for (bool lse : {false, true}) {
             OpCase c;
             c.name = fmt::format("attn_part {}: Dk={} Dv={} H={} Hk={} S={} T={} {} {}{} q_pos<={}{} -> {}", g.path, g.Dk,

@@ -51,18 +51,7 @@ constexpr Tolerance TOL_ATTN_TC{3e-5, INF};
 // 3e-5 leaves ~6x margin and still catches a wrong fragment or a dropped K tail.
 constexpr Tolerance TOL_MATMUL_GPU_TC{3e-5, INF};
 
-using Ref = std::vector<double>;
 
-template <typename F>
-Ref map_out(const glm_tensor* out, F&& f) {
-    Ref r;
-    r.reserve(size_t(glm_nelements(out)));
-    for (int64_t i3 = 0; i3 < out->ne[3]; ++i3)
-        for (int64_t i2 = 0; i2 < out->ne[2]; ++i2)
-            for (int64_t i1 = 0; i1 < out->ne[1]; ++i1)
-                for (int64_t i0 = 0; i0 < out->ne[0]; ++i0) r.push_back(f(i0, i1, i2, i3));
-    return r;
-}
 
 fmtref::Format format_of(glm_type t) {
     switch (t) {

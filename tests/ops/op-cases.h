@@ -75,6 +75,20 @@ struct Tolerance {
     double max_abs;  // max |a-b| over finite positions (infinity: not checked)
 };
 
+using Ref = std::vector<double>;
+
+// A reference output: f(i0, i1, i2, i3) for every element of out, in memory order of a contiguous out.
+template <typename F>
+Ref map_out(const glm_tensor* out, F&& f) {
+    Ref r;
+    r.reserve(size_t(glm_nelements(out)));
+    for (int64_t i3 = 0; i3 < out->ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < out->ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < out->ne[1]; ++i1)
+                for (int64_t i0 = 0; i0 < out->ne[0]; ++i0) r.push_back(f(i0, i1, i2, i3));
+    return r;
+}
+
 struct OpCase {
     std::string name;
     std::function<glm_tensor*(OpBuild&)> build;  // makes leaves (b.in) and returns the op's output
