@@ -114,6 +114,7 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     if (o.bench) p.session.n_capture = k_bench_usage_tokens;
     // Room for the verify graph whenever MTP may run (its arena share is a few rows of logits).
     if (o.mtp != "off") p.session.n_verify = o.n_draft + 1;
+    p.load_mtp = o.mtp != "off";
     p.kv_type_auto = o.kv_type.empty();
     p.kv_split = o.kv_split == "on" ? KvSplitMode::on : o.kv_split == "off" ? KvSplitMode::off : KvSplitMode::automatic;
     if (!o.kv_type.empty()) {

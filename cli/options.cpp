@@ -48,7 +48,8 @@ Generation:
                           OpenAI-style penalties, 0 = off
       --mtp on|off        MTP speculative decoding with the model's NextN
                           layer (default: on when the model has one and runs
-                          on a GPU); the output is the same as without it
+                          on a GPU); the output is the same as without it;
+                          off also leaves the layer's weights unloaded
       --draft N           tokens the MTP layer drafts per step (default 3)
 
 Backend:

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -173,12 +174,20 @@ static EngineParams with_kv_type(EngineParams params, bool on_gpu) {
     return params;
 }
 
+// --mtp off: the MTP layers stay on disk (their records are dropped before anything is placed).
+static void drop_mtp_layers(LoadedModel& model) {
+    std::vector<LayerWeights>& layers = model.records.layers;
+    layers.erase(std::remove_if(layers.begin(), layers.end(), [](const LayerWeights& L) { return L.is_mtp; }),
+                 layers.end());
+}
+
 // The memory plan of n ranks: each rank's weight share, its caches and activations, against
 // capacity (0: not checked).
 static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
                              uint64_t reserve, bool kv_split) {
     MemoryPlanParams pp;
     pp.kv_split = kv_split && n > 1;
+    pp.mtp = params.load_mtp;
     pp.context = params.session.n_ctx;
     pp.kv_type = params.session.kv_type;
     pp.ubatch = params.session.n_ubatch;
@@ -223,6 +232,7 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
     LoadedModel model;
     if (params.synthetic) GLM_TRY(open_synthetic_model(params.model_dir, params.index_pattern, params.synthetic_seed, model));
     else GLM_TRY(open_model(params.model_dir, params.index_pattern, model));
+    if (!params.load_mtp) drop_mtp_layers(model);
     const ModelConfig& config = model.config();
     const int n = params.use_cpu ? params.n_cpu_ranks : std::max<int>(1, int(params.gpus.size()));
     GLM_TRY(check_tp_split(config, model.records, n));
@@ -278,6 +288,7 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
     else log_info("{}: no tokenizer.json; token ids only (--bench, --raw --prompt-ids)", dir);
     if (params.synthetic) GLM_TRY(open_synthetic_model(dir, params.index_pattern, params.synthetic_seed, impl->model));
     else GLM_TRY(open_model(dir, params.index_pattern, impl->model));
+    if (!params.load_mtp) drop_mtp_layers(impl->model);
     const ModelConfig& config = impl->model.config();
 
     if (params.session.n_ctx < 1) return Status::usage("-c must be at least 1 (got {})", params.session.n_ctx);

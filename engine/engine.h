@@ -34,6 +34,9 @@ struct EngineParams {
     bool precise = false;
     bool fuse = true;              // --no-fuse: every graph node its own GPU launch (A/B, bisecting)
     bool p2p = true;               // --no-p2p: NCCL for every all-reduce (no custom peer-to-peer path)
+    // --mtp off: the MTP layer's weights and caches are not loaded (1/79 of the model: 0.94 GiB per
+    // rank at full size over 4 GPUs); the session then has no draft layer.
+    bool load_mtp = true;
 };
 
 // What a loaded model tells the command line.

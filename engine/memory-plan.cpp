@@ -24,13 +24,14 @@ MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const Memory
     MemoryPlan plan;
     plan.params = p;
     const int n = std::max(1, p.n_devices);
-    const uint64_t layers = uint64_t(c.num_hidden_layers + c.num_nextn_predict_layers);
+    const uint64_t mtp_layers = p.mtp ? uint64_t(c.num_nextn_predict_layers) : 0;
+    const uint64_t layers = uint64_t(c.num_hidden_layers) + mtp_layers;
     // A split cache holds ceil(context / n) positions per device.
     const uint64_t ctx = uint64_t(std::max<int64_t>(1, p.kv_split && n > 1 ? (p.context + n - 1) / n : p.context));
     // Absorbed MLA caches the latent (kv_lora_rank) plus the shared rope key per token and layer.
     const uint64_t kv = layers * ctx * uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) * kv_elem_bytes(p.kv_type);
     // Indexer keys (index_head_dim per token) on full layers, in the cache's element type.
-    uint64_t full_layers = uint64_t(c.num_nextn_predict_layers);
+    uint64_t full_layers = mtp_layers;
     for (auto k : c.indexer_types) full_layers += k == IndexerKind::full;
     const uint64_t ikv = full_layers * ctx * uint64_t(c.index_head_dim) * kv_elem_bytes(p.kv_type);
     // Activations for one ubatch: a few hidden-sized f32 buffers, the widest projection, the logits,

@@ -17,6 +17,7 @@ struct MemoryPlanParams {
     uint64_t device_capacity = 0;     // usable bytes per device (0: do not check)
     uint64_t reserve = 1ull << 30;    // headroom per device for the runtime / CUDA context
     bool kv_split = false;            // caches split by position over the devices (model.h, KvCache)
+    bool mtp = true;                  // the MTP layers' caches too (not when their weights are skipped)
 };
 
 struct DeviceMemory {

@@ -4,6 +4,9 @@
 // the GPU communicators are tested against the host one in tests/tp.
 #include <doctest/doctest.h>
 
+#include <sstream>
+
+#include "engine/engine.h"
 #include "engine/sampler.h"
 #include "model-fixture.h"
 #include "spec-check.h"
@@ -147,4 +150,52 @@ TEST_CASE("tensor parallel: the full-size layout splits over 1, 2, 4 and 8 ranks
     CHECK(c.moe_intermediate_size / 8 == 256);  // 16 NVFP4 blocks per row of a down-projection share
     CHECK(check_tp_split(c, m.records, 3).kind() == ErrorKind::usage);
     CHECK(check_tp_split(c, m.records, 128).kind() == ErrorKind::usage);  // 64 heads
+}
+
+namespace {
+
+// Row 0's weights and total (reserve included) from an Engine::plan report, in GiB.
+std::pair<double, double> plan_rank0(const EngineParams& p) {
+    std::string report;
+    // On a machine with these GPUs the plan is also checked against them (a device error when the
+    // copied cache does not fit): the table is in the report either way.
+    const Status st = Engine::plan(p, report);
+    REQUIRE_MESSAGE((st.ok() || st.kind() == ErrorKind::device), st.message());
+    std::istringstream lines(report);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream row(line);
+        std::string device, unit;
+        double weights = 0, kv = 0, index = 0, act = 0, total = 0;
+        if (row >> device >> weights >> unit >> kv >> unit >> index >> unit >> act >> unit >> total && device == "0")
+            return {weights, total};
+    }
+    FAIL("no row 0 in the plan:\n" << report);
+    return {0, 0};
+}
+
+}  // namespace
+
+TEST_CASE("plan: the full model with its whole 202,752-token fp8 context fits 80 GB cards with the cache split") {
+    EngineParams p;
+    p.model_dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-5.1-reap-160";
+    p.synthetic = true;
+    p.gpus = {0, 1, 2, 3};
+    p.session.n_ctx = 202752;
+    p.session.kv_type = GLM_TYPE_F8_E4M3;
+    p.session.n_verify = 4;  // MTP's verify steps, as the command line sets them
+    constexpr double k_h100_gib = 79.1;  // usable memory of an H100 80 GB after the CUDA context
+    p.kv_split = KvSplitMode::off;
+    const auto [weights, copied] = plan_rank0(p);
+    p.kv_split = KvSplitMode::on;
+    const auto [weights_split, split] = plan_rank0(p);
+    MESSAGE("per rank at 202,752 fp8, TP = 4: weights ", weights, " GiB; total ", copied, " GiB copied, ", split,
+            " GiB split");
+    CHECK(weights == weights_split);
+    CHECK(copied > k_h100_gib);
+    CHECK(split < k_h100_gib);
+    // --mtp off leaves the MTP layer (BF16 experts: ~3 GiB per rank) and its caches on disk.
+    p.load_mtp = false;
+    const auto [weights_no_mtp, split_no_mtp] = plan_rank0(p);
+    CHECK(weights - weights_no_mtp > 2.5);
+    CHECK(split_no_mtp < split - 2.5);
 }
