@@ -64,7 +64,6 @@ static_assert(kMaxDv % kThreads == 0 && kTile == 32, "tile and output layout");
 
 __device__ float g_attn_partials[kScratchFloats];
 
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -99,10 +98,6 @@ struct AttnParams {
 // The log-sum-exp of a (max m, sum l of e^(x - m)) pair; a query with no visible key gets -inf.
 // Every kernel here keeps its running max in natural-log units (expf of scaled logits).
 __device__ __forceinline__ float lse_of(float m, float l) { return l > 0.0f ? m + logf(l) : neg_inf(); }
-
-__device__ __forceinline__ void store_f32(const TensorView& t, int64_t i0, int64_t i1, int64_t i2, float v) {
-    *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(t, i0, i1, i2, 0))) = v;
-}
 
 // Partials of split sp of (h, s): (max, sum) at part_ml[2 * i], acc[Dv] at part_acc[i * Dv] with
 // i = (s * H + h) * n_split + sp.
@@ -145,10 +140,6 @@ __device__ __forceinline__ int2 split_range(const AttnParams& p, const int* ids_
     return make_int2(min(b, hi), min(b + per, hi));
 }
 
-__device__ __forceinline__ int32_t load_i32(const TensorView& t, int64_t i0, int64_t i1 = 0) {
-    return *reinterpret_cast<const int32_t*>(elem_ptr(t, i0, i1, 0, 0));
-}
-
 // Slot of list position j of query s, or -1 if the entry is skipped.
 __device__ __forceinline__ int list_key(const AttnParams& p, const int* ids_s, int j, int s, int pos) {
     if (p.n_sel == 0) return j;  // dense: j < T_eff by split_range
@@ -157,18 +148,18 @@ __device__ __forceinline__ int list_key(const AttnParams& p, const int* ids_s, i
         if (t < 0 || t > pos || t >= p.T) return -1;
         return (j > 0 && ids_s[j - 1] == t) ? -1 : t;
     }
-    const int t = load_i32(p.key_ids, j, s);
+    const int t = load_i32_at(p.key_ids, j, s);
     if (t < 0 || t > pos || t >= p.T) return -1;
     if (!p.ids_distinct)
         for (int i = 0; i < j; ++i)
-            if (load_i32(p.key_ids, i, s) == t) return -1;
+            if (load_i32_at(p.key_ids, i, s) == t) return -1;
     return t;
 }
 
 // Column s of key_ids into shared memory, padded with INT_MAX to ids_pow2 and sorted ascending by a
 // block-wide bitonic sort, so duplicates become neighbours and list_key can skip them.
 __device__ void sort_key_ids(const AttnParams& p, int s, int tid, int* ids_s) {
-    for (int i = tid; i < p.ids_pow2; i += kThreads) ids_s[i] = i < p.n_sel ? load_i32(p.key_ids, i, s) : INT_MAX;
+    for (int i = tid; i < p.ids_pow2; i += kThreads) ids_s[i] = i < p.n_sel ? load_i32_at(p.key_ids, i, s) : INT_MAX;
     __syncthreads();
     for (int size = 2; size <= p.ids_pow2; size <<= 1)
         for (int stride = size >> 1; stride > 0; stride >>= 1) {
@@ -205,7 +196,7 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
     const int s = int(b / p.n_groups);
     const int h0 = gi * G;
     const int kh = p.k_shared ? 0 : h0;  // G == 1 when heads have their own K/V
-    const int pos = load_i32(p.q_pos, s);
+    const int pos = load_i32_at(p.q_pos, s);
 
     for (int i = tid; i < G * p.Dk; i += kThreads) {
         const int g = i / p.Dk, c = i - g * p.Dk;
@@ -315,7 +306,7 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
                     *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) =
                         l > 0.0f ? acc[g][i] / l : 0.0f;
             }
-            if (p.with_lse && tid == 0) store_f32(p.dst, p.Dv, h, s, lse_of(m_s[g], l));
+            if (p.with_lse && tid == 0) store_f32_at(p.dst, lse_of(m_s[g], l), p.Dv, h, s);
         } else {
             const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
             if (tid == 0) {
@@ -423,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
     const int sp = int(b % p.n_split);
     const int s = int(b / p.n_split);
     const int h0 = gi * kFHeads;
-    const int pos = load_i32(p.q_pos, s);
+    const int pos = load_i32_at(p.q_pos, s);
 
     if (p.ids_pow2) sort_key_ids(p, s, tid, ids_s);  // ends with a barrier: ids_s is visible
     const int2 range = split_range(p, ids_s, pos, sp, kFKeys, kFMinTiles * kFKeys);  // whole key tiles
@@ -620,7 +611,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
                         l > 0.0f ? acc[j][half * 2 + e] * inv : 0.0f;
                 }
             // l sums the bf16-rounded P that weighed V: the lse matches the output's normalisation.
-            if (p.with_lse && warp == 0 && tig == 0) store_f32(p.dst, kFDv, h, s, lse_of(m_s[row], l));
+            if (p.with_lse && warp == 0 && tig == 0) store_f32_at(p.dst, lse_of(m_s[row], l), kFDv, h, s);
         } else {
             const int64_t pi = (int64_t(s) * p.H + h) * p.n_split + sp;
             if (warp == 0 && tig == 0) {
@@ -683,7 +674,7 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
         const float L = L_s;
         *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(p.dst, d, h, s, 0))) = L > 0.0f ? t / L : 0.0f;
     }
-    if (p.with_lse && blockIdx.y == 0 && tid == 0) store_f32(p.dst, p.Dv, h, s, lse_of(M_s, L_s));
+    if (p.with_lse && blockIdx.y == 0 && tid == 0) store_f32_at(p.dst, lse_of(M_s, L_s), p.Dv, h, s);
 }
 
 template <int G>

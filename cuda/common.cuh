@@ -137,6 +137,18 @@ __device__ __forceinline__ float load_at(const TensorView& t, int64_t i0, int64_
     return load_float(t.type, elem_ptr(t, i0, i1, i2, i3));
 }
 
+__device__ __forceinline__ int32_t load_i32_at(const TensorView& t, int64_t i0, int64_t i1 = 0) {
+    return *reinterpret_cast<const int32_t*>(elem_ptr(t, i0, i1, 0, 0));
+}
+
+// An F32 element of t (dst tensors: views are const in TensorView).
+__device__ __forceinline__ void store_f32_at(const TensorView& t, float v, int64_t i0, int64_t i1 = 0, int64_t i2 = 0,
+                                             int64_t i3 = 0) {
+    *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(t, i0, i1, i2, i3))) = v;
+}
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
 // Flat index (ne0 fastest) -> 4-d index of t's shape.
 __device__ __forceinline__ void unflatten(const TensorView& t, int64_t i, int64_t idx[4]) {
     idx[0] = i % t.ne[0];

@@ -11,17 +11,6 @@ constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return int(std::min<int64_t>(ceil_div(std::max<int64_t>(n, 1), kThreads), 65535 * 8)); }
 
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
-__device__ __forceinline__ int32_t load_i32_at(const TensorView& t, int64_t i0, int64_t i1) {
-    return *reinterpret_cast<const int32_t*>(elem_ptr(t, i0, i1, 0, 0));
-}
-
-__device__ __forceinline__ void store_f32(const TensorView& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3,
-                                          float v) {
-    *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(t, i0, i1, i2, i3))) = v;
-}
-
 __global__ void pad_block_kernel(TensorView dst, TensorView a, int dim, int block) {
     const int64_t n = dst.ne[0] * dst.ne[1] * dst.ne[2] * dst.ne[3];
     const int64_t width = a.ne[dim];
@@ -31,7 +20,7 @@ __global__ void pad_block_kernel(TensorView dst, TensorView a, int dim, int bloc
         for (int d = 0; d < 4; ++d) from[d] = idx[d];
         from[dim] -= int64_t(block) * width;
         const bool inside = from[dim] >= 0 && from[dim] < width;
-        store_f32(dst, idx[0], idx[1], idx[2], idx[3], inside ? load_at(a, from[0], from[1], from[2], from[3]) : 0.0f);
+        store_f32_at(dst, inside ? load_at(a, from[0], from[1], from[2], from[3]) : 0.0f, idx[0], idx[1], idx[2], idx[3]);
     }
 }
 
@@ -41,8 +30,8 @@ __global__ void topk_candidates_kernel(TensorView dst, TensorView scores, Tensor
         const int64_t j = i % k, s = i / k;
         const int32_t id = load_i32_at(ids, j, s);
         if (id >= scores.ne[0]) __trap();  // invariant: ids index the slots scored (a top-k over them)
-        store_f32(dst, j, 0, s, 0, id < 0 ? neg_inf() : load_at(scores, id, s));
-        store_f32(dst, j, 1, s, 0, id < 0 ? -1.0f : float(int64_t(id) * n_ranks + rank));
+        store_f32_at(dst, id < 0 ? neg_inf() : load_at(scores, id, s), j, 0, s);
+        store_f32_at(dst, id < 0 ? -1.0f : float(int64_t(id) * n_ranks + rank), j, 1, s);
     }
 }
 
@@ -111,7 +100,7 @@ __global__ void attn_merge_kernel(TensorView dst, TensorView part, TensorView ls
             for (int64_t r = 0; r < N; ++r) sum += expf(load_at(lse_all, r, h, s) - M);
             w = expf(lse - M) / sum;
         }
-        store_f32(dst, d, h, s, 0, w * load_at(part, d, h, s));
+        store_f32_at(dst, w * load_at(part, d, h, s), d, h, s);
     }
 }
 

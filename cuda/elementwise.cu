@@ -12,7 +12,7 @@ inline int blocks_for(int64_t n) { return int(std::min<int64_t>(ceil_div(std::ma
 // [first_row, first_row + n_rows) of the whole, and the other ids are another rank's (zero columns).
 __device__ __forceinline__ int64_t table_row(const TensorView& ids, int64_t r, int shard, int64_t first_row,
                                              int64_t n_rows) {
-    const int64_t row = int64_t(*reinterpret_cast<const int32_t*>(elem_ptr(ids, r, 0, 0, 0))) - first_row;
+    const int64_t row = int64_t(load_i32_at(ids, r)) - first_row;
     return shard && (row < 0 || row >= n_rows) ? -1 : row;
 }
 

@@ -8,10 +8,6 @@
 
 namespace {
 
-__device__ __forceinline__ int32_t load_i32_at(const TensorView& t, int64_t i0, int64_t i1) {
-    return *reinterpret_cast<const int32_t*>(elem_ptr(t, i0, i1, 0, 0));
-}
-
 // The reference's ranking: larger first, NaN below every number, ties to the lower index.
 __device__ __forceinline__ bool ranks_before(float va, int ia, float vb, int ib) {
     const bool na = isnan(va), nb = isnan(vb);

@@ -190,7 +190,6 @@ static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& param
     pp.mtp = params.load_mtp;
     pp.context = params.session.n_ctx;
     pp.kv_type = params.session.kv_type;
-    pp.ubatch = params.session.n_ubatch;
     pp.device_capacity = capacity;
     pp.reserve = reserve;
     std::vector<uint64_t> weights;
@@ -201,30 +200,43 @@ static MemoryPlan plan_ranks(const LoadedModel& model, const EngineParams& param
         weights.push_back(map_weights_unplaced(model.records, TpShard{r, n}, ctx[size_t(r)], tensors[size_t(r)]));
         ranks.push_back({nullptr, &tensors[size_t(r)]});
     }
-    MemoryPlan plan = plan_memory(model.config(), weights, pp);
-    // The activation term measured as the session will (its graphs, planned), not estimated.
+    // The activation term measured as the session will (its graphs, planned).
     SessionParams sp = params.session;
     sp.kv_split = pp.kv_split;
     Session measure(std::move(ranks), nullptr, model.hp, sp);
-    const uint64_t arena = measure.arena_estimate();
-    for (DeviceMemory& d : plan.devices) d.activations = arena;
-    return plan;
+    pp.activations = measure.arena_estimate();
+    return plan_memory(model.config(), weights, pp);
 }
 
-// --kv-split: on / off as asked (on needs ranks to split over); auto splits only when copies on every
-// rank do not fit and split ones do (a split costs four more small all-reduces per layer).
-static Status resolve_kv_split(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
-                               uint64_t reserve, bool& split) {
-    split = false;
+// The plans with the cache copied on every rank and split over the ranks (several ranks only), and the
+// one --kv-split picks: on / off as asked (on needs ranks to split over); auto splits only when copies
+// do not fit and split ones do (a split costs four more small all-reduces per layer).
+struct CachePlans {
+    MemoryPlan copied, split;
+    bool use_split = false;
+    const MemoryPlan& chosen() const { return use_split ? split : copied; }
+};
+
+static Status plan_caches(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
+                          uint64_t reserve, CachePlans& out) {
     if (params.kv_split == KvSplitMode::on && n < 2)
         return Status::usage("--kv-split on splits the KV cache over tensor-parallel ranks: add -tp N (N >= 2)");
-    if (n < 2 || params.kv_split == KvSplitMode::off) return {};
-    if (params.kv_split == KvSplitMode::on) return split = true, Status{};
-    if (capacity == 0 || plan_ranks(model, params, n, capacity, reserve, false).fits()) return {};
-    split = plan_ranks(model, params, n, capacity, reserve, true).fits();
-    if (split) log_info("KV cache split by position over the {} ranks: a copy on each does not fit (--kv-split off "
-                        "to refuse)", n);
+    out.copied = plan_ranks(model, params, n, capacity, reserve, false);
+    if (n > 1) out.split = plan_ranks(model, params, n, capacity, reserve, true);
+    out.use_split = params.kv_split == KvSplitMode::on ||
+                    (params.kv_split == KvSplitMode::automatic && n > 1 && capacity > 0 && !out.copied.fits() &&
+                     out.split.fits());
+    if (out.use_split && params.kv_split == KvSplitMode::automatic)
+        log_info("KV cache split by position over the {} ranks: a copy on each does not fit (--kv-split off to "
+                 "refuse)", n);
     return {};
+}
+
+// The largest rank's need with the runtime reserve, in GiB.
+static double need_gib(const MemoryPlan& plan) {
+    const DeviceMemory& worst = *std::max_element(plan.devices.begin(), plan.devices.end(),
+                                                  [](const DeviceMemory& a, const DeviceMemory& b) { return a.total() < b.total(); });
+    return double(worst.total() + plan.params.reserve) / double(1ull << 30);
 }
 
 Status Engine::plan(const EngineParams& requested, std::string& report) {
@@ -242,9 +254,10 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
     const bool gpus_here = false;
 #endif
     const uint64_t capacity = gpus_here ? min_free_gpu_bytes(params, n) : 0, reserve = 1ull << 30;
-    bool split = false;
-    GLM_TRY(resolve_kv_split(model, params, n, capacity, reserve, split));
-    const MemoryPlan plan = plan_ranks(model, params, n, capacity, reserve, split);
+    CachePlans plans;
+    GLM_TRY(plan_caches(model, params, n, capacity, reserve, plans));
+    const bool split = plans.use_split;
+    const MemoryPlan& plan = plans.chosen();
     const MemoryPlanParams& pp = plan.params;
     const std::string capacity_note =
         gpus_here ? fmt::format("capacity: free memory of the {} GPU(s) here", n) : "no GPU here: capacity not checked";
@@ -258,13 +271,7 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
                          glm_type_name(pp.kv_type), split ? ", split by position over the ranks" : "", plan.table());
     // Whether the largest rank fits the cards users run (usable memory after the CUDA context), with
     // the cache copied on every rank and split over them.
-    auto need_gib = [&](bool kv_split) {
-        const MemoryPlan p = plan_ranks(model, params, n, 0, reserve, kv_split);
-        const DeviceMemory& worst = *std::max_element(p.devices.begin(), p.devices.end(),
-                                                      [](const DeviceMemory& a, const DeviceMemory& b) { return a.total() < b.total(); });
-        return double(worst.total() + reserve) / double(1ull << 30);
-    };
-    const double need_copied = need_gib(false), need_split = n > 1 ? need_gib(true) : 0.0;
+    const double need_copied = need_gib(plans.copied), need_split = n > 1 ? need_gib(plans.split) : 0.0;
     for (auto [card, gib] : {std::pair{"H100 80 GB", 79.1}, std::pair{"RTX PRO 6000 96 GB", 94.5},
                              std::pair{"H200 141 GB", 139.3}}) {
         report += fmt::format("{:<20} {:>7.2f} GiB per rank needed of {:.1f}: {}", card, need_copied, gib,
@@ -309,9 +316,11 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
         if (pages > 0 && page > 0) capacity = uint64_t(pages) * uint64_t(page) / uint64_t(n_ranks);
         reserve = 256ull << 20;
     }
-    GLM_TRY(resolve_kv_split(impl->model, params, n_ranks, capacity, reserve, params.session.kv_split));
+    CachePlans plans;
+    GLM_TRY(plan_caches(impl->model, params, n_ranks, capacity, reserve, plans));
+    params.session.kv_split = plans.use_split;
     impl->params = params;
-    const MemoryPlan plan = plan_ranks(impl->model, params, n_ranks, capacity, reserve, params.session.kv_split);
+    const MemoryPlan& plan = plans.chosen();
     log_info("memory plan ({} rank{} on {}{}):\n{}", n_ranks, n_ranks > 1 ? "s" : "", impl->backends.front()->name(),
              n_ranks > 1 ? " ..." : "", plan.table());
     GLM_TRY(check_memory_plan(plan));

@@ -1,4 +1,5 @@
-// A deliberately simple estimate; the CUDA / tensor-parallel code refines the activation term.
+// Bytes per device by formula (weights given, caches from the config); the activation term is what the
+// session measures for its graphs (engine.cpp passes Session::arena_estimate).
 #include "engine/memory-plan.h"
 
 #include <algorithm>
@@ -34,21 +35,12 @@ MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const Memory
     uint64_t full_layers = mtp_layers;
     for (auto k : c.indexer_types) full_layers += k == IndexerKind::full;
     const uint64_t ikv = full_layers * ctx * uint64_t(c.index_head_dim) * kv_elem_bytes(p.kv_type);
-    // Activations for one ubatch: a few hidden-sized f32 buffers, the widest projection, the logits,
-    // and one layer's attention / indexer scores for this device's heads.
-    const uint64_t ub = uint64_t(std::max<int64_t>(1, p.ubatch));
-    // A split cache's ranks attend with every head (over their own positions).
-    const uint64_t heads = uint64_t(p.kv_split ? c.num_attention_heads : (c.num_attention_heads + n - 1) / n);
-    const uint64_t widest = uint64_t(std::max({c.intermediate_size, c.num_attention_heads * c.qk_head_dim,
-                                               c.num_experts_per_tok * c.moe_intermediate_size}));
-    const uint64_t act = ub * 4 * (8 * uint64_t(c.hidden_size) + 2 * widest + uint64_t(c.vocab_size)) +
-                         ub * std::min<uint64_t>(ctx, 8192) * 4 * (heads + uint64_t(c.index_n_heads));  // scores are chunked
     for (int d = 0; d < n; ++d) {
         DeviceMemory m;
         m.weights = weight_bytes / uint64_t(n) + (d == 0 ? weight_bytes % uint64_t(n) : 0);
         m.kv_cache = kv;
         m.index_cache = ikv;
-        m.activations = act;
+        m.activations = p.activations;
         plan.devices.push_back(m);
     }
     return plan;

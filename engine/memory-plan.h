@@ -13,11 +13,11 @@ struct MemoryPlanParams {
     int n_devices = 1;
     int64_t context = 4096;           // -c
     glm_type kv_type = GLM_TYPE_BF16; // latent cache element type (F8_E4M3 for an fp8 cache)
-    int64_t ubatch = 512;             // tokens per prefill step
     uint64_t device_capacity = 0;     // usable bytes per device (0: do not check)
     uint64_t reserve = 1ull << 30;    // headroom per device for the runtime / CUDA context
     bool kv_split = false;            // caches split by position over the devices (model.h, KvCache)
     bool mtp = true;                  // the MTP layers' caches too (not when their weights are skipped)
+    uint64_t activations = 0;         // per device: the arena the session measures (Session::arena_estimate)
 };
 
 struct DeviceMemory {

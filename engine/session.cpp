@@ -5,7 +5,6 @@
 #include <unordered_set>
 
 #include "engine/npy.h"
-#include "ggml-like/arena.h"
 
 Session::Session(glm_backend* backend, const ModelHparams& hp, const ModelTensors& weights,
                  const SessionParams& params)
@@ -202,26 +201,40 @@ Status Session::verify(const int32_t* tokens, int64_t n, std::vector<float>* log
     return eval_chunk(tokens, n, logits, nullptr, hidden, true, greedy);
 }
 
+void Session::build_graphs(std::deque<glm_context>& contexts, std::vector<ForwardGraph>& graphs, GraphKind kind,
+                           int64_t n, int64_t pos, const ForwardOptions& base) {
+    contexts.clear();
+    graphs.clear();
+    for (Rank& rank : ranks_) {
+        ForwardOptions opt = base;
+        opt.vocab_offset = rank.vocab_offset;
+        opt.rank = rank.index;
+        glm_context& ctx = contexts.emplace_back();
+        graphs.push_back(kind == GraphKind::forward ? build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt)
+                                                    : build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt));
+    }
+    if (kind == GraphKind::forward && !params_.dump_names.empty()) {
+        const std::unordered_set<std::string> wanted(params_.dump_names.begin(), params_.dump_names.end());
+        for (glm_tensor* t : graphs.front().graph.nodes)
+            if (wanted.count(t->name)) t->flags |= GLM_FLAG_OUTPUT;
+    }
+}
+
 void Session::build(Step& step, GraphKind kind, int64_t n, int64_t pos, const ForwardOptions& base) {
-    auto build_at = [&](std::deque<glm_context>& contexts, std::vector<ForwardGraph>& graphs, int64_t at) {
-        contexts.clear();
-        graphs.clear();
-        for (Rank& rank : ranks_) {
-            ForwardOptions opt = base;
-            opt.vocab_offset = rank.vocab_offset;
-            opt.rank = rank.index;
-            glm_context& ctx = contexts.emplace_back();
-            graphs.push_back(kind == GraphKind::forward ? build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, at, opt)
-                                                        : build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, at, opt));
-        }
-    };
-    build_at(step.ctx, step.fg, pos);
+    build_graphs(step.ctx, step.fg, kind, n, pos, base);
     // Only a DSA selection makes arena tensors grow with the context (the indexer's scores); the end
     // of the context has one whenever this step has one.
     const int64_t end = params_.n_ctx - n;
-    const bool sized_by_context = params_.attn == AttnMode::dsa && pos + n > hp_.index_topk && pos != end;
-    if (sized_by_context) build_at(step.ref_ctx, step.ref_fg, end);
-    else step.ref_ctx.clear(), step.ref_fg.clear();
+    step.reference = nullptr;
+    if (params_.attn != AttnMode::dsa || pos + n <= hp_.index_topk || pos == end) return;
+    const ReferenceKey key{int(kind), n, base.all_logits, base.keep_intermediates, base.max_arg};
+    auto [it, added] = references_.try_emplace(key);
+    Reference& ref = it->second;
+    if (added) {
+        build_graphs(ref.step.ctx, ref.step.fg, kind, n, end, base);
+        for (const ForwardGraph& fg : ref.step.fg) ref.plans.push_back(glm_arena_measure(fg.graph));
+    }
+    step.reference = &ref;
 }
 
 // Steps of one token (decode, a draft step) and the small batches of a speculative round (verify, the
@@ -316,14 +329,6 @@ Status Session::eval_chunk(const int32_t* tokens, int64_t n, std::vector<float>*
     if (!step) {
         build(eager, GraphKind::forward, n, n_past_,
               options(ranks_.front(), all_logits, capture != nullptr, greedy != nullptr));
-        if (!params_.dump_names.empty()) {
-            const std::unordered_set<std::string> wanted(params_.dump_names.begin(), params_.dump_names.end());
-            // The reference graph too: its plan decides how long the dumped tensors' bytes live.
-            for (std::vector<ForwardGraph>* graphs : {&eager.fg, &eager.ref_fg})
-                if (!graphs->empty())
-                    for (glm_tensor* t : graphs->front().graph.nodes)
-                        if (wanted.count(t->name)) t->flags |= GLM_FLAG_OUTPUT;
-        }
         GLM_TRY(run(eager, tokens, n, n_past_, nullptr));
         step = &eager;
     }
@@ -420,8 +425,9 @@ Status Session::run(Step& step, const int32_t* tokens, int64_t n, int64_t pos, c
     std::vector<glm_backend*> backends;
     std::vector<const glm_graph*> graphs;
     for (size_t r = 0; r < ranks_.size(); ++r) {
-        if (step.ref_fg.empty()) glm_arena_allocate(step.fg[r].graph, ranks_[r].arena);
-        else glm_arena_allocate_as(step.fg[r].graph, step.ref_fg[r].graph, ranks_[r].arena);
+        if (!step.reference) glm_arena_allocate(step.fg[r].graph, ranks_[r].arena);
+        else glm_arena_allocate_as(step.fg[r].graph, step.reference->step.fg[r].graph, step.reference->plans[r],
+                                   ranks_[r].arena);
         backends.push_back(ranks_[r].backend);
         graphs.push_back(&step.fg[r].graph);
     }

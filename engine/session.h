@@ -7,9 +7,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/model.h"
+#include "ggml-like/arena.h"
 #include "ggml-like/tp.h"
 
 struct SessionParams {
@@ -116,22 +118,34 @@ private:
         glm_buffer* arena = nullptr;
         size_t kv_bytes = 0;
     };
+    struct Reference;
     // One graph per rank for one evaluation.
     struct Step {
         std::deque<glm_context> ctx;
         std::vector<ForwardGraph> fg;
-        // The same step built at the end of the context, when the step's tensor sizes depend on the
-        // context length (a DSA selection scores every cached row): its arena plan places fg
-        // (glm_arena_allocate_as), so what init() measured holds at every length. Empty otherwise.
-        std::deque<glm_context> ref_ctx;
-        std::vector<ForwardGraph> ref_fg;
+        // When the step's tensor sizes depend on the context length (a DSA selection scores every
+        // cached row): the same step built at the end of the context, whose arena plan places fg
+        // (glm_arena_allocate_as), so what init() measured holds at every length. Null otherwise.
+        const Reference* reference = nullptr;
     };
+    // A step built at the end of the context and each rank's arena plan of it: one per step shape,
+    // kept for the session (every prefill chunk of one size is placed by the same plan).
+    struct Reference {
+        Step step;
+        std::vector<glm_arena_plan> plans;
+    };
+    using ReferenceKey = std::tuple<int, int64_t, bool, bool, bool>;  // kind, tokens, all_logits, keep, max_arg
+    std::map<ReferenceKey, Reference> references_;
     enum class GraphKind { forward, draft };
 
     size_t make_caches(Rank& rank, std::vector<std::pair<glm_tensor*, size_t>>& placement);
     size_t measure_arena(Rank& rank) const;
     Status check_tokens(const int32_t* tokens, int64_t n) const;
     ForwardOptions options(const Rank& rank, bool all_logits, bool keep, bool max_arg) const;
+    // One graph per rank of (kind, n tokens at pos), the intermediates --dump-tensors names marked as
+    // outputs on rank 0.
+    void build_graphs(std::deque<glm_context>& contexts, std::vector<ForwardGraph>& graphs, GraphKind kind, int64_t n,
+                      int64_t pos, const ForwardOptions& base);
     void build(Step& step, GraphKind kind, int64_t n, int64_t pos, const ForwardOptions& base);
     // greedy (optional) receives the device's argmax of every logits column (the last position only
     // unless all_logits).

@@ -125,9 +125,9 @@ void glm_arena_allocate(const glm_graph& graph, glm_buffer* buffer) {
     glm_graph_resolve_views(graph);
 }
 
-void glm_arena_allocate_as(const glm_graph& graph, const glm_graph& reference, glm_buffer* buffer) {
+void glm_arena_allocate_as(const glm_graph& graph, const glm_graph& reference, const glm_arena_plan& plan,
+                           glm_buffer* buffer) {
     GLM_ASSERT(graph.nodes.size() == reference.nodes.size() && graph.leafs.size() == reference.leafs.size());
-    const glm_arena_plan plan = glm_arena_measure(reference);
     if (plan.size > buffer->size)
         GLM_ABORT("activation arena '{}' too small: the reference graph needs {} bytes, buffer has {}", buffer->name,
                   plan.size, buffer->size);

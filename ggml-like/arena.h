@@ -33,4 +33,6 @@ void glm_arena_allocate(const glm_graph& graph, glm_buffer* buffer);
 // tensor of graph is no larger than its match. Best-fit packing is not monotonic in the tensor sizes
 // (a graph with smaller tensors can peak higher: seen 15% over the largest measured graph), so a
 // graph whose sizes vary with the context length is placed as the measured one at the end of it.
-void glm_arena_allocate_as(const glm_graph& graph, const glm_graph& reference, glm_buffer* buffer);
+// reference_plan is glm_arena_measure(reference), kept by callers that place many graphs as one.
+void glm_arena_allocate_as(const glm_graph& graph, const glm_graph& reference, const glm_arena_plan& reference_plan,
+                           glm_buffer* buffer);

@@ -572,7 +572,7 @@ void op_topk_candidates(glm_tensor* dst) {
         }
 }
 
-// The definition (tensor.h) directly: every rank's candidates sorted by (score descending, NaN last;
+// The definition (tensor.h) directly: the candidates with a finite score sorted by (score descending,
 // position ascending), the first k selected. `best` only sizes k here (the CUDA kernel reads its
 // threshold from it).
 void op_topk_merge(glm_tensor* dst) {
@@ -615,7 +615,6 @@ void op_attn_merge(glm_tensor* dst) {
             for (int64_t d = 0; d < Dv; ++d) *f32_ptr(dst, d, h, s) = float(w * double(load(part, d, h, s)));
         }
 }
-
 
 void fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) {
     GLM_ASSERT(t->data && glm_is_contiguous(t));

@@ -389,7 +389,7 @@ TEST_CASE("arena: a graph placed as its end-of-context reference fits and keeps 
         Net n(7);
         build(n, T);
         place_fixed(*be, n);
-        glm_arena_allocate_as(n.graph, ref.graph, arena);
+        glm_arena_allocate_as(n.graph, ref.graph, ref_plan, arena);
         const glm_arena_plan own = glm_arena_measure(n.graph);  // liveness of this graph
         for (size_t i = 0; i < own.slots.size(); ++i) {
             const glm_arena_slot& u = own.slots[i];

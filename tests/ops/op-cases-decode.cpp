@@ -30,7 +30,6 @@ namespace optest {
 namespace {
 
 constexpr double INF = std::numeric_limits<double>::infinity();
-using Ref = std::vector<double>;
 
 // The tolerances of op-cases.cpp, for the same reasons (see there):
 constexpr Tolerance TOL_MATMUL{1e-11, INF};   // f32 dot products (the CPU accumulates in double)
@@ -164,17 +163,6 @@ double dot_ref(const OpBuild& b, const glm_tensor* w, const glm_tensor* x, int64
     return s;
 }
 
-// Elements of out, ne0 fastest, from f(i0, i1, i2, i3).
-template <typename F>
-Ref each_element(const glm_tensor* out, F&& f) {
-    Ref r;
-    for (int64_t i3 = 0; i3 < out->ne[3]; ++i3)
-        for (int64_t i2 = 0; i2 < out->ne[2]; ++i2)
-            for (int64_t i1 = 0; i1 < out->ne[1]; ++i1)
-                for (int64_t i0 = 0; i0 < out->ne[0]; ++i0) r.push_back(f(i0, i1, i2, i3));
-    return r;
-}
-
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
 // q_lat = W_UK^T q_nope as graph.cpp builds it: kv_b [M = r_kv, (K + dv) * H] bf16, W_UK = the
@@ -198,7 +186,7 @@ void add_transposed_gemv_cases(std::vector<OpCase>& cases) {
             return glm_mul_mat(b.ctx, w_uk, x);
         };
         c.reference = [](const OpBuild& b, const glm_tensor* out) {
-            return each_element(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
+            return map_out(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
                 return dot_ref(b, b.in[0], b.in[1], m, n, b2, b3);
             });
         };
@@ -224,7 +212,7 @@ void add_gate_up_cases(std::vector<OpCase>& cases) {
             return glm_swiglu(b.ctx, glm_mul_mat(b.ctx, w_gate, x), glm_mul_mat(b.ctx, w_up, x));
         };
         c.reference = [](const OpBuild& b, const glm_tensor* out) {
-            return each_element(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
+            return map_out(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
                 return silu(dot_ref(b, b.in[0], b.in[2], m, n, b2, b3)) * dot_ref(b, b.in[1], b.in[2], m, n, b2, b3);
             });
         };
@@ -259,7 +247,7 @@ void add_gate_up_id_cases(std::vector<OpCase>& cases) {
         };
         c.reference = [](const OpBuild& b, const glm_tensor* out) {
             const glm_tensor *gate_exps = b.in[0], *up_exps = b.in[1], *x = b.in[2], *ids = b.in[3];
-            return each_element(out, [&](int64_t m, int64_t j, int64_t t, int64_t) {
+            return map_out(out, [&](int64_t m, int64_t j, int64_t t, int64_t) {
                 const int32_t e = b.geti(ids, j, t);
                 double gate = 0, up = 0;
                 for (int64_t k = 0; k < gate_exps->ne[0]; ++k) {
@@ -306,7 +294,7 @@ void add_multi_column_cases(std::vector<OpCase>& cases) {
             return glm_mul_mat(b.ctx, w, x);
         };
         c.reference = [](const OpBuild& b, const glm_tensor* out) {
-            return each_element(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
+            return map_out(out, [&](int64_t m, int64_t n, int64_t b2, int64_t b3) {
                 return dot_ref(b, b.in[0], b.in[1], m, n, b2, b3);
             });
         };
@@ -343,15 +331,7 @@ void add_multi_token_id_cases(std::vector<OpCase>& cases) {
             b.in = {w, x, id};
             return glm_mul_mat_id(b.ctx, w, x, id);
         };
-        c.reference = [](const OpBuild& b, const glm_tensor* out) {
-            const glm_tensor *w = b.in[0], *x = b.in[1], *ids = b.in[2];
-            return each_element(out, [&](int64_t m, int64_t j, int64_t t, int64_t) {
-                const int32_t e = b.geti(ids, j, t);
-                double s = 0;
-                for (int64_t k = 0; k < w->ne[0]; ++k) s += b.weight_at(w, k, m, e) * b.get(x, k, x->ne[1] == 1 ? 0 : j, t);
-                return s;
-            });
-        };
+        c.reference = mul_mat_id_reference;
         c.tol = TOL_MATMUL;
         cases.push_back(std::move(c));
     }

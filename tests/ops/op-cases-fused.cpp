@@ -18,7 +18,6 @@ namespace optest {
 namespace {
 
 constexpr double INF = std::numeric_limits<double>::infinity();
-using Ref = std::vector<double>;
 
 // The tolerances of op-cases.cpp, for the same reasons (see there):
 constexpr Tolerance TOL_EXACT{0, INF};             // expert ids

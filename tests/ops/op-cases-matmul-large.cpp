@@ -31,7 +31,6 @@ constexpr double INF = std::numeric_limits<double>::infinity();
 // CPU backend is f32-exact (~1e-13); the bf16x2 activation mode is ~1e-11.
 constexpr Tolerance TOL_MATMUL_TC{3e-5, INF};
 
-using Ref = std::vector<double>;
 
 // dst[m, n, b2, b3] = sum_k w[k, m, b2 / r2, b3 / r3] * x[k, n, b2, b3] (tensor.h), each weight
 // slice and x slice decoded to double once.
@@ -60,32 +59,6 @@ Ref mul_mat_reference(const OpBuild& b, const glm_tensor* out) {
                     for (int64_t k = 0; k < K; ++k) s += ws[size_t(m * K + k)] * xs[size_t(n * K + k)];
                     r[size_t(((b3 * x->ne[2] + b2) * N + n) * M + m)] = s;
                 }
-        }
-    return r;
-}
-
-// experts: dst[m, j, t] = sum_k w[k, m, ids[j, t]] * x[k, j or 0, t] (tensor.h).
-Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out) {
-    const glm_tensor *w = b.in[0], *x = b.in[1], *ids = b.in[2];
-    const int64_t K = w->ne[0], M = w->ne[1], n_used = ids->ne[0], T = ids->ne[1];
-    std::vector<std::vector<double>> ws(static_cast<size_t>(w->ne[2]));
-    std::vector<double> xs(static_cast<size_t>(K));
-    Ref r(static_cast<size_t>(glm_nelements(out)));
-    for (int64_t t = 0; t < T; ++t)
-        for (int64_t j = 0; j < n_used; ++j) {
-            const int32_t e = b.geti(ids, j, t);
-            std::vector<double>& we = ws[size_t(e)];
-            if (we.empty()) {
-                we.resize(size_t(M * K));
-                for (int64_t m = 0; m < M; ++m)
-                    for (int64_t k = 0; k < K; ++k) we[size_t(m * K + k)] = b.weight_at(w, k, m, e);
-            }
-            for (int64_t k = 0; k < K; ++k) xs[size_t(k)] = b.get(x, k, x->ne[1] == 1 ? 0 : j, t);
-            for (int64_t m = 0; m < M; ++m) {
-                double s = 0;
-                for (int64_t k = 0; k < K; ++k) s += we[size_t(m * K + k)] * xs[size_t(k)];
-                r[size_t((t * n_used + j) * M + m)] = s;
-            }
         }
     return r;
 }

@@ -663,16 +663,7 @@ std::vector<OpCase> make_cases() {
                 b.in = {w, x, id};
                 return glm_mul_mat_id(b.ctx, w, x, id);
             },
-            [](const OpBuild& b, const glm_tensor* out) {
-                const glm_tensor *w = b.in[0], *x = b.in[1], *ids = b.in[2];
-                return map_out(out, [&](int64_t m, int64_t j, int64_t t, int64_t) {
-                    const int32_t e = b.geti(ids, j, t);
-                    double s = 0;
-                    for (int64_t k = 0; k < w->ne[0]; ++k) s += b.weight_at(w, k, m, e) * b.get(x, k, x->ne[1] == 1 ? 0 : j, t);
-                    return s;
-                });
-            },
-            TOL_MATMUL);
+            mul_mat_id_reference, TOL_MATMUL);
         if (g.T > 8) cs.back().gpu_tol = TOL_MATMUL_GPU_TC;
     }
 
@@ -995,6 +986,33 @@ const std::vector<OpCase>& op_cases() {
         return cs;
     }();
     return cases;
+}
+
+// experts: dst[m, j, t] = sum_k w[k, m, ids[j, t]] * x[k, j or 0, t] (tensor.h); each expert's weights
+// are decoded once.
+Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out) {
+    const glm_tensor *w = b.in[0], *x = b.in[1], *ids = b.in[2];
+    const int64_t K = w->ne[0], M = w->ne[1], n_used = ids->ne[0], T = ids->ne[1];
+    std::vector<std::vector<double>> ws(static_cast<size_t>(w->ne[2]));
+    std::vector<double> xs(static_cast<size_t>(K));
+    Ref r(static_cast<size_t>(glm_nelements(out)));
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < n_used; ++j) {
+            const int32_t e = b.geti(ids, j, t);
+            std::vector<double>& we = ws[size_t(e)];
+            if (we.empty()) {
+                we.resize(size_t(M * K));
+                for (int64_t m = 0; m < M; ++m)
+                    for (int64_t k = 0; k < K; ++k) we[size_t(m * K + k)] = b.weight_at(w, k, m, e);
+            }
+            for (int64_t k = 0; k < K; ++k) xs[size_t(k)] = b.get(x, k, x->ne[1] == 1 ? 0 : j, t);
+            for (int64_t m = 0; m < M; ++m) {
+                double s = 0;
+                for (int64_t k = 0; k < K; ++k) s += we[size_t(m * K + k)] * xs[size_t(k)];
+                r[size_t((t * n_used + j) * M + m)] = s;
+            }
+        }
+    return r;
 }
 
 }  // namespace optest

@@ -89,6 +89,9 @@ Ref map_out(const glm_tensor* out, F&& f) {
     return r;
 }
 
+// The naive reference of a mul_mat_id case whose b.in is {experts, x, ids}.
+Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out);
+
 struct OpCase {
     std::string name;
     std::function<glm_tensor*(OpBuild&)> build;  // makes leaves (b.in) and returns the op's output
