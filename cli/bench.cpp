@@ -343,7 +343,8 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         session.reset();
         std::vector<float> logits;
         const double t0 = now_s();
-        GLM_TRY(prefill(session, prompt.data(), row.n_prompt, o.ubatch, logits, interrupted, spec.get()));
+        const int64_t chunk = session.params().n_ubatch;
+        GLM_TRY(prefill(session, prompt.data(), row.n_prompt, chunk, logits, interrupted, spec.get()));
         if (interrupted) break;
         row.prefill_s = now_s() - t0;
         const int32_t first = argmax(logits.data(), n_vocab);
@@ -399,8 +400,8 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         row.bytes = decode_bytes_per_rank(hp, roof);
         if (!interrupted) GLM_TRY(profile_decode(*engine, session, row.n_prompt, first, row.profile));
         if (!interrupted) {
-            row.prefill_chunk = std::min<int64_t>(o.ubatch, row.n_prompt);
-            GLM_TRY(profile_prefill(*engine, session, prompt, o.ubatch, row.prefill_profile));
+            row.prefill_chunk = std::min<int64_t>(session.params().n_ubatch, row.n_prompt);
+            GLM_TRY(profile_prefill(*engine, session, prompt, session.params().n_ubatch, row.prefill_profile));
         }
         if (!o.quiet)
             err_write(fmt::format("bench: context {}: prefill {:.1f} tok/s, TTFT {:.1f} ms, decode {:.2f} tok/s\n",
@@ -450,8 +451,10 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                           machine.copy_bw > 0 ? gb_per_s(machine.copy_bw) + " per device (read + written, median of "
                                                                             "9 device-to-device copies)"
                                               : machine.copy_note);
-    header += fmt::format("- attention: {}, index pattern {}; kv {}{}\n", attn_name, describe_index_pattern(hp), kv_name,
-                          session.kv_split() ? fmt::format(", split by position over {} ranks", n_ranks) : "");
+    header += fmt::format("- attention: {}, index pattern {}; kv {}{}; prefill chunk {}\n", attn_name,
+                          describe_index_pattern(hp), kv_name,
+                          session.kv_split() ? fmt::format(", split by position over {} ranks", n_ranks) : "",
+                          session.params().n_ubatch);
     header += fmt::format("- weights: {}\n", info.synthetic ? fmt::format("synthetic (seed {})", o.synthetic_seed)
                                                              : std::string("from the checkpoint"));
     header += usage;
@@ -501,7 +504,8 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         j["model"] = {{"dir", dir}, {"name", info.name}, {"n_layer", info.n_layer}, {"n_vocab", info.n_vocab},
                       {"n_ctx_train", info.n_ctx_train}, {"weight_bytes", info.weight_bytes}};
         j["flags"] = o.argv;
-        j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", o.ubatch}, {"kv_type", kv_name}, {"kv_split", session.kv_split()},
+        j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", session.params().n_ubatch}, {"kv_type", kv_name},
+                         {"kv_split", session.kv_split()},
                          {"attn", o.attn}, {"warmup_tokens", k_warmup}, {"decode_tokens", n_gen},
                          {"repetitions", o.bench_reps}, {"threads", o.threads}, {"n_ranks", n_ranks},
                          {"index_pattern", describe_index_pattern(hp)}, {"synthetic", info.synthetic},

@@ -107,6 +107,7 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     p.index_pattern = o.index_pattern;
     p.show_progress = !o.quiet;
     p.session.n_ubatch = o.ubatch;
+    p.ubatch_auto = o.ubatch_auto;
     p.session.attn = o.attn == "dense" ? AttnMode::dense : AttnMode::dsa;
     p.session.dump_names = o.dump_tensors;
     p.session.dump_dir = o.dump_dir;
@@ -117,6 +118,7 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     p.load_mtp = o.mtp != "off";
     p.kv_type_auto = o.kv_type.empty();
     p.kv_split = o.kv_split == "on" ? KvSplitMode::on : o.kv_split == "off" ? KvSplitMode::off : KvSplitMode::automatic;
+    p.programmatic_launch = o.pdl == "on" ? PdlMode::on : o.pdl == "off" ? PdlMode::off : PdlMode::automatic;
     if (!o.kv_type.empty()) {
         Status st = parse_kv_type(o.kv_type, p.session.kv_type);
         if (!st) return Status::usage("--kv-type: {}", st.message());
@@ -257,7 +259,8 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
     const double t0 = now_s();
     std::vector<float> logits;
     bool interrupted = false;
-    GLM_TRY(prefill(session, ids.data(), int64_t(ids.size()), o.ubatch, logits, interrupted, spec.get()));
+    const int64_t chunk = session.params().n_ubatch;
+    GLM_TRY(prefill(session, ids.data(), int64_t(ids.size()), chunk, logits, interrupted, spec.get()));
     const double t_prefill = now_s() - t0;
     if (interrupted) return Status::error(ErrorKind::interrupted, "interrupted");
 

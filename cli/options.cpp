@@ -65,6 +65,10 @@ Backend:
                           (about half their speed; default bf16)
       --no-fuse           run every graph node as its own GPU kernel (no
                           fused launches; for comparisons)
+      --pdl M             on | off | auto: programmatic dependent launch (a
+                          kernel's blocks start while the previous kernel
+                          finishes; auto: on with one GPU, off with several,
+                          where it measured slower)
   -t, --threads N         CPU threads (default: all cores)
       --kv-type T         KV cache type: f32 | bf16 | f16 | fp8 (default bf16
                           on GPUs, f32 on the CPU)
@@ -74,7 +78,9 @@ Backend:
                           auto: only when the copies do not fit)
       --attn dsa|dense    sparse (DSA, default) or dense attention
       --index-pattern P   one F (full) / S (shared) per layer for the indexer
-      --ubatch N          prefill chunk size (default 512)
+      --ubatch N          prefill chunk size (default on GPUs: 2048, 1024 or
+                          512, the largest the memory plan fits; 512 on the
+                          CPU)
       --dump-tensors LIST write these intermediates as .npy (comma list)
       --dump-dir DIR      where --dump-tensors writes (default .)
 
@@ -232,6 +238,7 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     app.add_flag("--no-graph-replay", o.no_graph_replay);
     app.add_flag("--precise", o.precise);
     app.add_flag("--no-fuse", o.no_fuse);
+    app.add_option("--pdl", o.pdl)->check(CLI::IsMember({"on", "off", "auto"}));
     auto* opt_gpus = app.add_option("--gpus", gpus);
     auto* opt_tp = app.add_option("--tensor-parallel", tp);
     app.add_option("-t,--threads", o.threads);
@@ -239,7 +246,7 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     app.add_option("--kv-split", o.kv_split)->check(CLI::IsMember({"on", "off", "auto"}));
     app.add_option("--attn", o.attn)->check(CLI::IsMember({"dsa", "dense"}));
     app.add_option("--index-pattern", o.index_pattern);
-    app.add_option("--ubatch", o.ubatch);
+    auto* opt_ubatch = app.add_option("--ubatch", o.ubatch);
     app.add_option("--dump-tensors", dump_tensors);
     app.add_option("--dump-dir", o.dump_dir);
 
@@ -334,6 +341,7 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     if (o.cpu && !o.gpus.empty())
         return Status::usage("--cpu and --gpus exclude each other (use --cpu -tp N for N CPU ranks)");
     o.p2p = !no_p2p;
+    o.ubatch_auto = !*opt_ubatch;
     if (*opt_synthetic_seed) {
         if (!o.synthetic) return Status::usage("--synthetic-seed needs --synthetic");
         bool digits = !synthetic_seed.empty() && synthetic_seed.size() <= 20;

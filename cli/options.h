@@ -44,12 +44,14 @@ struct CliOptions {
     bool no_graph_replay = false;     // --no-graph-replay
     bool precise = false;             // --precise
     bool no_fuse = false;             // --no-fuse
+    std::string pdl = "auto";         // --pdl on|off|auto
     int threads = 0;                  // -t
     std::string kv_type;              // --kv-type
     std::string kv_split = "auto";    // --kv-split on|off|auto
     std::string attn = "dsa";         // --attn
     std::string index_pattern;        // --index-pattern
-    int64_t ubatch = 512;             // --ubatch
+    int64_t ubatch = 512;             // --ubatch (the engine's choice when ubatch_auto)
+    bool ubatch_auto = true;          // no --ubatch: the engine picks the chunk (GPUs: largest that fits)
     std::vector<std::string> dump_tensors;  // --dump-tensors
     std::string dump_dir = ".";       // --dump-dir
 

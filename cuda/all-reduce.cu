@@ -116,6 +116,7 @@ __device__ __forceinline__ void store4(float* p, float4 v, bool aligned) {
 __global__ void __launch_bounds__(1024) p2p_all_reduce_kernel(const float* src, float* dst, int64_t n,
                                                               int64_t chunk, bool src_vec, bool dst_vec,
                                                               P2pArgs a) {
+    grid_dependency_wait();
     __shared__ uint32_t s_epoch;
     __shared__ int s_stop;
     const int b = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
@@ -365,7 +366,7 @@ private:
         GLM_ASSERT(grid >= 1 && grid <= kMaxBlocks);
         for (size_t r = 0; r < nodes.size(); ++r) {
             COMM_CUDA(cudaSetDevice(devices_[r]));
-            p2p_all_reduce_kernel<<<grid, tuning_.threads, 0, streams_[r]>>>(
+            cuda_launch(streams_[r], p2p_all_reduce_kernel, grid, tuning_.threads, 0,
                 static_cast<const float*>(nodes[r]->src[0]->data), static_cast<float*>(nodes[r]->data), n, chunk,
                 src_vec, dst_vec, args_[r]);
             COMM_CUDA(cudaGetLastError());

@@ -179,6 +179,7 @@ __device__ void sort_key_ids(const AttnParams& p, int s, int tid, int* ids_s) {
 
 template <int G>
 __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
+    grid_dependency_wait();
     extern __shared__ float smem[];
     float* q_s = smem;                 // [G][Dk]
     float* sc_s = q_s + G * p.Dk;      // [G][kTile] scores, then probabilities
@@ -337,7 +338,15 @@ __global__ void __launch_bounds__(kThreads) attn_kernel(AttnParams p) {
 // Partials go to the same scratch layout as attn_kernel; attn_combine_kernel merges them.
 constexpr int kFHeads = 16;
 constexpr int kFKeys = 64;
-constexpr int kFMinTiles = 2;  // key tiles per split at least (a split also pays for staging q)
+// Key tiles per split at least (a split also pays for staging q). One tile: decode at TP 4 (16 heads,
+// 2,048 selected keys) runs 32 splits instead of 16; the block's serial chain (stage q, fetch the tile,
+// scores, softmax, P V) is latency-bound, so halving it paid more than the extra partials cost (one
+// TP = 4 rank on an H100: decode 622 -> 653 tok/s at 256, 537 -> 562 at 4k). GLM_ATTN_MIN_TILES
+// overrides it at build time, for A/B runs (scripts/gpu-rank4.sh --variant).
+#ifndef GLM_ATTN_MIN_TILES
+#define GLM_ATTN_MIN_TILES 1
+#endif
+constexpr int kFMinTiles = GLM_ATTN_MIN_TILES;
 constexpr int kFDk = 576;
 constexpr int kFDv = 512;
 constexpr int kFKs = kFDk + 8;  // smem row stride (bf16): 1168 B, ldmatrix conflict-free
@@ -396,6 +405,7 @@ __device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint16_t v) {
 
 template <bool kF8>
 __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
+    grid_dependency_wait();
     extern __shared__ __align__(16) uint8_t fsm[];
     __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(fsm);  // [2][kFKeys][kFKs]
     __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(fsm + kFOffQ);  // [16][kFKs]
@@ -633,6 +643,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
 // Block (h, s) x 32 output dims; warps stride over the splits. Empty splits (m = -inf) weigh 0 and
 // their acc is never read; a query with no visible key at all (M = -inf) gets zeros.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
+    grid_dependency_wait();
     __shared__ float w_s[kMaxSplit];
     __shared__ float red_s[kWarps][32];
     __shared__ float L_s, M_s;
@@ -682,10 +693,11 @@ void launch_attn(CudaContext& ctx, const AttnParams& p, size_t smem) {
     static SmemOptIn opted_in;
     cuda_allow_smem(attn_kernel<G>, smem, ctx.device, opted_in);
     const int64_t blocks = int64_t(p.n_split) * p.n_groups * p.S;
-    attn_kernel<G><<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
+    cuda_launch(ctx.stream, attn_kernel<G>, unsigned(blocks), kThreads, smem, p);
     CUDA_CHECK_LAUNCH();
     if (p.n_split > 1) {
-        attn_combine_kernel<<<dim3(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32))), kThreads, 0, ctx.stream>>>(p);
+        const dim3 combine_grid(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32)));
+        cuda_launch(ctx.stream, attn_combine_kernel, combine_grid, kThreads, 0, p);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -713,8 +725,8 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     // list (T or n_sel: the graph's shape, not the run-time length) fills with kFMinTiles key tiles
     // each, partials within the scratch. Bounded by kMaxSplit whatever T is. Dense and sorted lists:
     // split_range sizes the ranges from q_pos on the device. Raw (distinct) key_ids columns: cut
-    // here into whole tiles. Decode at TP 4 (16 heads, S = 1, n_sel = 2048): 16 splits of 2 tiles,
-    // and the combine reads 16 partials per (head, query).
+    // here into whole tiles. Decode at TP 4 (16 heads, S = 1, n_sel = 2048): 32 splits of 1 tile,
+    // and the combine reads 32 partials per (head, query).
     p.n_groups = p.H / kFHeads;
     const int64_t n_list = std::max<int64_t>(has_ids ? p.n_sel : p.T, 1);
     const int64_t base_blocks = int64_t(p.n_groups) * p.S;
@@ -734,10 +746,11 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
 
     auto kernel = f8 ? attn_fast_kernel<true> : attn_fast_kernel<false>;
     cuda_allow_smem(kernel, smem, ctx.device, opted_in[f8]);
-    kernel<<<unsigned(blocks), kThreads, smem, ctx.stream>>>(p);
+    cuda_launch(ctx.stream, kernel, unsigned(blocks), kThreads, smem, p);
     CUDA_CHECK_LAUNCH();
     if (p.n_split > 1) {
-        attn_combine_kernel<<<dim3(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32))), kThreads, 0, ctx.stream>>>(p);
+        const dim3 combine_grid(unsigned(int64_t(p.H) * p.S), unsigned(ceil_div(p.Dv, 32)));
+        cuda_launch(ctx.stream, attn_combine_kernel, combine_grid, kThreads, 0, p);
         CUDA_CHECK_LAUNCH();
     }
     return true;

@@ -18,6 +18,10 @@ std::atomic<bool> g_fusion{true};  // process-wide, read when a graph runs or is
 
 void glm_cuda_set_fusion(bool on) { g_fusion.store(on, std::memory_order_relaxed); }
 
+std::atomic<bool> g_programmatic_launch{true};  // common.cuh, cuda_launch
+
+void glm_cuda_set_programmatic_launch(bool on) { g_programmatic_launch.store(on, std::memory_order_relaxed); }
+
 int glm_cuda_device_count() {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {

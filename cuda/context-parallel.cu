@@ -12,6 +12,7 @@ constexpr int kThreads = 256;
 inline int blocks_for(int64_t n) { return int(std::min<int64_t>(ceil_div(std::max<int64_t>(n, 1), kThreads), 65535 * 8)); }
 
 __global__ void pad_block_kernel(TensorView dst, TensorView a, int dim, int block) {
+    grid_dependency_wait();
     const int64_t n = dst.ne[0] * dst.ne[1] * dst.ne[2] * dst.ne[3];
     const int64_t width = a.ne[dim];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -25,6 +26,7 @@ __global__ void pad_block_kernel(TensorView dst, TensorView a, int dim, int bloc
 }
 
 __global__ void topk_candidates_kernel(TensorView dst, TensorView scores, TensorView ids, int n_ranks, int rank) {
+    grid_dependency_wait();
     const int64_t k = ids.ne[0], n = k * ids.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t j = i % k, s = i / k;
@@ -41,6 +43,7 @@ __global__ void topk_candidates_kernel(TensorView dst, TensorView scores, Tensor
 // more entries tie than the selection has room for, and then each tied own entry scans the list --
 // real indexer scores tie only where every head's relu is zero for several keys.
 __global__ void topk_merge_kernel(TensorView dst, TensorView local, TensorView all, TensorView best, int64_t first) {
+    grid_dependency_wait();
     const int64_t k_l = local.ne[0], M = all.ne[0], k = best.ne[0];
     __shared__ float threshold;
     __shared__ unsigned int n_above, n_equal;
@@ -88,6 +91,7 @@ __global__ void topk_merge_kernel(TensorView dst, TensorView local, TensorView a
 // without a visible key weighs 0 rather than NaN. Each thread recomputes the sum over the N ranks
 // (N is the tensor-parallel degree: a handful of loads next to a row of Dv).
 __global__ void attn_merge_kernel(TensorView dst, TensorView part, TensorView lse_all) {
+    grid_dependency_wait();
     const int64_t Dv = dst.ne[0], H = dst.ne[1], n = Dv * H * dst.ne[2], N = lse_all.ne[0];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t d = i % Dv, h = (i / Dv) % H, s = i / (Dv * H);
@@ -112,8 +116,8 @@ void cuda_op_pad_block(CudaContext& ctx, glm_tensor* dst) {
     GLM_ASSERT(a->type == GLM_TYPE_F32 && dst->type == GLM_TYPE_F32 && dim >= 0 && dim < GLM_MAX_DIMS);
     GLM_ASSERT(block >= 0 && block < n_blocks && dst->ne[dim] == a->ne[dim] * n_blocks);
     if (glm_nelements(dst) == 0) return;
-    pad_block_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a), dim,
-                                                                                   block);
+    cuda_launch(ctx.stream, pad_block_kernel, blocks_for(glm_nelements(dst)), kThreads, 0, tensor_view(dst),
+        tensor_view(a), dim, block);
 }
 
 void cuda_op_topk_candidates(CudaContext& ctx, glm_tensor* dst) {
@@ -122,8 +126,8 @@ void cuda_op_topk_candidates(CudaContext& ctx, glm_tensor* dst) {
     GLM_ASSERT(scores->type == GLM_TYPE_F32 && ids->type == GLM_TYPE_I32 && ids->ne[1] == scores->ne[1]);
     GLM_ASSERT(dst->type == GLM_TYPE_F32 && dst->ne[0] == ids->ne[0] && dst->ne[1] == 2 && dst->ne[2] == ids->ne[1]);
     if (glm_nelements(ids) == 0) return;
-    topk_candidates_kernel<<<blocks_for(glm_nelements(ids)), kThreads, 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(scores), tensor_view(ids), dst->params[0].i, dst->params[1].i);
+    cuda_launch(ctx.stream, topk_candidates_kernel, blocks_for(glm_nelements(ids)), kThreads, 0, tensor_view(dst),
+        tensor_view(scores), tensor_view(ids), dst->params[0].i, dst->params[1].i);
 }
 
 void cuda_op_topk_merge(CudaContext& ctx, glm_tensor* dst) {
@@ -136,8 +140,8 @@ void cuda_op_topk_merge(CudaContext& ctx, glm_tensor* dst) {
     const int64_t S = local->ne[1], first = int64_t(dst->params[0].i) * local->ne[0];
     GLM_ASSERT(first + local->ne[0] <= all->ne[0]);
     if (S == 0 || local->ne[0] == 0) return;
-    topk_merge_kernel<<<unsigned(std::min<int64_t>(S, 65535 * 8)), kThreads, 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(local), tensor_view(all), tensor_view(best), first);
+    cuda_launch(ctx.stream, topk_merge_kernel, unsigned(std::min<int64_t>(S, 65535 * 8)), kThreads, 0, tensor_view(dst),
+        tensor_view(local), tensor_view(all), tensor_view(best), first);
 }
 
 void cuda_op_attn_merge(CudaContext& ctx, glm_tensor* dst) {
@@ -147,6 +151,6 @@ void cuda_op_attn_merge(CudaContext& ctx, glm_tensor* dst) {
     GLM_ASSERT(part->ne[0] == dst->ne[0] + 1 && part->ne[1] == dst->ne[1] && part->ne[2] == dst->ne[2]);
     GLM_ASSERT(lse_all->ne[1] == dst->ne[1] && lse_all->ne[2] == dst->ne[2] && lse_all->ne[0] >= 1);
     if (glm_nelements(dst) == 0) return;
-    attn_merge_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(part),
-                                                                                    tensor_view(lse_all));
+    cuda_launch(ctx.stream, attn_merge_kernel, blocks_for(glm_nelements(dst)), kThreads, 0, tensor_view(dst),
+        tensor_view(part), tensor_view(lse_all));
 }

@@ -17,6 +17,7 @@ __device__ __forceinline__ int64_t table_row(const TensorView& ids, int64_t r, i
 }
 
 __global__ void get_rows_kernel(TensorView dst, TensorView table, TensorView ids, int shard, int64_t first_row) {
+    grid_dependency_wait();
     const int64_t n = dst.ne[0] * dst.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t col = i % dst.ne[0], r = i / dst.ne[0];
@@ -27,6 +28,7 @@ __global__ void get_rows_kernel(TensorView dst, TensorView table, TensorView ids
 }
 
 __global__ void get_rows_nvfp4_kernel(TensorView dst, Nvfp4View table, TensorView ids, int shard, int64_t first_row) {
+    grid_dependency_wait();
     const int64_t n = dst.ne[0] * dst.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t col = i % dst.ne[0], r = i / dst.ne[0];
@@ -38,6 +40,7 @@ __global__ void get_rows_nvfp4_kernel(TensorView dst, Nvfp4View table, TensorVie
 
 template <typename F>
 __global__ void map_kernel(TensorView dst, F f) {
+    grid_dependency_wait();
     const int64_t n = dst.ne[0] * dst.ne[1] * dst.ne[2] * dst.ne[3];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         int64_t idx[4];
@@ -49,7 +52,7 @@ __global__ void map_kernel(TensorView dst, F f) {
 template <typename F>
 void launch_map(CudaContext& ctx, glm_tensor* dst, F f) {
     const TensorView d = tensor_view(dst);
-    map_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, f);
+    cuda_launch(ctx.stream, map_kernel<F>, blocks_for(glm_nelements(dst)), kThreads, 0, d, f);
 }
 
 struct BinaryOp {
@@ -114,6 +117,7 @@ struct CopyOp {
 };
 
 __global__ void set_rows_kernel(TensorView cache, TensorView rows, TensorView slots) {
+    grid_dependency_wait();
     const int64_t n = rows.ne[0] * rows.ne[1];
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t col = i % rows.ne[0], r = i / rows.ne[0];
@@ -132,11 +136,11 @@ void cuda_op_get_rows(CudaContext& ctx, glm_tensor* dst) {
     const int shard = dst->params[1].i == 1 ? 1 : 0;  // glm_get_rows_shard
     const int64_t first_row = shard ? dst->params[0].i : 0;
     if (table->type == GLM_TYPE_NVFP4)
-        get_rows_nvfp4_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, nvfp4_view(table), ids,
-                                                                                           shard, first_row);
+        cuda_launch(ctx.stream, get_rows_nvfp4_kernel, blocks_for(glm_nelements(dst)), kThreads, 0, d,
+            nvfp4_view(table), ids, shard, first_row);
     else
-        get_rows_kernel<<<blocks_for(glm_nelements(dst)), kThreads, 0, ctx.stream>>>(d, tensor_view(table), ids, shard,
-                                                                                     first_row);
+        cuda_launch(ctx.stream, get_rows_kernel, blocks_for(glm_nelements(dst)), kThreads, 0, d, tensor_view(table),
+            ids, shard, first_row);
 }
 
 void cuda_op_binary(CudaContext& ctx, glm_tensor* dst) {
@@ -163,6 +167,6 @@ void cuda_op_copy(CudaContext& ctx, glm_tensor* dst) {
 
 void cuda_op_set_rows(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* rows = dst->src[1];
-    set_rows_kernel<<<blocks_for(glm_nelements(rows)), kThreads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(rows),
-                                                                                   tensor_view(dst->src[2]));
+    cuda_launch(ctx.stream, set_rows_kernel, blocks_for(glm_nelements(rows)), kThreads, 0, tensor_view(dst),
+        tensor_view(rows), tensor_view(dst->src[2]));
 }

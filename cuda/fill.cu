@@ -7,12 +7,14 @@
 namespace {
 
 __global__ void fill_bytes_kernel(uint8_t* p, uint64_t n, uint64_t seed) {
+    grid_dependency_wait();
     for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x)
         p[i] = uint8_t(glm_fill_bits(seed, i) >> 56);
 }
 
 __global__ void fill_float_kernel(uint8_t* p, int32_t type, size_t elem_bytes, uint64_t n, uint64_t seed, float mean,
                                   float scale, bool positive) {
+    grid_dependency_wait();
     for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x) {
         float v = mean + scale * glm_fill_uniform(glm_fill_bits(seed, i));
         if (positive) v = fabsf(v);
@@ -27,11 +29,10 @@ void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean
     uint8_t* p = static_cast<uint8_t*>(t->data);
     const int threads = 256, blocks = ctx.n_sm * 8;
     if (t->type == GLM_TYPE_NVFP4 || t->type == GLM_TYPE_U8 || t->type == GLM_TYPE_I32) {
-        fill_bytes_kernel<<<blocks, threads, 0, ctx.stream>>>(p, glm_nbytes(t), seed);
+        cuda_launch(ctx.stream, fill_bytes_kernel, blocks, threads, 0, p, glm_nbytes(t), seed);
         return;
     }
     GLM_ASSERT(glm_type_is_float(t->type));
-    fill_float_kernel<<<blocks, threads, 0, ctx.stream>>>(p, t->type, glm_type_block_bytes(t->type),
-                                                          uint64_t(glm_nelements(t)), seed, mean, scale,
-                                                          t->type == GLM_TYPE_F8_E4M3);
+    cuda_launch(ctx.stream, fill_float_kernel, blocks, threads, 0, p, t->type, glm_type_block_bytes(t->type),
+        uint64_t(glm_nelements(t)), seed, mean, scale, t->type == GLM_TYPE_F8_E4M3);
 }

@@ -42,6 +42,12 @@ size_t cuda_run_fused(CudaContext& ctx, const glm_graph& graph, size_t i, size_t
     if (n0->op == GLM_OP_ADD && n1->op == GLM_OP_RMS_NORM && n1->src[0] == n0)
         return cuda_fused_add_rms_norm(ctx, n0, n1) ? 2 : 0;
 
+    // The routed experts' combine, then the sum with the shared expert (MoE layers). Only the sum is
+    // written.
+    if (n0->op == GLM_OP_MOE_COMBINE && n1->op == GLM_OP_ADD && (n1->src[0] == n0 || n1->src[1] == n0) &&
+        n1->src[0] != n1->src[1] && private_to_pattern(n0, 1, readers))
+        return cuda_fused_moe_combine_add(ctx, n0, n1) ? 2 : 0;
+
     if (!n2) return 0;
     // The router's epilogue: sigmoid scores, expert choice, routing weights. All three are written.
     if (n0->op == GLM_OP_SIGMOID && n1->op == GLM_OP_MOE_SELECT && n1->src[0] == n0 &&

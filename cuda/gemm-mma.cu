@@ -405,6 +405,7 @@ constexpr int kMinBlocks = BM * BN >= 128 * 128 && (XS == 2 || (kWideRegs && BN 
 // grid: x = M tiles, y = tiles of BN columns, z = slices (grid-stride). dynamic smem: TileCfg::kSmem.
 template <int WT, int BM, int BN, int XS>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, XS>) mma_mul_mat_kernel(const MmaParams p) {
+    grid_dependency_wait();
     using C = TileCfg<BM, BN, XS>;
     extern __shared__ uint4 smem[];
     uint4* a_s = smem;
@@ -431,6 +432,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, XS>) mma_mul_mat_
 // exit). dynamic smem: TileCfg::kSmem.
 template <int WT, int BM, int BN, int XS>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, XS>) mma_mul_mat_id_kernel(const MmaParams p) {
+    grid_dependency_wait();
     using C = TileCfg<BM, BN, XS>;
     if (int(blockIdx.y) >= g_n_tiles) return;
     extern __shared__ uint4 smem[];
@@ -493,6 +495,7 @@ __device__ __forceinline__ int read_id(const uint8_t* ids, int64_t nb0, int64_t 
 // One block. ids: I32 [n_used, n_pairs / n_used]; writes g_pairs, g_tiles, g_n_tiles.
 __global__ void __launch_bounds__(kGroupThreads) group_kernel(const uint8_t* ids, int64_t nb0, int64_t nb1, int n_used,
                                                              int n_pairs, int n_experts, int bn) {
+    grid_dependency_wait();
     __shared__ int cnt[kMmaMaxExperts], first[kMmaMaxExperts], cursor[kMmaMaxExperts], tile0[kMmaMaxExperts + 1];
     __shared__ int warp_sums[32];
     const int tid = int(threadIdx.x), lane = tid & 31;
@@ -629,7 +632,7 @@ void launch_dense(CudaContext& ctx, const MmaParams& p) {
     const int64_t gy = ceil_div(p.N, BN);
     GLM_ASSERT(gy <= 65535);
     const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(gy), unsigned(std::min<int64_t>(p.n_slices, 65535)));
-    kernel<<<grid, kThreads, smem, ctx.stream>>>(p);
+    cuda_launch(ctx.stream, kernel, grid, kThreads, smem, p);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -642,7 +645,7 @@ void launch_grouped(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, int64
     const int64_t tile_bound = ceil_div(n_pairs, BN) + std::min(n_experts, n_pairs);
     GLM_ASSERT(tile_bound <= kMaxTiles);
     const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(tile_bound));
-    kernel<<<grid, kThreads, smem, ctx.stream>>>(p);
+    cuda_launch(ctx.stream, kernel, grid, kThreads, smem, p);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -721,8 +724,8 @@ bool cuda_mma_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         const int64_t tc = std::min(chunk, T - t0), n_pairs = tc * n_used;
         const uint8_t* ids_c = static_cast<const uint8_t*>(ids->data) + t0 * int64_t(ids->nb[1]);
-        group_kernel<<<1, kGroupThreads, 0, ctx.stream>>>(ids_c, int64_t(ids->nb[0]), int64_t(ids->nb[1]), int(n_used),
-                                                          int(n_pairs), int(E), bn);
+        cuda_launch(ctx.stream, group_kernel, 1, kGroupThreads, 0, ids_c, int64_t(ids->nb[0]), int64_t(ids->nb[1]),
+            int(n_used), int(n_pairs), int(E), bn);
         CUDA_CHECK_LAUNCH();
         MmaParams c = p;
         c.x += t0 * p.x_nb2;

@@ -518,6 +518,7 @@ constexpr int kGroupCols = 2;
 // (MUL_MAT); dynamic smem: NC * xs_stride(K) floats. IDS && NC > 1: y = pairs, grouped by expert.
 template <int WT, int NC, bool IDS, bool PAIR>
 __global__ void __launch_bounds__(kGemvThreads, gemv1_min_blocks(WT, NC)) gemv1_kernel(MmArgs a) {
+    grid_dependency_wait();
     extern __shared__ float4 smem_f4[];
     float* xs = reinterpret_cast<float*>(smem_f4);
     __shared__ float part_sums[kGemvWarps * kRowsPerWarp * NC];
@@ -580,6 +581,11 @@ int64_t weight_bytes16(glm_type t) {
 // (256 blocks), dense MLP (3072 rows) G = 32 (384 blocks). With nc > 1 staged columns G is capped
 // so a block's staged x (nc x K floats, from L2) stays within twice its weight bytes: BF16 G <= 256
 // / 128 / 64 at nc = 2 / 4 / 8 (kv_a at nc = 4: G = 128, 144 blocks), NVFP4 G <= 64 / 32.
+// GLM_GEMV_TARGET_WARPS overrides the 12 warps per SM at build time (A/B runs: scripts/gpu-rank4.sh
+// --variant).
+#ifndef GLM_GEMV_TARGET_WARPS
+#define GLM_GEMV_TARGET_WARPS 12
+#endif
 int choose_group(const CudaContext& ctx, glm_type wt, const MmArgs& a, int64_t slices, int rows_per_group, int nc) {
     const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
     const int64_t nchunks = a.K / chunk_elems_host(wt);
@@ -591,7 +597,7 @@ int choose_group(const CudaContext& ctx, glm_type wt, const MmArgs& a, int64_t s
         g_max /= 2;
     int64_t g = 1;
     while (g < 32 && g < g_max && 2 * g * kGemv1Unroll <= nchunks) g *= 2;
-    while (g < g_max && 2 * g * kGemv1Unroll <= nchunks && threads(g) < 12 * 32 * n_sm) g *= 2;
+    while (g < g_max && 2 * g * kGemv1Unroll <= nchunks && threads(g) < GLM_GEMV_TARGET_WARPS * 32 * n_sm) g *= 2;
     return int(g);
 }
 
@@ -617,7 +623,7 @@ void launch_gemv1(CudaContext& ctx, const MmArgs& a0) {
     static SmemOptIn opted_in;
     cuda_allow_smem(kernel, smem, ctx.device, opted_in);
     const dim3 grid(unsigned(bx), grid_dim(ceil_div(a.n_slices, a.spb)), unsigned(bz));
-    kernel<<<grid, kGemvThreads, smem, ctx.stream>>>(a);
+    cuda_launch(ctx.stream, kernel, grid, kGemvThreads, smem, a);
     CUDA_CHECK_LAUNCH();
 }
 

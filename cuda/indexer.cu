@@ -57,12 +57,14 @@ struct IndexerParams {
     TensorView dst;    // F32 [T, S]
     int D, Hi, S, T, n_tiles;
     float scale;
+    float weight_scale;  // applied to w as it is loaded (the f32 product a separate scale op gives)
 };
 
 // kVec: D % 4 == 0, the dot products read float4s (q rows padded to D + 4, conflict-free for
 // the 8 lanes of a 128-bit phase); otherwise scalar reads with q rows padded to D + 1.
 template <bool kVec>
 __global__ void __launch_bounds__(kIdxThreads) indexer_kernel(IndexerParams p) {
+    grid_dependency_wait();
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     const int D = p.D, Hi = p.Hi, QS = kVec ? D + 4 : D + 1;
@@ -84,7 +86,7 @@ __global__ void __launch_bounds__(kIdxThreads) indexer_kernel(IndexerParams p) {
         const int h = i / D, c = i - h * D;
         q_s[h * QS + c] = load_at(p.q, c, h, s);
     }
-    for (int h = tid; h < Hi; h += kIdxThreads) w_s[h] = load_at(p.w, h, s);
+    for (int h = tid; h < Hi; h += kIdxThreads) w_s[h] = load_at(p.w, h, s) * p.weight_scale;
     for (int i = tid; i < kIdxKeys * D; i += kIdxThreads) {
         const int kk = i / D, c = i - kk * D, t = t0 + kk;
         k_s[i] = (t < t_end && t <= pos) ? load_at(p.k, c, t) : 0.0f;
@@ -181,6 +183,7 @@ __device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint32_t v) {
 
 template <int kNT, int kNCH, bool kF8>  // kNT = Hi / 8 head tiles, kNCH = D / 32 dim chunks
 __global__ void __launch_bounds__(kMmaThreads, kF8 ? 1 : 2) indexer_mma_kernel(IndexerParams p) {
+    grid_dependency_wait();
     extern __shared__ uint4 qf[];  // [kNCH][kNT][2: hi, lo][32 lanes]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
     const int s = int(blockIdx.y);
@@ -251,7 +254,7 @@ __global__ void __launch_bounds__(kMmaThreads, kF8 ? 1 : 2) indexer_mma_kernel(I
         qf[i] = make_uint4(r[0], r[1], r[2], r[3]);
     }
     float* w_s = reinterpret_cast<float*>(qf + kNCH * kNT * 64);  // [Hi]
-    for (int h = tid; h < kNT * 8; h += kMmaThreads) w_s[h] = load_at(p.w, h, s);
+    for (int h = tid; h < kNT * 8; h += kMmaThreads) w_s[h] = load_at(p.w, h, s) * p.weight_scale;
     __syncthreads();
 
     const float scale = p.scale;
@@ -440,6 +443,7 @@ __device__ TopkScratch g_topk_scratch[kMbMaxCols];
 __device__ unsigned long long g_topk_cand[kMbMaxCols][kMaxCand];
 
 __global__ void __launch_bounds__(kTopkThreads) topk_mb_zero() {
+    grid_dependency_wait();
     TopkScratch& sc = g_topk_scratch[blockIdx.x];
     for (int i = threadIdx.x; i < kBins; i += kTopkThreads) sc.hist[i] = 0;
     if (threadIdx.x == 0) {
@@ -487,6 +491,7 @@ __device__ __forceinline__ void topk_mb_for_each(const TopkParams& p, int col, i
 
 template <int kPass>
 __global__ void __launch_bounds__(kTopkThreads) topk_mb_hist(TopkParams p) {
+    grid_dependency_wait();
     __shared__ uint32_t hist[kBins];
     __shared__ uint32_t warp_tot[kTopkWarps];
     __shared__ uint32_t found[3];
@@ -542,6 +547,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_mb_hist(TopkParams p) {
 }
 
 __global__ void __launch_bounds__(kTopkThreads) topk_mb_collect(TopkParams p) {
+    grid_dependency_wait();
     const int col = blockIdx.y, lane = threadIdx.x & 31;
     const int n = topk_len(p, col);
     if (n <= kMaxCand) return;  // block-uniform, as in topk_mb_hist
@@ -561,6 +567,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_mb_collect(TopkParams p) {
 
 template <bool kMb>
 __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
+    grid_dependency_wait();
     __shared__ unsigned long long cand[kMaxCand];
     __shared__ uint32_t hist[kBins];
     __shared__ uint32_t warp_tot[kTopkWarps];
@@ -688,7 +695,7 @@ template <bool kVec>
 void launch_indexer(CudaContext& ctx, const IndexerParams& p, size_t smem, int64_t blocks) {
     static SmemOptIn opted_in;
     cuda_allow_smem(indexer_kernel<kVec>, smem, ctx.device, opted_in);
-    indexer_kernel<kVec><<<unsigned(blocks), kIdxThreads, smem, ctx.stream>>>(p);
+    cuda_launch(ctx.stream, indexer_kernel<kVec>, unsigned(blocks), kIdxThreads, smem, p);
 }
 
 
@@ -696,9 +703,9 @@ template <int kNT, int kNCH>
 void launch_indexer_mma_t(CudaContext& ctx, const IndexerParams& p, bool f8, dim3 grid) {
     const size_t smem = size_t(kNCH) * kNT * 64 * sizeof(uint4) + size_t(kNT) * 8 * sizeof(float);
     if (f8)
-        indexer_mma_kernel<kNT, kNCH, true><<<grid, kMmaThreads, smem, ctx.stream>>>(p);
+        cuda_launch(ctx.stream, indexer_mma_kernel<kNT, kNCH, true>, grid, kMmaThreads, smem, p);
     else
-        indexer_mma_kernel<kNT, kNCH, false><<<grid, kMmaThreads, smem, ctx.stream>>>(p);
+        cuda_launch(ctx.stream, indexer_mma_kernel<kNT, kNCH, false>, grid, kMmaThreads, smem, p);
 }
 
 template <int kNCH>
@@ -759,6 +766,7 @@ void cuda_op_indexer(CudaContext& ctx, glm_tensor* dst) {
     p.T = int(T);
     p.n_tiles = int(ceil_div(T, kIdxKeys));
     p.scale = dst->params[0].f;
+    p.weight_scale = dst->params[1].f;
     if (indexer_mma_ok(q, k)) {
         launch_indexer_mma(ctx, p, k->type == GLM_TYPE_F8_E4M3);
         return;
@@ -797,16 +805,16 @@ void cuda_op_top_k(CudaContext& ctx, glm_tensor* dst) {
     const bool multi_block = n > kMaxCand && ncols <= kMbMaxCols && a->type == GLM_TYPE_F32 && a->nb[0] == 4 &&
                              reinterpret_cast<uintptr_t>(a->data) % 16 == 0 && (ncols == 1 || a->nb[1] % 16 == 0);
     if (!multi_block) {
-        top_k_kernel<false><<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>(p);
+        cuda_launch(ctx.stream, top_k_kernel<false>, unsigned(ncols), kTopkThreads, 0, p);
         return;
     }
     const int64_t n_sm = ctx.n_sm > 0 ? ctx.n_sm : 132;
     // ~8 elements per thread per pass, at most ~4 blocks per SM over all columns
     const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, 8 * kTopkThreads), 4 * n_sm / ncols));
     const dim3 grid{unsigned(nb), unsigned(ncols)};
-    topk_mb_zero<<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>();
-    topk_mb_hist<0><<<grid, kTopkThreads, 0, ctx.stream>>>(p);
-    topk_mb_hist<1><<<grid, kTopkThreads, 0, ctx.stream>>>(p);
-    topk_mb_collect<<<grid, kTopkThreads, 0, ctx.stream>>>(p);
-    top_k_kernel<true><<<unsigned(ncols), kTopkThreads, 0, ctx.stream>>>(p);
+    cuda_launch(ctx.stream, topk_mb_zero, unsigned(ncols), kTopkThreads, 0);
+    cuda_launch(ctx.stream, topk_mb_hist<0>, grid, kTopkThreads, 0, p);
+    cuda_launch(ctx.stream, topk_mb_hist<1>, grid, kTopkThreads, 0, p);
+    cuda_launch(ctx.stream, topk_mb_collect, grid, kTopkThreads, 0, p);
+    cuda_launch(ctx.stream, top_k_kernel<true>, unsigned(ncols), kTopkThreads, 0, p);
 }

@@ -24,6 +24,7 @@ __host__ __device__ inline int64_t select_words_per_warp(int64_t E, int n_group)
 
 __global__ void moe_select_kernel(TensorView dst, TensorView probs, TensorView bias, bool has_bias, int k, int n_group,
                                   int topk_group) {
+    grid_dependency_wait();
     extern __shared__ float select_smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t t = int64_t(blockIdx.x) * kSelectWarps + warp;
@@ -132,6 +133,7 @@ __device__ __forceinline__ float routing_weight(float w, float sum, bool normali
 
 template <int PER_LANE, bool fused>
 __global__ void __launch_bounds__(32 * kRouteWarps) route_kernel(RouteParams p) {
+    grid_dependency_wait();
     __shared__ float group_smem[kRouteWarps][kRouteMaxExperts];  // the biased scores, for the group stage
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t t = int64_t(blockIdx.x) * kRouteWarps + warp;
@@ -247,10 +249,10 @@ void launch_route(const RouteParams& p, cudaStream_t stream) {
     const int64_t T = p.scores.ne[1];
     const int per_lane = int(ceil_div(p.E, 32));
     const dim3 grid(unsigned(ceil_div(T, kRouteWarps))), block(unsigned(32 * std::min<int64_t>(kRouteWarps, T)));
-    if (per_lane <= 1) route_kernel<1, fused><<<grid, block, 0, stream>>>(p);
-    else if (per_lane <= 2) route_kernel<2, fused><<<grid, block, 0, stream>>>(p);
-    else if (per_lane <= 4) route_kernel<4, fused><<<grid, block, 0, stream>>>(p);
-    else route_kernel<8, fused><<<grid, block, 0, stream>>>(p);
+    if (per_lane <= 1) cuda_launch(stream, route_kernel<1, fused>, grid, block, 0, p);
+    else if (per_lane <= 2) cuda_launch(stream, route_kernel<2, fused>, grid, block, 0, p);
+    else if (per_lane <= 4) cuda_launch(stream, route_kernel<4, fused>, grid, block, 0, p);
+    else cuda_launch(stream, route_kernel<8, fused>, grid, block, 0, p);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -259,6 +261,7 @@ void launch_route(const RouteParams& p, cudaStream_t stream) {
 // shuffles, the CPU's order.
 __global__ void __launch_bounds__(32 * kRouteWarps) moe_weights_kernel(TensorView dst, TensorView probs, TensorView ids,
                                                                        bool normalize, float scaling) {
+    grid_dependency_wait();
     const int lane = threadIdx.x & 31;
     const int64_t t = int64_t(blockIdx.x) * kRouteWarps + (threadIdx.x >> 5);
     if (t >= ids.ne[1]) return;  // whole warps
@@ -280,10 +283,13 @@ __global__ void __launch_bounds__(32 * kRouteWarps) moe_weights_kernel(TensorVie
 }
 
 // ---- moe_combine: a thread per (d, t); slots summed in ascending expert id order ------------------
+// With has_addend (the fused combine + add): dst = addend + the sum, the f32 add of the ADD node.
 constexpr int kCombineThreads = 256;
 constexpr int kMaxUsed = 64;
 
-__global__ void moe_combine_kernel(TensorView dst, TensorView y, TensorView w, TensorView ids) {
+__global__ void moe_combine_kernel(TensorView dst, TensorView y, TensorView w, TensorView ids, TensorView addend,
+                                   bool has_addend) {
+    grid_dependency_wait();
     __shared__ int order[kMaxUsed];
     __shared__ float weight[kMaxUsed];
     const int n = int(ids.ne[0]);
@@ -307,6 +313,7 @@ __global__ void moe_combine_kernel(TensorView dst, TensorView y, TensorView w, T
             float acc = 0.0f;
             for (int r = 0; r < n; ++r)  // no fma contraction: the CPU rounds the product, then the sum
                 acc = __fadd_rn(acc, __fmul_rn(load_at(y, d, order[r], t), weight[r]));
+            if (has_addend) acc = __fadd_rn(load_at(addend, d, t), acc);
             *reinterpret_cast<float*>(const_cast<uint8_t*>(elem_ptr(dst, d, t, 0, 0))) = acc;
         }
         __syncthreads();  // order/weight are rewritten for the next token
@@ -336,6 +343,7 @@ __device__ __forceinline__ void argmax_warp(float& v, int& i) {
 // with_value: MAX_ARG's [2, ncols] F32 output (value, index_offset + index) instead of ARGMAX's I32.
 template <bool with_value>
 __global__ void argmax_kernel(TensorView dst, TensorView a, int index_offset) {
+    grid_dependency_wait();
     __shared__ float sv[32];
     __shared__ int si[32];
     const int n = int(a.ne[0]);
@@ -391,7 +399,7 @@ void cuda_op_moe_select(CudaContext& ctx, glm_tensor* dst) {
     TensorView bv{};
     bv.type = GLM_TYPE_F32;
     if (bias) bv = tensor_view(bias);
-    moe_select_kernel<<<int(ceil_div(T, kSelectWarps)), 32 * kSelectWarps, smem, ctx.stream>>>(
+    cuda_launch(ctx.stream, moe_select_kernel, int(ceil_div(T, kSelectWarps)), 32 * kSelectWarps, smem,
         tensor_view(dst), tensor_view(probs), bv, bias != nullptr, k, n_group, topk_group);
     CUDA_CHECK_LAUNCH();
 }
@@ -403,8 +411,8 @@ void cuda_op_moe_weights(CudaContext& ctx, glm_tensor* dst) {
     const int64_t T = ids->ne[1];
     if (T == 0 || ids->ne[0] == 0) return;
     const dim3 grid(unsigned(ceil_div(T, kRouteWarps))), block(unsigned(32 * std::min<int64_t>(kRouteWarps, T)));
-    moe_weights_kernel<<<grid, block, 0, ctx.stream>>>(tensor_view(dst), tensor_view(probs), tensor_view(ids),
-                                                       dst->params[0].i != 0, dst->params[1].f);
+    cuda_launch(ctx.stream, moe_weights_kernel, grid, block, 0, tensor_view(dst), tensor_view(probs), tensor_view(ids),
+        dst->params[0].i != 0, dst->params[1].f);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -434,15 +442,39 @@ bool cuda_fused_moe_route(CudaContext& ctx, glm_tensor* sigmoid, glm_tensor* sel
     return true;
 }
 
-void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst) {
-    const glm_tensor* y = dst->src[0];
-    const glm_tensor* ids = dst->src[2];
+namespace {
+
+// The combine of `combine`'s sources into out, plus addend when given.
+void launch_combine(CudaContext& ctx, const glm_tensor* combine, glm_tensor* out, const glm_tensor* addend) {
+    const glm_tensor* y = combine->src[0];
+    const glm_tensor* ids = combine->src[2];
     GLM_ASSERT(ids->type == GLM_TYPE_I32 && ids->ne[0] <= kMaxUsed);
     const int64_t D = y->ne[0], T = ids->ne[1];
     if (D == 0 || T == 0) return;
     const dim3 grid(unsigned(ceil_div(D, kCombineThreads)), unsigned(grid_cap(T, 65535)));
-    moe_combine_kernel<<<grid, kCombineThreads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(y),
-                                                                tensor_view(dst->src[1]), tensor_view(ids));
+    const TensorView a = addend ? tensor_view(addend) : tensor_view(out);
+    cuda_launch(ctx.stream, moe_combine_kernel, grid, kCombineThreads, 0, tensor_view(out), tensor_view(y),
+        tensor_view(combine->src[1]), tensor_view(ids), a, addend != nullptr);
+}
+
+}  // namespace
+
+void cuda_op_moe_combine(CudaContext& ctx, glm_tensor* dst) { launch_combine(ctx, dst, dst, nullptr); }
+
+bool cuda_fused_moe_combine_add(CudaContext& ctx, glm_tensor* combine, glm_tensor* add) {
+    const glm_tensor* addend = add->src[0] == combine ? add->src[1] : add->src[0];
+    if (add->type != GLM_TYPE_F32 || addend->type != GLM_TYPE_F32 || !glm_same_shape(addend, combine) ||
+        !glm_same_shape(add, combine))
+        return false;
+    // Each thread reads the slots of its (d, t) and the addend's (d, t), then writes out (d, t): out may
+    // be the addend's own bytes element for element, and must not touch anything else it reads.
+    bool addend_in_place = add->data == addend->data;
+    for (int i = 0; i < 4; ++i) addend_in_place = addend_in_place && add->nb[i] == addend->nb[i];
+    if ((!addend_in_place && bytes_overlap(add, addend)) || bytes_overlap(add, combine->src[0]) ||
+        bytes_overlap(add, combine->src[1]) || bytes_overlap(add, combine->src[2]))
+        return false;
+    launch_combine(ctx, combine, add, addend);
+    return true;
 }
 
 void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst) {
@@ -452,7 +484,8 @@ void cuda_op_argmax(CudaContext& ctx, glm_tensor* dst) {
     const int threads = int(std::min<int64_t>(kArgmaxMaxThreads, ceil_div(a->ne[0], 32) * 32));
     const int grid = grid_cap(a->ne[1], int64_t(1) << 30);
     if (dst->op == GLM_OP_MAX_ARG)
-        argmax_kernel<true><<<grid, threads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a), dst->params[0].i);
+        cuda_launch(ctx.stream, argmax_kernel<true>, grid, threads, 0, tensor_view(dst), tensor_view(a),
+                    dst->params[0].i);
     else
-        argmax_kernel<false><<<grid, threads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(a), 0);
+        cuda_launch(ctx.stream, argmax_kernel<false>, grid, threads, 0, tensor_view(dst), tensor_view(a), 0);
 }

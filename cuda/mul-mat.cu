@@ -71,6 +71,7 @@ constexpr int kGenRows = 32, kGenSplitK = 8, kGenericThreads = kGenRows * kGenSp
 
 template <int WT, bool IDS>
 __global__ void __launch_bounds__(kGenericThreads, 2) generic_kernel(MmArgs a) {
+    grid_dependency_wait();
     __shared__ float red[kGenSplitK][kMaxCols][kGenRows + 1];
     const int tm = threadIdx.x & (kGenRows - 1), tk = threadIdx.x / kGenRows;
     const int64_t m = int64_t(blockIdx.x) * kGenRows + tm;
@@ -108,6 +109,7 @@ constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kTiledThreads = 256;
 
 template <int WT>
 __global__ void __launch_bounds__(kTiledThreads) tiled_kernel(MmArgs a) {
+    grid_dependency_wait();
     __shared__ float ws[kTileK][kTileM + 1];
     __shared__ float xs[kTileK][kTileN + 1];
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
@@ -167,6 +169,7 @@ constexpr int kTrMaxCols = 4;  // columns per block (smem: kTrK x NC x kTrOut fl
 
 template <int NC>
 __global__ void __launch_bounds__(kTrThreads) transposed_gemv_kernel(MmArgs a) {
+    grid_dependency_wait();
     __shared__ float4 red[kTrK][NC][kTrOut / 4];
     const int tm = int(threadIdx.x) % kTrM, tk = int(threadIdx.x) / kTrM;
     const int64_t m_block = int64_t(blockIdx.x) * kTrOut;
@@ -224,7 +227,7 @@ template <int WT, bool IDS>
 void launch_generic(CudaContext& ctx, const MmArgs& a) {
     GLM_ASSERT(a.N <= kMaxCols);
     const dim3 grid(unsigned(ceil_div(a.M, kGenRows)), grid_dim(a.n_slices));
-    generic_kernel<WT, IDS><<<grid, kGenericThreads, 0, ctx.stream>>>(a);
+    cuda_launch(ctx.stream, generic_kernel<WT, IDS>, grid, kGenericThreads, 0, a);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -232,7 +235,7 @@ template <int WT>
 void launch_tiled(CudaContext& ctx, const MmArgs& a) {
     GLM_ASSERT(ceil_div(a.N, kTileN) <= 65535);
     const dim3 grid(unsigned(ceil_div(a.M, kTileM)), unsigned(ceil_div(a.N, kTileN)), grid_dim(a.n_slices));
-    tiled_kernel<WT><<<grid, kTiledThreads, 0, ctx.stream>>>(a);
+    cuda_launch(ctx.stream, tiled_kernel<WT>, grid, kTiledThreads, 0, a);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -249,7 +252,7 @@ bool transposed_gemv_ok(const glm_tensor* w) {
 template <int NC>
 void launch_transposed_nc(CudaContext& ctx, const MmArgs& a) {
     const dim3 grid(unsigned(ceil_div(a.M, kTrOut)), grid_dim(a.n_slices), unsigned(ceil_div(a.N, NC)));
-    transposed_gemv_kernel<NC><<<grid, kTrThreads, 0, ctx.stream>>>(a);
+    cuda_launch(ctx.stream, transposed_gemv_kernel<NC>, grid, kTrThreads, 0, a);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -61,6 +61,7 @@ __device__ __forceinline__ void row_index(const TensorView& t, int64_t r, int64_
 }
 
 __global__ void rms_norm_kernel(TensorView dst, TensorView x, TensorView w, bool has_w, float eps) {
+    grid_dependency_wait();
     __shared__ float smem[32];
     const int64_t n = x.ne[0], rows = x.ne[1] * x.ne[2] * x.ne[3];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // uniform per block: barriers are safe
@@ -82,6 +83,7 @@ __global__ void rms_norm_kernel(TensorView dst, TensorView x, TensorView w, bool
 
 __global__ void layer_norm_kernel(TensorView dst, TensorView x, TensorView w, bool has_w, TensorView b, bool has_b,
                                   float eps) {
+    grid_dependency_wait();
     __shared__ float smem[32];
     const int64_t n = x.ne[0], rows = x.ne[1] * x.ne[2] * x.ne[3];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -110,6 +112,7 @@ __global__ void layer_norm_kernel(TensorView dst, TensorView x, TensorView w, bo
 // NaN never wins the max (fmaxf) but poisons the sum, so a row with a NaN, a +inf, or only -inf
 // entries comes out all NaN, as on the CPU.
 __global__ void soft_max_kernel(TensorView dst, TensorView x, float scale) {
+    grid_dependency_wait();
     __shared__ float smem[32];
     const int64_t n = x.ne[0], rows = x.ne[1] * x.ne[2] * x.ne[3];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -189,6 +192,7 @@ __device__ __forceinline__ void load_operand(const void* p, int32_t type, int64_
 // leave; otherwise one row per block at a time and the row loop is uniform per block.
 template <RowNorm kind, int VEC, int ITEMS, bool warp_rows>
 __global__ void __launch_bounds__(kMaxThreads) row_norm_kernel(RowParams p) {
+    grid_dependency_wait();
     __shared__ float smem[32];
     const int group = warp_rows ? 32 : int(blockDim.x);
     const int tid = warp_rows ? int(threadIdx.x & 31) : int(threadIdx.x);
@@ -311,7 +315,7 @@ void launch_row_norm_as(const RowPlan& plan, const RowParams& p, cudaStream_t st
     } else {
         kernel = plan.items == 4 ? row_norm_kernel<kind, VEC, 4, false> : row_norm_kernel<kind, VEC, 8, false>;
     }
-    kernel<<<unsigned(plan.blocks), plan.threads, 0, stream>>>(p);
+    cuda_launch(stream, kernel, unsigned(plan.blocks), plan.threads, 0, p);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -387,8 +391,8 @@ void cuda_op_rms_norm(CudaContext& ctx, glm_tensor* dst) {
         launch_row_norm<RowNorm::rms>(plan, p, ctx.stream);
         return;
     }
-    rms_norm_kernel<<<blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(x), optional_view(w), w != nullptr, dst->params[0].f);
+    cuda_launch(ctx.stream, rms_norm_kernel, blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, tensor_view(dst),
+        tensor_view(x), optional_view(w), w != nullptr, dst->params[0].f);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -404,9 +408,8 @@ void cuda_op_layer_norm(CudaContext& ctx, glm_tensor* dst) {
         launch_row_norm<RowNorm::layer>(plan, p, ctx.stream);
         return;
     }
-    layer_norm_kernel<<<blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(x), optional_view(w), w != nullptr, optional_view(b), b != nullptr,
-        dst->params[0].f);
+    cuda_launch(ctx.stream, layer_norm_kernel, blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, tensor_view(dst),
+        tensor_view(x), optional_view(w), w != nullptr, optional_view(b), b != nullptr, dst->params[0].f);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -414,8 +417,8 @@ void cuda_op_soft_max(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* x = dst->src[0];
     const int64_t rows = glm_nrows(x);
     if (rows == 0 || x->ne[0] == 0) return;
-    soft_max_kernel<<<blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, ctx.stream>>>(
-        tensor_view(dst), tensor_view(x), dst->params[0].f);
+    cuda_launch(ctx.stream, soft_max_kernel, blocks_for_rows(rows), threads_for_row(x->ne[0]), 0, tensor_view(dst),
+        tensor_view(x), dst->params[0].f);
     CUDA_CHECK_LAUNCH();
 }
 

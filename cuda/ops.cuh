@@ -58,3 +58,6 @@ bool cuda_fused_moe_route(CudaContext& ctx, glm_tensor* sigmoid, glm_tensor* sel
 // gemv.cu: swiglu(gate x, up x) for one token: two MUL_MAT nodes (same x) or two MUL_MAT_ID
 // nodes (same x and ids) and the SWIGLU node over their results; only the SWIGLU node is written.
 bool cuda_fused_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* up, glm_tensor* swiglu);
+// MOE_COMBINE, then the ADD of its output and another tensor of its shape (the shared expert's):
+// one launch writes the sum (the combine's own output stays unwritten).
+bool cuda_fused_moe_combine_add(CudaContext& ctx, glm_tensor* combine, glm_tensor* add);

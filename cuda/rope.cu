@@ -15,6 +15,7 @@ struct InvFreq {
 };
 
 __global__ void rope_kernel(TensorView dst, TensorView x, TensorView pos, int n_rot, bool neox, InvFreq freq) {
+    grid_dependency_wait();
     const int64_t n = x.ne[0] * x.ne[1] * x.ne[2] * x.ne[3];
     const int half = n_rot / 2;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -55,6 +56,6 @@ void cuda_op_rope(CudaContext& ctx, glm_tensor* dst) {
     InvFreq freq{};
     for (int j = 0; j < n_rot / 2; ++j) freq.v[j] = 1.0f / std::pow(theta, float(2 * j) / float(n_rot));
     const int blocks = int(std::min<int64_t>(ceil_div(n, kThreads), 65535 * 8));
-    rope_kernel<<<blocks, kThreads, 0, ctx.stream>>>(tensor_view(dst), tensor_view(x), tensor_view(pos), n_rot, neox,
-                                                     freq);
+    cuda_launch(ctx.stream, rope_kernel, blocks, kThreads, 0, tensor_view(dst), tensor_view(x), tensor_view(pos), n_rot,
+        neox, freq);
 }

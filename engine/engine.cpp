@@ -125,6 +125,8 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
         }
         glm_cuda_set_precise_prefill(params.precise);
         glm_cuda_set_fusion(params.fuse);
+        glm_cuda_set_programmatic_launch(params.programmatic_launch == PdlMode::on ||
+                                         (params.programmatic_launch == PdlMode::automatic && gpus.size() == 1));
         for (int device : gpus) {
             std::unique_ptr<glm_backend> b;
             GLM_TRY(glm_backend_cuda_create(device, b));
@@ -232,6 +234,32 @@ static Status plan_caches(const LoadedModel& model, const EngineParams& params, 
     return {};
 }
 
+// The prefill chunk when --ubatch is not given, on GPUs: the largest of 2048 / 1024 / the default whose
+// plan fits, with the cache layout the default chunk's plan chose (a bigger chunk never costs the
+// copied cache its place). Bigger chunks give the grouped expert GEMMs more tokens per expert: one
+// TP = 4 rank of the full model on an H100 prefilled 4k tokens at 19.3k / 28.2k / 32.8k tok/s with
+// chunks of 512 / 1024 / 2048. The DSA scores of a chunk grow with it (chunk x context floats per
+// layer), so at long contexts the plan decides.
+static Status plan_prefill_chunk(const LoadedModel& model, EngineParams& params, int n, uint64_t capacity,
+                                 uint64_t reserve, CachePlans& plans) {
+    GLM_TRY(plan_caches(model, params, n, capacity, reserve, plans));
+    if (!params.ubatch_auto || capacity == 0) return {};
+    EngineParams bigger = params;
+    bigger.kv_split = plans.use_split ? KvSplitMode::on : KvSplitMode::off;
+    for (int64_t chunk : {int64_t(2048), int64_t(1024)}) {
+        if (chunk <= params.session.n_ubatch) break;
+        if (chunk / 2 >= params.session.n_ctx) continue;  // the context already fits a smaller chunk
+        bigger.session.n_ubatch = chunk;
+        CachePlans candidate;
+        GLM_TRY(plan_caches(model, bigger, n, capacity, reserve, candidate));
+        if (!candidate.chosen().fits()) continue;
+        params.session.n_ubatch = chunk;
+        plans = candidate;
+        return {};
+    }
+    return {};
+}
+
 // The largest rank's need with the runtime reserve, in GiB.
 static double need_gib(const MemoryPlan& plan) {
     const DeviceMemory& worst = *std::max_element(plan.devices.begin(), plan.devices.end(),
@@ -317,7 +345,8 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
         reserve = 256ull << 20;
     }
     CachePlans plans;
-    GLM_TRY(plan_caches(impl->model, params, n_ranks, capacity, reserve, plans));
+    if (on_gpu) GLM_TRY(plan_prefill_chunk(impl->model, params, n_ranks, capacity, reserve, plans));
+    else GLM_TRY(plan_caches(impl->model, params, n_ranks, capacity, reserve, plans));
     params.session.kv_split = plans.use_split;
     impl->params = params;
     const MemoryPlan& plan = plans.chosen();
@@ -349,9 +378,10 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
     info.weight_bytes = impl->model.ranks.front().buffer->size;
     info.n_ranks = n_ranks;
     info.synthetic = impl->model.synthetic_seed != 0;
-    log_info("model: {} ({}), backend {}, weights {:.1f} MiB{}, KV {:.1f} MiB, arena {:.1f} MiB", info.name,
-             config.summary(), info.backend, double(info.weight_bytes) / 1048576.0, n_ranks > 1 ? " per rank" : "",
-             double(impl->session->kv_bytes()) / 1048576.0, double(impl->session->arena_bytes()) / 1048576.0);
+    log_info("model: {} ({}), backend {}, weights {:.1f} MiB{}, KV {:.1f} MiB, arena {:.1f} MiB, prefill chunk {}",
+             info.name, config.summary(), info.backend, double(info.weight_bytes) / 1048576.0,
+             n_ranks > 1 ? " per rank" : "", double(impl->session->kv_bytes()) / 1048576.0,
+             double(impl->session->arena_bytes()) / 1048576.0, params.session.n_ubatch);
     out.reset(new Engine(std::move(impl)));
     return {};
 }

@@ -11,6 +11,7 @@
 #include "tokenizer/tokenizer.h"
 
 enum class KvSplitMode { off, on, automatic };
+enum class PdlMode { off, on, automatic };
 
 struct EngineParams {
     std::string model_dir;
@@ -33,6 +34,13 @@ struct EngineParams {
     // about half the rate) instead of bf16-rounded ones; for comparisons against f32 references.
     bool precise = false;
     bool fuse = true;              // --no-fuse: every graph node its own GPU launch (A/B, bisecting)
+    // No --ubatch: on GPUs the prefill chunk is the largest of 2048 / 1024 / session.n_ubatch whose
+    // memory plan fits (the engine's session().params().n_ubatch says which).
+    bool ubatch_auto = false;
+    // --pdl: programmatic dependent launch of GPU kernels (cuda/common.cuh). auto: on with one GPU
+    // (a TP = 4 rank's kernels on one H100: decode +7-9%), off with several (4x H100 at TP = 4:
+    // decode 62.2 -> 44.0 tok/s and prefill 669 -> 453 tok/s at 256 with it on; cause not found).
+    PdlMode programmatic_launch = PdlMode::automatic;
     bool p2p = true;               // --no-p2p: NCCL for every all-reduce (no custom peer-to-peer path)
     // --mtp off: the MTP layer's weights and caches are not loaded (1/79 of the model: 0.94 GiB per
     // rank at full size over 4 GPUs); the session then has no draft layer.

@@ -119,28 +119,22 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     if (!shared_indexer) {
         const int64_t Hi = hp.index_n_head, Di = hp.index_head_dim;
         const glm_rope_mode imode = rope_mode(hp.indexer_rope_interleave);
+        // The indexer ropes the first dr dims of each head and passes the rest (rope with n_rot < ne0).
         glm_tensor* qi = glm_view_3d(ctx, qp[1], Di, Hi, S, size_t(Di) * sizeof(float), qp[1]->nb[1], 0);
-        glm_tensor* qi_rot = glm_rope(ctx, glm_view_3d(ctx, qi, dr, Hi, S, qi->nb[1], qi->nb[2], 0), pos,
-                                      int(dr), hp.rope_theta, imode);
-        glm_tensor* qi_pass =
-            glm_view_3d(ctx, qi, Di - dr, Hi, S, qi->nb[1], qi->nb[2], size_t(dr) * sizeof(float));
-        qi = named(glm_concat(ctx, qi_rot, qi_pass, 0), blk(il, "index_q"));
+        qi = named(glm_rope(ctx, qi, pos, int(dr), hp.rope_theta, imode), blk(il, "index_q"));
 
         glm_tensor* ki = glm_layer_norm(ctx, xp[2], L.idx_k_norm, L.idx_k_norm_bias, hp.index_norm_eps);
-        ki = glm_reshape_3d(ctx, ki, Di, 1, S);
-        glm_tensor* ki_rot = glm_rope(ctx, glm_view_3d(ctx, ki, dr, 1, S, ki->nb[1], ki->nb[2], 0), pos,
-                                      int(dr), hp.rope_theta, imode);
-        glm_tensor* ki_pass =
-            glm_view_3d(ctx, ki, Di - dr, 1, S, ki->nb[1], ki->nb[2], size_t(dr) * sizeof(float));
-        ki = named(glm_reshape_2d(ctx, glm_concat(ctx, ki_rot, ki_pass, 0), Di, S), blk(il, "index_k"));
+        ki = glm_rope(ctx, glm_reshape_3d(ctx, ki, Di, 1, S), pos, int(dr), hp.rope_theta, imode);
+        ki = named(glm_reshape_2d(ctx, ki, Di, S), blk(il, "index_k"));
         glm_tensor* icache = glm_set_rows(ctx, index_cache, ki, ci.slots);
         glm_graph_expand(graph, icache);  // the keys are stored even when this step needs no top-k
 
         // With T <= index_topk every key is selected: dense causal attention, exactly.
         if (opt.attn == AttnMode::dsa && T > hp.index_topk) {
             glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, ci.n_used, icache->nb[1], 0);
-            glm_tensor* weights = glm_scale(ctx, xp[3], 1.0f / std::sqrt(float(Hi)));
-            glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, weights, ci.last, 1.0f / std::sqrt(float(Di))),
+            // The head weights' 1/sqrt(Hi) is applied as the indexer loads them (one launch fewer).
+            glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, xp[3], ci.last, 1.0f / std::sqrt(float(Di)),
+                                                   1.0f / std::sqrt(float(Hi))),
                                        blk(il, "index_scores"));
             // Candidates bounded by each query's position: a decode graph built for the whole context
             // (replayed at every length) costs what the filled part costs.
@@ -218,7 +212,9 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         glm_tensor* u = glm_mul_mat_id(ctx, L.exp_up, x3, expert_ids);
         glm_tensor* y = glm_mul_mat_id(ctx, L.exp_down, glm_swiglu(ctx, g, u), expert_ids);
         glm_tensor* routed = named(glm_moe_combine(ctx, y, weights, expert_ids), blk(il, "moe_routed"));
-        ffn = glm_add(ctx, routed, swiglu_mlp(ctx, x2, L.shexp_gate, L.shexp_up, L.shexp_down, blk(il, "shexp")));
+        // shared + routed (not routed + shared): the graph then runs the shared expert first and the
+        // routed combine right before this add, so a backend can run the two as one launch.
+        ffn = glm_add(ctx, swiglu_mlp(ctx, x2, L.shexp_gate, L.shexp_up, L.shexp_down, blk(il, "shexp")), routed);
     }
     if (opt.n_ranks > 1) ffn = glm_all_reduce(ctx, ffn);  // each rank holds its intermediate share
     named(ffn, blk(il, "ffn_out"));

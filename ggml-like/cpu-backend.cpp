@@ -400,7 +400,7 @@ void op_indexer(glm_tensor* dst, int n_threads) {
     const glm_tensor* k = dst->src[1];
     const glm_tensor* w = dst->src[2];
     const glm_tensor* q_pos = dst->src[3];
-    const float scale = dst->params[0].f;
+    const float scale = dst->params[0].f, weight_scale = dst->params[1].f;
     const int64_t D = q->ne[0], Hi = q->ne[1], S = q->ne[2], T = k->ne[1];
     std::vector<float> qs(static_cast<size_t>(D * Hi * S));
     for (int64_t s = 0; s < S; ++s)
@@ -418,7 +418,7 @@ void op_indexer(glm_tensor* dst, int n_threads) {
                 double total = 0;
                 for (int64_t h = 0; h < Hi; ++h) {
                     const float logit = float(dot_f64(qs.data() + (s * Hi + h) * D, krow.data(), D)) * scale;
-                    total += double(load(w, h, s)) * double(std::max(logit, 0.0f));
+                    total += double(load(w, h, s) * weight_scale) * double(std::max(logit, 0.0f));
                 }
                 *out = float(total);
             }

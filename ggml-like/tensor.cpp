@@ -378,13 +378,14 @@ glm_tensor* glm_attn_part(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_te
 }
 
 glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* w, glm_tensor* q_pos,
-                        float scale) {
+                        float scale, float weight_scale) {
     GLM_ASSERT(q->type == GLM_TYPE_F32 && glm_type_is_float(k->type) && w->type == GLM_TYPE_F32);
     GLM_ASSERT(q->ne[0] == k->ne[0] && w->ne[0] == q->ne[1] && w->ne[1] == q->ne[2]);
     GLM_ASSERT(q_pos->type == GLM_TYPE_I32 && q_pos->ne[0] == q->ne[2]);
     const int64_t ne[4] = {k->ne[1], q->ne[2], 1, 1};
     glm_tensor* t = new_op(ctx, GLM_OP_INDEXER, GLM_TYPE_F32, ne, q, k, w, q_pos);
     t->params[0].f = scale;
+    t->params[1].f = weight_scale;
     return t;
 }
 

@@ -207,9 +207,10 @@ glm_tensor* glm_attn(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor*
 glm_tensor* glm_attn_part(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* v, glm_tensor* q_pos,
                           glm_tensor* key_ids, float scale);
 // DSA indexer. q: [D, Hi, S]; k: [D, T] (any float type); w: F32 [Hi, S]; q_pos: I32 [S].
-// dst[t, s] = sum_h w[h, s] * relu(scale * dot(q[:, h, s], k[:, t])) for t <= q_pos[s], -inf after.
+// dst[t, s] = sum_h (w[h, s] * weight_scale) * relu(scale * dot(q[:, h, s], k[:, t])) for t <= q_pos[s],
+// -inf after; the f32 product w * weight_scale is the one a separate glm_scale of w would give.
 glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tensor* w, glm_tensor* q_pos,
-                        float scale);
+                        float scale, float weight_scale = 1.0f);
 // I32 [k, ncols]: the k largest entries of each column of a [n, ncols] (k <= n), in descending order
 // of value, ties broken by the lower index. NaN ranks below every number (-inf included).
 // With q_pos (I32 [ncols]), column c's candidates are entries 0..q_pos[c] only (a graph built for the

@@ -355,6 +355,53 @@ void add_route_cases(std::vector<OpCase>& cases) {
     }
 }
 
+// ---- fused routed combine + shared-expert add ----------------------------------------------------------
+// out = shared + combine(y, w, ids) (or combine + shared: the launcher takes either operand order).
+// combine_output marks the combine's own result as a graph output: the pattern must not leave it
+// unwritten, so the nodes run unfused and out is the concat of both.
+struct CombineAdd { int64_t D, n_used, T; bool combine_first = false, combine_output = false; };
+
+void add_combine_add_cases(std::vector<OpCase>& cases) {
+    for (const CombineAdd& g : {CombineAdd{6144, 8, 1}, CombineAdd{37, 8, 5, true}, CombineAdd{300, 3, 2},
+                                CombineAdd{64, 8, 3, false, true}}) {
+        std::string name = fmt::format("fused moe_combine+add D={} n_used={} T={}{}", g.D, g.n_used, g.T,
+                                       g.combine_first ? " combine first" : "");
+        if (g.combine_output) name += " combine marked output (unfused)";
+        cases.push_back(make_case(
+            name,
+            [g](OpBuild& b) {
+                glm_tensor* y = b.rand(GLM_TYPE_F32, {g.D, g.n_used, g.T});
+                glm_tensor* w = b.values(GLM_TYPE_F32, {g.n_used, g.T}, [&](int64_t) { return b.rng.uniform(0, 1); });
+                std::vector<int32_t> ids;
+                for (int64_t t = 0; t < g.T; ++t)
+                    for (int32_t e : b.rng.distinct(160, g.n_used)) ids.push_back(e);
+                glm_tensor* shared = b.rand(GLM_TYPE_F32, {g.D, g.T});
+                b.in = {y, w, b.i32({g.n_used, g.T}, ids), shared};
+                glm_tensor* routed = glm_moe_combine(b.ctx, y, w, b.in[2]);
+                glm_tensor* sum = g.combine_first ? glm_add(b.ctx, routed, shared) : glm_add(b.ctx, shared, routed);
+                if (!g.combine_output) return sum;
+                routed->flags |= GLM_FLAG_OUTPUT;
+                return glm_concat(b.ctx, sum, routed, 0);
+            },
+            [g](const OpBuild& b, const glm_tensor*) {
+                const glm_tensor *y = b.in[0], *w = b.in[1], *shared = b.in[3];
+                auto routed = [&](int64_t d, int64_t t) {
+                    double s = 0;
+                    for (int64_t j = 0; j < g.n_used; ++j) s += b.get(w, j, t) * b.get(y, d, j, t);
+                    return s;
+                };
+                Ref r;
+                for (int64_t t = 0; t < g.T; ++t) {
+                    for (int64_t d = 0; d < g.D; ++d) r.push_back(b.get(shared, d, t) + routed(d, t));
+                    if (g.combine_output)
+                        for (int64_t d = 0; d < g.D; ++d) r.push_back(routed(d, t));
+                }
+                return r;
+            },
+            TOL_ELEMENTWISE));
+    }
+}
+
 }  // namespace
 
 void add_fused_cases(std::vector<OpCase>& cases) {
@@ -362,6 +409,7 @@ void add_fused_cases(std::vector<OpCase>& cases) {
     add_add_norm_cases(cases);
     add_moe_cases(cases);
     add_route_cases(cases);
+    add_combine_add_cases(cases);
 }
 
 }  // namespace optest

@@ -777,7 +777,7 @@ std::vector<OpCase> make_cases() {
                 for (int64_t s = 0; s < g.S; ++s) pos.push_back(int32_t(g.T - g.S + s));
                 glm_tensor* qp = b.i32({g.S}, pos);
                 b.in = {q, k, w, qp};
-                return glm_indexer(b.ctx, q, k, w, qp, 0.3f);
+                return glm_indexer(b.ctx, q, k, w, qp, 0.3f, 0.625f);  // the head weights' scale too
             },
             [](const OpBuild& b, const glm_tensor* out) {
                 const glm_tensor *q = b.in[0], *k = b.in[1], *w = b.in[2], *qp = b.in[3];
@@ -787,7 +787,7 @@ std::vector<OpCase> make_cases() {
                     for (int64_t h = 0; h < q->ne[1]; ++h) {
                         double d = 0;
                         for (int64_t c = 0; c < q->ne[0]; ++c) d += b.get(q, c, h, s) * b.get(k, c, t);
-                        total += b.get(w, h, s) * std::max(0.0, double(0.3f) * d);
+                        total += b.get(w, h, s) * 0.625 * std::max(0.0, double(0.3f) * d);
                     }
                     return total;
                 });
