@@ -235,15 +235,15 @@ static Status plan_caches(const LoadedModel& model, const EngineParams& params, 
 }
 
 // The prefill chunk when --ubatch is not given, on GPUs: the largest of 2048 / 1024 / the default whose
-// plan fits, with the cache layout the default chunk's plan chose (a bigger chunk never costs the
-// copied cache its place). Bigger chunks give the grouped expert GEMMs more tokens per expert: one
-// TP = 4 rank of the full model on an H100 prefilled 4k tokens at 19.3k / 28.2k / 32.8k tok/s with
-// chunks of 512 / 1024 / 2048. The DSA scores of a chunk grow with it (chunk x context floats per
-// layer), so at long contexts the plan decides.
-static Status plan_prefill_chunk(const LoadedModel& model, EngineParams& params, int n, uint64_t capacity,
-                                 uint64_t reserve, CachePlans& plans) {
-    GLM_TRY(plan_caches(model, params, n, capacity, reserve, plans));
-    if (!params.ubatch_auto || capacity == 0) return {};
+// plan fits `capacity`, with the cache layout the default chunk's plan chose (a bigger chunk never
+// costs the copied cache its place). Bigger chunks give the grouped expert GEMMs more tokens per
+// expert: one TP = 4 rank of the full model on an H100 prefilled 4k tokens at 19.3k / 28.2k / 32.8k
+// tok/s with chunks of 512 / 1024 / 2048. The DSA scores of a chunk grow with it (chunk x context
+// floats per layer), so at long contexts the plan decides. `plans` are the default chunk's plans on
+// entry and the chosen chunk's on return.
+static Status choose_prefill_chunk(const LoadedModel& model, const EngineParams& params, int n, uint64_t capacity,
+                                   uint64_t reserve, CachePlans& plans, int64_t& chunk_out) {
+    chunk_out = params.session.n_ubatch;
     EngineParams bigger = params;
     bigger.kv_split = plans.use_split ? KvSplitMode::on : KvSplitMode::off;
     for (int64_t chunk : {int64_t(2048), int64_t(1024)}) {
@@ -253,11 +253,18 @@ static Status plan_prefill_chunk(const LoadedModel& model, EngineParams& params,
         CachePlans candidate;
         GLM_TRY(plan_caches(model, bigger, n, capacity, reserve, candidate));
         if (!candidate.chosen().fits()) continue;
-        params.session.n_ubatch = chunk;
+        chunk_out = chunk;
         plans = candidate;
         return {};
     }
     return {};
+}
+
+static Status plan_prefill_chunk(const LoadedModel& model, EngineParams& params, int n, uint64_t capacity,
+                                 uint64_t reserve, CachePlans& plans) {
+    GLM_TRY(plan_caches(model, params, n, capacity, reserve, plans));
+    if (!params.ubatch_auto || capacity == 0) return {};
+    return choose_prefill_chunk(model, params, n, capacity, reserve, plans, params.session.n_ubatch);
 }
 
 // The largest rank's need with the runtime reserve, in GiB.
@@ -307,6 +314,16 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
         if (n > 1)
             report += fmt::format("; cache split over the ranks (--kv-split on): {:.2f} GiB: {}", need_split,
                                   need_split <= gib ? "fits" : "does not fit");
+        if (params.ubatch_auto) {  // what a run on this card picks (this --kv-split, no --ubatch)
+            const uint64_t card_bytes = uint64_t(gib * double(1ull << 30));
+            CachePlans card;
+            GLM_TRY(plan_caches(model, params, n, card_bytes, reserve, card));
+            int64_t chunk = 0;
+            if (card.chosen().fits()) GLM_TRY(choose_prefill_chunk(model, params, n, card_bytes, reserve, card, chunk));
+            if (chunk > 0)
+                report += fmt::format("; runs with the cache {}, prefill chunk {}", card.use_split ? "split" : "copied",
+                                      chunk);
+        }
         report += "\n";
     }
     report += capacity_note + "\n";

@@ -193,6 +193,25 @@ TEST_CASE("plan: the full model with its whole 202,752-token fp8 context fits 80
     CHECK(weights == weights_split);
     CHECK(copied > k_h100_gib);
     CHECK(split < k_h100_gib);
+    // Without --ubatch the prefill chunk is the largest of 2048 / 1024 / 512 that fits the card, with
+    // the cache layout --kv-split auto picks there: on an H100 the split cache leaves room for 1024
+    // (2048's DSA scores over 202,752 keys do not fit), on an H200 the copied cache and 2048 fit.
+    p.kv_split = KvSplitMode::automatic;
+    p.ubatch_auto = true;
+    std::string report;
+    const Status st = Engine::plan(p, report);
+    REQUIRE_MESSAGE((st.ok() || st.kind() == ErrorKind::device), st.message());
+    auto card_line = [&](const std::string& card) {
+        std::istringstream lines(report);
+        for (std::string line; std::getline(lines, line);)
+            if (line.rfind(card, 0) == 0) return line;
+        return std::string();
+    };
+    CHECK_MESSAGE(card_line("H100 80 GB").find("runs with the cache split, prefill chunk 1024") != std::string::npos, report);
+    CHECK_MESSAGE(card_line("H200 141 GB").find("runs with the cache copied, prefill chunk 2048") != std::string::npos, report);
+    p.ubatch_auto = false;
+    p.kv_split = KvSplitMode::on;
+
     // --mtp off leaves the MTP layer (BF16 experts: ~3 GiB per rank) and its caches on disk.
     p.load_mtp = false;
     const auto [weights_no_mtp, split_no_mtp] = plan_rank0(p);
