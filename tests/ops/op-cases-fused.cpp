@@ -370,26 +370,18 @@ void add_combine_add_cases(std::vector<OpCase>& cases) {
         cases.push_back(make_case(
             name,
             [g](OpBuild& b) {
-                glm_tensor* y = b.rand(GLM_TYPE_F32, {g.D, g.n_used, g.T});
-                glm_tensor* w = b.values(GLM_TYPE_F32, {g.n_used, g.T}, [&](int64_t) { return b.rng.uniform(0, 1); });
-                std::vector<int32_t> ids;
-                for (int64_t t = 0; t < g.T; ++t)
-                    for (int32_t e : b.rng.distinct(160, g.n_used)) ids.push_back(e);
+                add_combine_inputs(b, g.D, g.n_used, g.T, 160);
                 glm_tensor* shared = b.rand(GLM_TYPE_F32, {g.D, g.T});
-                b.in = {y, w, b.i32({g.n_used, g.T}, ids), shared};
-                glm_tensor* routed = glm_moe_combine(b.ctx, y, w, b.in[2]);
+                b.in.push_back(shared);
+                glm_tensor* routed = glm_moe_combine(b.ctx, b.in[0], b.in[1], b.in[2]);
                 glm_tensor* sum = g.combine_first ? glm_add(b.ctx, routed, shared) : glm_add(b.ctx, shared, routed);
                 if (!g.combine_output) return sum;
                 routed->flags |= GLM_FLAG_OUTPUT;
                 return glm_concat(b.ctx, sum, routed, 0);
             },
             [g](const OpBuild& b, const glm_tensor*) {
-                const glm_tensor *y = b.in[0], *w = b.in[1], *shared = b.in[3];
-                auto routed = [&](int64_t d, int64_t t) {
-                    double s = 0;
-                    for (int64_t j = 0; j < g.n_used; ++j) s += b.get(w, j, t) * b.get(y, d, j, t);
-                    return s;
-                };
+                const glm_tensor* shared = b.in[3];
+                auto routed = [&](int64_t d, int64_t t) { return combine_reference(b, 0, d, t); };
                 Ref r;
                 for (int64_t t = 0; t < g.T; ++t) {
                     for (int64_t d = 0; d < g.D; ++d) r.push_back(b.get(shared, d, t) + routed(d, t));

@@ -937,22 +937,11 @@ std::vector<OpCase> make_cases() {
     for (Comb g : {Comb{10, 3, 4}, Comb{1, 2, 3}, Comb{33, 8, 1}}) {
         add(fmt::format("moe_combine D={} n_used={} T={}", g.D, g.n_used, g.T),
             [g](OpBuild& b) {
-                glm_tensor* y = b.rand(GLM_TYPE_F32, {g.D, g.n_used, g.T});
-                glm_tensor* w = b.values(GLM_TYPE_F32, {g.n_used, g.T}, [&](int64_t) { return b.rng.uniform(0, 1); });
-                std::vector<int32_t> ids;
-                for (int64_t t = 0; t < g.T; ++t)
-                    for (int32_t e : b.rng.distinct(16, g.n_used)) ids.push_back(e);
-                glm_tensor* id = b.i32({g.n_used, g.T}, ids);
-                b.in = {y, w, id};
-                return glm_moe_combine(b.ctx, y, w, id);
+                add_combine_inputs(b, g.D, g.n_used, g.T, 16);
+                return glm_moe_combine(b.ctx, b.in[0], b.in[1], b.in[2]);
             },
             [](const OpBuild& b, const glm_tensor* out) {
-                const glm_tensor *y = b.in[0], *w = b.in[1];
-                return map_out(out, [&](int64_t d, int64_t t, int64_t, int64_t) {
-                    double s = 0;
-                    for (int64_t j = 0; j < y->ne[1]; ++j) s += b.get(w, j, t) * b.get(y, d, j, t);
-                    return s;
-                });
+                return map_out(out, [&](int64_t d, int64_t t, int64_t, int64_t) { return combine_reference(b, 0, d, t); });
             },
             TOL_ELEMENTWISE);
     }
@@ -986,6 +975,22 @@ const std::vector<OpCase>& op_cases() {
         return cs;
     }();
     return cases;
+}
+
+void add_combine_inputs(OpBuild& b, int64_t D, int64_t n_used, int64_t T, int64_t n_experts) {
+    glm_tensor* y = b.rand(GLM_TYPE_F32, {D, n_used, T});
+    glm_tensor* w = b.values(GLM_TYPE_F32, {n_used, T}, [&](int64_t) { return b.rng.uniform(0, 1); });
+    std::vector<int32_t> ids;
+    for (int64_t t = 0; t < T; ++t)
+        for (int32_t e : b.rng.distinct(n_experts, n_used)) ids.push_back(e);
+    b.in.insert(b.in.end(), {y, w, b.i32({n_used, T}, ids)});
+}
+
+double combine_reference(const OpBuild& b, size_t first, int64_t d, int64_t t) {
+    const glm_tensor *y = b.in[first], *w = b.in[first + 1];
+    double s = 0;
+    for (int64_t j = 0; j < y->ne[1]; ++j) s += b.get(w, j, t) * b.get(y, d, j, t);
+    return s;
 }
 
 // experts: dst[m, j, t] = sum_k w[k, m, ids[j, t]] * x[k, j or 0, t] (tensor.h); each expert's weights

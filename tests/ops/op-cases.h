@@ -92,6 +92,12 @@ Ref map_out(const glm_tensor* out, F&& f) {
 // The naive reference of a mul_mat_id case whose b.in is {experts, x, ids}.
 Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out);
 
+// moe_combine inputs, appended to b.in: y F32 [D, n_used, T] random, routing weights F32 [n_used, T]
+// in [0, 1), ids I32 [n_used, T] distinct per token from [0, n_experts).
+void add_combine_inputs(OpBuild& b, int64_t D, int64_t n_used, int64_t T, int64_t n_experts);
+// sum_j w[j, t] * y[d, j, t] for the inputs add_combine_inputs put at b.in[first ..].
+double combine_reference(const OpBuild& b, size_t first, int64_t d, int64_t t);
+
 struct OpCase {
     std::string name;
     std::function<glm_tensor*(OpBuild&)> build;  // makes leaves (b.in) and returns the op's output
