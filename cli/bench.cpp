@@ -74,6 +74,9 @@ struct BenchRow {
     StepProfile profile;
     StepProfile prefill_profile;  // the prompt's last chunk, us per chunk
     int64_t prefill_chunk = 0;
+    // Host time per replayed decode step (us): inputs written and every rank's graph launched, then the
+    // wait for the GPUs (Session::replay_time); 0 when the steps ran node by node.
+    double launch_us = 0, wait_us = 0;
     // --mtp on: one more repetition decoding through MTP speculative rounds (greedy)
     bool mtp = false;
     double mtp_tok_s = 0;
@@ -361,6 +364,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                     break;
                 }
                 if (i == k_warmup) t_start = now_s();
+                if (i == k_warmup && rep == 0) session.reset_replay_time();
                 const double ts = now_s();
                 // Greedy on the device, as plain greedy generation runs: only the id comes back.
                 GLM_TRY(session.eval_greedy(&tok, 1, &tok));
@@ -373,6 +377,10 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         }
         if (row.rep_decode_tok_s.empty()) break;
         row.decode_tok_s = median(row.rep_decode_tok_s);
+        if (const Session::ReplayTime& rt = session.replay_time(); rt.steps > 0) {
+            row.launch_us = 1e6 * rt.launch_s / double(rt.steps);
+            row.wait_us = 1e6 * rt.wait_s / double(rt.steps);
+        }
         if (spec && !interrupted) {
             // The same depth again, through speculative rounds: what MTP costs at this context with these
             // weights (synthetic weights make the draft wrong, so acceptance is near 0 there; the round's
@@ -464,6 +472,11 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
     for (const BenchRow& r : rows)
         table += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.2f} |\n", label(r.ctx), r.n_prompt,
                              r.prefill_s > 0 ? r.n_prompt / r.prefill_s : 0.0, r.ttft_s * 1e3, r.decode_tok_s);
+    if (std::any_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.launch_us > 0; })) {
+        table += "\n### Host time per replayed decode step (us; every rank's graph launched from one thread)\n\n"
+                 "| context | inputs + launches | waiting for the GPUs |\n|---|---:|---:|\n";
+        for (const BenchRow& r : rows) table += fmt::format("| {} | {:.1f} | {:.1f} |\n", label(r.ctx), r.launch_us, r.wait_us);
+    }
     if (std::any_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.mtp; })) {
         table += "\n### MTP speculative decoding (greedy, one repetition per context)\n\n"
                  "| context | decode tok/s | MTP tok/s | accepted length | verify ms / round | draft ms / round | "
@@ -536,6 +549,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
             results.push_back({{"ctx", r.ctx}, {"prompt_tokens", r.n_prompt}, {"prefill_s", r.prefill_s},
                                {"prefill_tok_s", r.prefill_s > 0 ? r.n_prompt / r.prefill_s : 0.0},
                                {"ttft_s", r.ttft_s}, {"decode_tok_s", r.decode_tok_s},
+                               {"host_launch_us", r.launch_us}, {"host_wait_us", r.wait_us},
                                {"decode_tok_s_per_rep", r.rep_decode_tok_s}, {"decode_token_s", r.token_s},
                                {"roofline", roofline}, {"profile", profile},
                                {"mtp", r.mtp ? nlohmann::json{{"tok_s", r.mtp_tok_s}, {"rounds", r.mtp_stats.rounds},

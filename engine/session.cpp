@@ -1,6 +1,7 @@
 #include "engine/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <unordered_set>
 
@@ -310,9 +311,15 @@ Status Session::replay(GraphKind kind, const int32_t* tokens, int64_t n, int64_t
         }
     }
     const Recorded& rec = it->second;
+    using clock = std::chrono::steady_clock;
+    const clock::time_point t0 = clock::now();
     write_inputs(rec.step, tokens, n, pos, prev_hidden);
     for (size_t r = 0; r < ranks_.size(); ++r) GLM_TRY(ranks_[r].backend->replay(rec.ids[r]));
+    const clock::time_point t1 = clock::now();
     for (const Rank& rank : ranks_) rank.backend->synchronize();
+    replay_time_.launch_s += std::chrono::duration<double>(t1 - t0).count();
+    replay_time_.wait_s += std::chrono::duration<double>(clock::now() - t1).count();
+    ++replay_time_.steps;
     *replayed = &rec.step;
     return {};
 }

@@ -100,6 +100,15 @@ public:
     void set_replay_decode(bool on) { params_.replay_decode = on; }
     // How many step graphs have been recorded so far (tests: recording really happened).
     size_t recorded_graphs() const { return recorded_.size(); }
+    // Host time of replayed steps since the last reset: writing the inputs and launching every rank's
+    // graph (the decode step reads its token before the next launch, so this is on the critical path),
+    // and then waiting for the GPUs.
+    struct ReplayTime {
+        double launch_s = 0, wait_s = 0;
+        int64_t steps = 0;
+    };
+    const ReplayTime& replay_time() const { return replay_time_; }
+    void reset_replay_time() { replay_time_ = {}; }
     const ModelHparams& hparams() const { return hp_; }
     size_t kv_bytes() const { return ranks_.front().kv_bytes; }  // per rank
     bool kv_split() const { return ranks_.front().kv.split; }
@@ -187,6 +196,7 @@ private:
     std::deque<Rank> ranks_;
     glm_comm* comm_ = nullptr;
     std::map<std::pair<GraphKind, int64_t>, Recorded> recorded_;
+    ReplayTime replay_time_;
     bool record_failed_ = false;  // a capture was refused: no more recording, steps without one run eagerly
     ModelHparams hp_;
     SessionParams params_;
