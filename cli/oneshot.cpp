@@ -118,7 +118,6 @@ Status make_engine_params(const CliOptions& o, const std::string& dir, int64_t n
     p.load_mtp = o.mtp != "off";
     p.kv_type_auto = o.kv_type.empty();
     p.kv_split = o.kv_split == "on" ? KvSplitMode::on : o.kv_split == "off" ? KvSplitMode::off : KvSplitMode::automatic;
-    p.programmatic_launch = o.pdl == "on" ? PdlMode::on : o.pdl == "off" ? PdlMode::off : PdlMode::automatic;
     if (!o.kv_type.empty()) {
         Status st = parse_kv_type(o.kv_type, p.session.kv_type);
         if (!st) return Status::usage("--kv-type: {}", st.message());

@@ -136,6 +136,7 @@ void apply_engine_flags(const CliOptions& o, EngineParams& p) {
     p.p2p = o.p2p;
     p.precise = o.precise;
     p.fuse = !o.no_fuse;
+    p.programmatic_launch = o.pdl == "on" ? PdlMode::on : o.pdl == "off" ? PdlMode::off : PdlMode::automatic;
     p.synthetic = o.synthetic;
     p.synthetic_seed = o.synthetic_seed;
 }

@@ -1,6 +1,6 @@
 // Command-line parsing in process (no glmrun binary): the speed-run flags (--synthetic,
-// --synthetic-seed, --no-p2p, --plan-only, --cpu -tp N), what they become in EngineParams, and one
-// bad value each.
+// --synthetic-seed, --no-p2p, --plan-only, --cpu -tp N, --pdl, --ubatch), what they become in
+// EngineParams, and one bad value each.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -107,9 +107,27 @@ TEST_CASE("options: --cpu with -tp N gives N CPU ranks, not GPUs") {
     check_usage_error({"--cpu", "-tp", "0"}, "-tp expects");
 }
 
+TEST_CASE("options: --pdl, and --ubatch given or left to the engine") {
+    Parsed p = parse({"-tp", "4", "--bench"});
+    REQUIRE(p.status.ok());
+    CHECK(p.params.programmatic_launch == PdlMode::automatic);
+    CHECK(p.opts.ubatch_auto);
+    p = parse({"--pdl", "on", "--ubatch", "1024", "--bench"});
+    REQUIRE(p.status.ok());
+    CHECK(p.params.programmatic_launch == PdlMode::on);
+    CHECK(!p.opts.ubatch_auto);
+    CHECK(p.opts.ubatch == 1024);
+    p = parse({"--pdl", "off", "--ubatch", "512", "--bench"});  // the old default, now asked for
+    REQUIRE(p.status.ok());
+    CHECK(p.params.programmatic_launch == PdlMode::off);
+    CHECK(!p.opts.ubatch_auto);
+    check_usage_error({"--pdl", "maybe"}, "--pdl");
+    check_usage_error({"--ubatch", "0", "-p", "hi"}, "--ubatch must be >= 1");
+}
+
 TEST_CASE("options: the help lists the new flags within 80 columns") {
     const std::string help = cli_help_text();
-    for (const char* flag : {"--synthetic ", "--synthetic-seed N", "--no-p2p", "--plan-only", "200000"})
+    for (const char* flag : {"--synthetic ", "--synthetic-seed N", "--no-p2p", "--plan-only", "200000", "--pdl M"})
         CHECK_MESSAGE(help.find(flag) != std::string::npos, flag);
     size_t start = 0;
     while (start < help.size()) {
