@@ -463,6 +463,11 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                           describe_index_pattern(hp), kv_name,
                           session.kv_split() ? fmt::format(", split by position over {} ranks", n_ranks) : "",
                           session.params().n_ubatch);
+    if (info.backend.rfind("cuda:", 0) == 0) {
+        const char* fusion = o.no_fuse ? "every node its own kernel (--no-fuse)" : "fused patterns";
+        const char* order = info.programmatic_launch ? "programmatic dependent launch" : "plain stream order";
+        header += fmt::format("- GPU launches: {}, {} (--pdl {})\n", fusion, order, o.pdl);
+    }
     header += fmt::format("- weights: {}\n", info.synthetic ? fmt::format("synthetic (seed {})", o.synthetic_seed)
                                                              : std::string("from the checkpoint"));
     header += usage;
@@ -518,8 +523,9 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
                       {"n_ctx_train", info.n_ctx_train}, {"weight_bytes", info.weight_bytes}};
         j["flags"] = o.argv;
         j["settings"] = {{"n_ctx", session.n_ctx()}, {"ubatch", session.params().n_ubatch}, {"kv_type", kv_name},
-                         {"kv_split", session.kv_split()},
-                         {"attn", o.attn}, {"warmup_tokens", k_warmup}, {"decode_tokens", n_gen},
+                         {"kv_split", session.kv_split()}, {"fused", !o.no_fuse},
+                         {"programmatic_launch", info.programmatic_launch}, {"attn", o.attn},
+                         {"warmup_tokens", k_warmup}, {"decode_tokens", n_gen},
                          {"repetitions", o.bench_reps}, {"threads", o.threads}, {"n_ranks", n_ranks},
                          {"index_pattern", describe_index_pattern(hp)}, {"synthetic", info.synthetic},
                          {"synthetic_seed", info.synthetic ? nlohmann::json(o.synthetic_seed) : nlohmann::json()},

@@ -94,6 +94,12 @@ static SamplerParams read_sampling_defaults(const std::string& dir) {
 // --cpu (with -tp N: N CPU ranks), or the GPUs asked for (one rank each), or one GPU when present,
 // else the CPU. Several ranks get a communicator: the host one for CPU ranks, the CUDA one (peer to
 // peer or NCCL) for GPUs.
+// --pdl as resolved for this many GPUs (EngineParams::programmatic_launch says why auto is one GPU only).
+static bool programmatic_launch_on(const EngineParams& params, size_t n_gpus) {
+    return params.programmatic_launch == PdlMode::on ||
+           (params.programmatic_launch == PdlMode::automatic && n_gpus == 1);
+}
+
 static Status create_backends(const EngineParams& params, std::vector<std::unique_ptr<glm_backend>>& out,
                               std::unique_ptr<glm_comm>& comm) {
     const int threads = params.n_threads > 0 ? params.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
@@ -125,8 +131,7 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
         }
         glm_cuda_set_precise_prefill(params.precise);
         glm_cuda_set_fusion(params.fuse);
-        glm_cuda_set_programmatic_launch(params.programmatic_launch == PdlMode::on ||
-                                         (params.programmatic_launch == PdlMode::automatic && gpus.size() == 1));
+        glm_cuda_set_programmatic_launch(programmatic_launch_on(params, gpus.size()));
         for (int device : gpus) {
             std::unique_ptr<glm_backend> b;
             GLM_TRY(glm_backend_cuda_create(device, b));
@@ -395,6 +400,7 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
     info.weight_bytes = impl->model.ranks.front().buffer->size;
     info.n_ranks = n_ranks;
     info.synthetic = impl->model.synthetic_seed != 0;
+    info.programmatic_launch = on_gpu && programmatic_launch_on(params, size_t(n_ranks));
     log_info("model: {} ({}), backend {}, weights {:.1f} MiB{}, KV {:.1f} MiB, arena {:.1f} MiB, prefill chunk {}",
              info.name, config.summary(), info.backend, double(info.weight_bytes) / 1048576.0,
              n_ranks > 1 ? " per rank" : "", double(impl->session->kv_bytes()) / 1048576.0,

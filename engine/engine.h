@@ -60,6 +60,7 @@ struct ModelInfo {
     size_t weight_bytes = 0;        // on one rank
     int n_ranks = 1;                // tensor-parallel ranks
     bool synthetic = false;
+    bool programmatic_launch = false;  // GPU kernels launched programmatically (--pdl as resolved)
 };
 
 class Engine {
