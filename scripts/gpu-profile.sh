@@ -23,27 +23,8 @@ if ! cmake --build build-gpu -j "$(nproc)" --target glmrun > "$OUT/build.log" 2>
 fi
 log "build ok"
 
-# Per-kernel table: name, count, total us, mean us (python sums the ncu CSV).
-summarize() {
-  python3 - "$1" "$2" <<'PY'
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-hdr = rows[0]; data = rows[1:]
-ki = hdr.index("Kernel Name"); mi = hdr.index("Metric Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
-skip = int(sys.argv[2])
-tot = collections.defaultdict(float); cnt = collections.Counter()
-data = [r for r in data if r[mi] == "gpu__time_duration.sum"][skip:]
-for r in data:
-    v = float(r[vi].replace(",", "")); u = r[ui]
-    us = v / 1000 if u in ("ns", "nsecond") else v * 1000 if u in ("ms", "msecond") else v
-    name = r[ki].split("(")[0][:80]
-    tot[name] += us; cnt[name] += 1
-allus = sum(tot.values())
-print(f"kernels {len(data)}  total {allus:.1f} us")
-for n, t in sorted(tot.items(), key=lambda x: -x[1]):
-    print(f"{t:10.1f} us {cnt[n]:6d} x {t/cnt[n]:8.2f} us  {n}")
-PY
-}
+# Per-kernel table: name, count, total us, mean us.
+summarize() { python3 scripts/ncu-summary.py "$1" "$2"; }
 
 # --bench with the fused launches and without (--no-fuse): same machine, same run.
 for fuse in "" "--no-fuse"; do

@@ -977,47 +977,4 @@ const std::vector<OpCase>& op_cases() {
     return cases;
 }
 
-void add_combine_inputs(OpBuild& b, int64_t D, int64_t n_used, int64_t T, int64_t n_experts) {
-    glm_tensor* y = b.rand(GLM_TYPE_F32, {D, n_used, T});
-    glm_tensor* w = b.values(GLM_TYPE_F32, {n_used, T}, [&](int64_t) { return b.rng.uniform(0, 1); });
-    std::vector<int32_t> ids;
-    for (int64_t t = 0; t < T; ++t)
-        for (int32_t e : b.rng.distinct(n_experts, n_used)) ids.push_back(e);
-    b.in.insert(b.in.end(), {y, w, b.i32({n_used, T}, ids)});
-}
-
-double combine_reference(const OpBuild& b, size_t first, int64_t d, int64_t t) {
-    const glm_tensor *y = b.in[first], *w = b.in[first + 1];
-    double s = 0;
-    for (int64_t j = 0; j < y->ne[1]; ++j) s += b.get(w, j, t) * b.get(y, d, j, t);
-    return s;
-}
-
-// experts: dst[m, j, t] = sum_k w[k, m, ids[j, t]] * x[k, j or 0, t] (tensor.h); each expert's weights
-// are decoded once.
-Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out) {
-    const glm_tensor *w = b.in[0], *x = b.in[1], *ids = b.in[2];
-    const int64_t K = w->ne[0], M = w->ne[1], n_used = ids->ne[0], T = ids->ne[1];
-    std::vector<std::vector<double>> ws(static_cast<size_t>(w->ne[2]));
-    std::vector<double> xs(static_cast<size_t>(K));
-    Ref r(static_cast<size_t>(glm_nelements(out)));
-    for (int64_t t = 0; t < T; ++t)
-        for (int64_t j = 0; j < n_used; ++j) {
-            const int32_t e = b.geti(ids, j, t);
-            std::vector<double>& we = ws[size_t(e)];
-            if (we.empty()) {
-                we.resize(size_t(M * K));
-                for (int64_t m = 0; m < M; ++m)
-                    for (int64_t k = 0; k < K; ++k) we[size_t(m * K + k)] = b.weight_at(w, k, m, e);
-            }
-            for (int64_t k = 0; k < K; ++k) xs[size_t(k)] = b.get(x, k, x->ne[1] == 1 ? 0 : j, t);
-            for (int64_t m = 0; m < M; ++m) {
-                double s = 0;
-                for (int64_t k = 0; k < K; ++k) s += we[size_t(m * K + k)] * xs[size_t(k)];
-                r[size_t((t * n_used + j) * M + m)] = s;
-            }
-        }
-    return r;
-}
-
 }  // namespace optest
