@@ -26,8 +26,8 @@ void glm_cuda_set_precise_prefill(bool precise);
 // Fused launches of node patterns (cuda/fusion.cuh), on by default; off runs every node on its own
 // (A/B measurements, bisecting a wrong result). Process-wide; set before graphs are recorded.
 void glm_cuda_set_fusion(bool on);
-// Programmatic dependent launch (cuda/common.cuh, cuda_launch), on by default: a kernel's blocks may be
-// scheduled while the previous kernel finishes. Off: plain stream order (A/B measurements).
+// Programmatic dependent launch (cuda/common.cuh, cuda_launch): a kernel's blocks may be scheduled while
+// the previous kernel finishes. On until set (the engine sets it from --pdl); off: plain stream order.
 // Process-wide; set before graphs are recorded.
 void glm_cuda_set_programmatic_launch(bool on);
 // A backend on one device; fails with a Status when the device cannot be used.

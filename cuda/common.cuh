@@ -48,7 +48,7 @@ __device__ __forceinline__ void grid_dependency_wait() {
 #endif
 }
 
-// Process-wide switch (--no-pdl: plain stream order, for comparisons), read at every launch.
+// Process-wide switch (--pdl as the engine resolves it; off: plain stream order), read at every launch.
 extern std::atomic<bool> g_programmatic_launch;
 
 template <typename... Params, typename... Args>
