@@ -6,6 +6,11 @@
 #include "cuda/fusion.cuh"
 #include "cuda/ops.cuh"
 
+// Build knob for A/B runs (-DGLM_FUSE_ROPE_ROWS=0): the rows attention writes as separate launches.
+#ifndef GLM_FUSE_ROPE_ROWS
+#define GLM_FUSE_ROPE_ROWS 1
+#endif
+
 void NodeReaders::refresh(const glm_graph& graph) {
     const glm_tensor* first = graph.nodes.empty() ? nullptr : graph.nodes.front();
     if (&graph == graph_ && graph.nodes.size() == n_nodes_ && first == first_) return;
@@ -25,6 +30,19 @@ bool private_to_pattern(const glm_tensor* t, int own, const NodeReaders& readers
     return !(t->flags & GLM_FLAG_OUTPUT) && readers.count(t) == own;
 }
 
+// Read by `reader` only, through views: each tensor from reader's operand down to t (views in between)
+// is private. Views compute nothing, so a pattern may skip the ones between its nodes.
+bool private_through_views(const glm_tensor* operand, const glm_tensor* t, const NodeReaders& readers) {
+    for (const glm_tensor* v = operand; v; v = v->src[0]) {
+        if (!private_to_pattern(v, 1, readers)) return false;
+        if (v == t) return true;
+        if (v->op != GLM_OP_VIEW) return false;
+    }
+    return false;
+}
+
+bool is_norm(const glm_tensor* t) { return t->op == GLM_OP_RMS_NORM || t->op == GLM_OP_LAYER_NORM; }
+
 bool same_mul_mat_inputs(const glm_tensor* a, const glm_tensor* b) {
     return a->op == b->op && a->src[1] == b->src[1] && a->src[2] == b->src[2] && glm_same_shape(a, b);
 }
@@ -37,6 +55,36 @@ size_t cuda_run_fused(CudaContext& ctx, const glm_graph& graph, size_t i, size_t
     glm_tensor* n1 = at(1);
     glm_tensor* n2 = at(2);
     if (!n0 || !n1) return 0;
+
+    // The rows attention writes (norm.cu), patterns whose nodes have views between them. next(k) is
+    // the first node after index k that is not a view; the count covers the skipped views.
+    auto next = [&](size_t k) {
+        for (++k; k < end && graph.nodes[k]->op == GLM_OP_VIEW; ++k) {}
+        return k;
+    };
+    if (GLM_FUSE_ROPE_ROWS && is_norm(n0)) {
+        // norm -> rope -> set_rows (the indexer key), or norm, rope -> concat -> set_rows (the latent row)
+        const size_t r = next(i);
+        glm_tensor* rope = r < end ? graph.nodes[r] : nullptr;
+        if (!rope || rope->op != GLM_OP_ROPE) return 0;
+        const size_t k = next(r);
+        glm_tensor* after = k < end ? graph.nodes[k] : nullptr;
+        if (!after) return 0;
+        if (after->op == GLM_OP_SET_ROWS && private_through_views(rope->src[0], n0, readers) &&
+            private_through_views(after->src[1], rope, readers))
+            return cuda_fused_norm_rope_set_rows(ctx, n0, rope, after) ? k - i + 1 : 0;
+        const size_t m = next(k);
+        glm_tensor* store = m < end ? graph.nodes[m] : nullptr;
+        if (after->op == GLM_OP_CONCAT && store && store->op == GLM_OP_SET_ROWS && store->src[1] == after &&
+            after->src[0] == n0 && private_to_pattern(n0, 1, readers) &&
+            private_through_views(after->src[1], rope, readers) && private_to_pattern(after, 1, readers))
+            return cuda_fused_norm_rope_concat_set_rows(ctx, n0, rope, after, store) ? m - i + 1 : 0;
+        return 0;
+    }
+    // rope -> concat(A, rope): the absorbed query
+    if (GLM_FUSE_ROPE_ROWS && n0->op == GLM_OP_ROPE && n1->op == GLM_OP_CONCAT && n1->src[1] == n0 && n1->src[0] != n0 &&
+        private_to_pattern(n0, 1, readers))
+        return cuda_fused_rope_concat(ctx, n0, n1) ? 2 : 0;
 
     // Residual add, then the norm of the new residual stream (twice per layer). Both are written.
     if (n0->op == GLM_OP_ADD && n1->op == GLM_OP_RMS_NORM && n1->src[0] == n0)

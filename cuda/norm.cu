@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cuda/norm.cuh"
+#include "cuda/rope.cuh"
 
 namespace {
 
@@ -367,6 +368,252 @@ bool row_norm_setup(const glm_tensor* x, const glm_tensor* addend, glm_tensor* s
     return true;
 }
 
+// ---- fused row epilogues: norm, rope, concat and the store into a cache row ---------------------------
+// The rows attention writes per token are short chains of element-wise launches: the latent row
+// (rms_norm of c, rope of k_rot, their concat, set_rows into the cache), the indexer key (layer_norm,
+// rope, set_rows) and the absorbed query (q_lat and the roped q_rot, concatenated). One warp builds
+// one output row [A; B] in shared memory: A normed (or copied), B copied, then a rope over a range of
+// it, and stores it (any float type; into a cache slot or a plain row). The norm stage is the row
+// kernel's warp path (same layout, same rounding order), rope the rope kernel's arithmetic, so the
+// fused row equals the unfused nodes' bit for bit.
+constexpr int kRopeRowWarps = 4;
+constexpr int kRopeRowMax = 1024;  // floats of one output row
+constexpr int kRopeRowMaxHalf = 64;  // n_rot <= 128
+
+struct RopeRowParams {
+    const uint8_t* a;  // A: n_a F32 (unit stride) of row (i1, i2) at a + i1 * a_nb1 + i2 * a_nb2
+    int64_t a_nb1, a_nb2, n_a;
+    const uint8_t* b;  // B: n_b F32 (unit stride) at b + i1 * b_nb1 + i2 * b_nb2; n_b = 0: none
+    int64_t b_nb1, b_nb2, n_b;
+    const void* w;     // norm weight / bias: [n_a] F32 or BF16 contiguous, or null
+    const void* bias;
+    int32_t w_type, b_type;
+    float eps;
+    int64_t rope_off;  // rope over elements [rope_off, rope_off + n_rot) of [A; B] at position pos[i2]
+    int n_rot;
+    bool neox;
+    const uint8_t* pos;
+    int64_t pos_nb0;
+    float inv_freq[kRopeRowMaxHalf];
+    uint8_t* out;      // row (i1, i2) at out + i1 * out_nb1 + i2 * out_nb2, or with slots: out + slots[i2] * out_nb1
+    int32_t out_type;
+    int64_t out_nb0, out_nb1, out_nb2;
+    const int32_t* slots;  // set_rows: negative slots skip their row (another rank stores it)
+    int64_t n_slots;
+    int64_t ne1, rows;     // rows = ne1 * tokens
+};
+
+template <RowNorm kind, bool normed, int VEC, int ITEMS>
+__global__ void __launch_bounds__(32 * kRopeRowWarps) rope_row_kernel(RopeRowParams p) {
+    grid_dependency_wait();
+    __shared__ float staged[kRopeRowWarps][kRopeRowMax];
+    const int lane = int(threadIdx.x & 31), warp = int(threadIdx.x >> 5);
+    float* row = staged[warp];
+    const int64_t width = p.n_a + p.n_b;
+    // One warp per row, no block barrier: a warp past the last row, or on a skipped slot, may leave.
+    for (int64_t r = int64_t(blockIdx.x) * kRopeRowWarps + warp; r < p.rows; r += int64_t(gridDim.x) * kRopeRowWarps) {
+        const int64_t i1 = r % p.ne1, i2 = r / p.ne1;
+        uint8_t* out = p.out + i1 * p.out_nb1 + i2 * p.out_nb2;
+        if (p.slots) {
+            const int32_t slot = p.slots[i2];
+            if (slot < 0) continue;
+            if (slot >= p.n_slots) __trap();  // invariant: slots come from positions < n_ctx
+            out = p.out + int64_t(slot) * p.out_nb1;
+        }
+        const float* a = reinterpret_cast<const float*>(p.a + i1 * p.a_nb1 + i2 * p.a_nb2);
+        float v[ITEMS][VEC];
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j) {
+            const int64_t i = (int64_t(j) * 32 + lane) * VEC;
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) v[j][k] = 0.0f;
+            if (i < p.n_a) load_vec<VEC>(a + i, v[j]);
+        }
+        if constexpr (normed) {
+            float scale, shift = 0.0f;
+            if constexpr (kind == RowNorm::rms) {
+                float ss = 0.0f;
+#pragma unroll
+                for (int j = 0; j < ITEMS; ++j)
+#pragma unroll
+                    for (int k = 0; k < VEC; ++k) ss += v[j][k] * v[j][k];
+                scale = 1.0f / sqrtf(warp_reduce(ss, SumOp{}) / float(p.n_a) + p.eps);
+            } else {
+                float s = 0.0f;
+#pragma unroll
+                for (int j = 0; j < ITEMS; ++j)
+#pragma unroll
+                    for (int k = 0; k < VEC; ++k) s += v[j][k];
+                shift = warp_reduce(s, SumOp{}) / float(p.n_a);
+                float var = 0.0f;
+#pragma unroll
+                for (int j = 0; j < ITEMS; ++j) {
+                    if ((int64_t(j) * 32 + lane) * VEC >= p.n_a) continue;
+#pragma unroll
+                    for (int k = 0; k < VEC; ++k) var += (v[j][k] - shift) * (v[j][k] - shift);
+                }
+                scale = 1.0f / sqrtf(warp_reduce(var, SumOp{}) / float(p.n_a) + p.eps);
+            }
+#pragma unroll
+            for (int j = 0; j < ITEMS; ++j) {
+                const int64_t i = (int64_t(j) * 32 + lane) * VEC;
+                if (i >= p.n_a) continue;
+                float w[VEC] = {}, b[VEC] = {};
+                if (p.w) load_operand<VEC>(p.w, p.w_type, i, w);
+                if (p.bias) load_operand<VEC>(p.bias, p.b_type, i, b);
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) {
+                    if constexpr (kind == RowNorm::rms) {
+                        const float yk = v[j][k] * scale;
+                        v[j][k] = p.w ? w[k] * yk : yk;
+                    } else {
+                        float yk = (v[j][k] - shift) * scale;
+                        if (p.w) yk = __fmul_rn(yk, w[k]);
+                        if (p.bias) yk = __fadd_rn(yk, b[k]);
+                        v[j][k] = yk;
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j) {
+            const int64_t i = (int64_t(j) * 32 + lane) * VEC;
+            if (i >= p.n_a) continue;
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) row[i + k] = v[j][k];
+        }
+        const float* b = reinterpret_cast<const float*>(p.b + i1 * p.b_nb1 + i2 * p.b_nb2);
+        for (int64_t i = lane; i < p.n_b; i += 32) row[p.n_a + i] = b[i];
+        __syncwarp();
+        const int32_t position = *reinterpret_cast<const int32_t*>(p.pos + i2 * p.pos_nb0);
+        const int half = p.n_rot / 2;
+        for (int64_t i = lane; i < width; i += 32) {
+            float y = row[i];
+            const int64_t i0 = i - p.rope_off;
+            if (i0 >= 0 && i0 < p.n_rot) {  // the rope kernel's pairs and roundings
+                const int jj = p.neox ? int(i0 % half) : int(i0 / 2);
+                const bool second = p.neox ? i0 >= half : (i0 & 1) != 0;
+                const int64_t ia = p.rope_off + (p.neox ? jj : 2 * jj), ib = p.rope_off + (p.neox ? jj + half : 2 * jj + 1);
+                float sn, c;
+                sincosf(float(position) * p.inv_freq[jj], &sn, &c);
+                const float xa = row[ia], xb = row[ib];
+                y = second ? __fadd_rn(__fmul_rn(xb, c), __fmul_rn(xa, sn)) : __fsub_rn(__fmul_rn(xa, c), __fmul_rn(xb, sn));
+            }
+            store_float(p.out_type, out + i * p.out_nb0, y);
+        }
+        __syncwarp();  // the staged row is rewritten for the warp's next row
+    }
+}
+
+template <RowNorm kind, bool normed, int VEC>
+void launch_rope_row_as(int items, const RopeRowParams& p, cudaStream_t stream) {
+    void (*kernel)(RopeRowParams) = items <= 1   ? rope_row_kernel<kind, normed, VEC, 1>
+                                    : items <= 2 ? rope_row_kernel<kind, normed, VEC, 2>
+                                    : items <= 4 ? rope_row_kernel<kind, normed, VEC, 4>
+                                                 : rope_row_kernel<kind, normed, VEC, 8>;
+    const int64_t blocks = std::min<int64_t>(ceil_div(p.rows, kRopeRowWarps), int64_t(1) << 30);
+    cuda_launch(stream, kernel, unsigned(blocks), 32 * int(std::min<int64_t>(kRopeRowWarps, p.rows)), 0, p);
+    CUDA_CHECK_LAUNCH();
+}
+
+// What the fused launchers know of the nodes, before the layout checks.
+struct RopeRowJob {
+    const glm_tensor* a;      // A's source: [n_a, ne1, tokens] (or [n_a, tokens] with ne1 = 1)
+    const glm_tensor* norm;   // RMS_NORM / LAYER_NORM node over a, or null (A copied)
+    const glm_tensor* b;      // B's source [n_b, ne1, tokens], or null
+    const glm_tensor* rope;   // ROPE node; its range of [A; B] starts at rope_off
+    int64_t rope_off;
+    glm_tensor* out;          // CONCAT / ROPE output [width, ne1, tokens] F32, or the SET_ROWS node (cache)
+    const glm_tensor* slots;  // SET_ROWS' slots, or null
+    int64_t ne1, tokens;
+};
+
+// A's or B's source as a row source: F32, unit element stride, [n, ne1, tokens] (2-d: ne1 = 1).
+bool row_source(const glm_tensor* t, int64_t ne1, int64_t tokens, const uint8_t*& data, int64_t& nb1, int64_t& nb2) {
+    if (t->type != GLM_TYPE_F32 || t->nb[0] != 4 || t->ne[3] != 1) return false;
+    if (t->ne[1] == ne1 && t->ne[2] == tokens) {
+        nb1 = int64_t(t->nb[1]), nb2 = int64_t(t->nb[2]);
+    } else if (ne1 == 1 && t->ne[1] == tokens && t->ne[2] == 1) {
+        nb1 = 0, nb2 = int64_t(t->nb[1]);
+    } else {
+        return false;
+    }
+    data = static_cast<const uint8_t*>(t->data);
+    return true;
+}
+
+bool launch_rope_row(CudaContext& ctx, const RopeRowJob& job) {
+    RopeRowParams p{};
+    if (!row_source(job.a, job.ne1, job.tokens, p.a, p.a_nb1, p.a_nb2)) return false;
+    p.n_a = job.a->ne[0];
+    if (job.b) {
+        if (!row_source(job.b, job.ne1, job.tokens, p.b, p.b_nb1, p.b_nb2)) return false;
+        p.n_b = job.b->ne[0];
+    } else {
+        p.b = p.a;  // never read
+    }
+    const int64_t width = p.n_a + p.n_b;
+    const glm_tensor* rope = job.rope;
+    p.n_rot = rope->params[0].i;
+    if (width > kRopeRowMax || p.n_rot / 2 > kRopeRowMaxHalf || job.rope_off + rope->ne[0] > width) return false;
+    const glm_tensor* pos = rope->src[1];
+    if (pos->type != GLM_TYPE_I32 || pos->ne[0] < job.tokens) return false;
+    p.rope_off = job.rope_off;
+    p.neox = rope->params[2].i == GLM_ROPE_NEOX;
+    p.pos = static_cast<const uint8_t*>(pos->data);
+    p.pos_nb0 = int64_t(pos->nb[0]);
+    rope_inv_freq(rope->params[1].f, p.n_rot, p.inv_freq);
+
+    // A in the row kernel's warp layout: float4s when n_a and every row start allow it.
+    const glm_tensor* w = job.norm ? job.norm->src[1] : nullptr;
+    const glm_tensor* bias = job.norm && job.norm->op == GLM_OP_LAYER_NORM ? job.norm->src[2] : nullptr;
+    if (!row_operand_ok(w) || !row_operand_ok(bias)) return false;
+    const bool vec4 = p.n_a % 4 == 0 && aligned16(p.a) && p.a_nb1 % 16 == 0 && p.a_nb2 % 16 == 0 &&
+                      row_operand_aligned(w) && row_operand_aligned(bias);
+    const int vec = vec4 ? 4 : 1;
+    const int64_t items = ceil_div(ceil_div(p.n_a, vec), 32);
+    if (items > kMaxItems) return false;
+    p.w = w ? w->data : nullptr;
+    p.bias = bias ? bias->data : nullptr;
+    p.w_type = w ? w->type : GLM_TYPE_F32;
+    p.b_type = bias ? bias->type : GLM_TYPE_F32;
+    p.eps = job.norm ? job.norm->params[0].f : 0.0f;
+
+    glm_tensor* out = job.out;
+    if (!glm_type_is_float(out->type) || out->nb[0] != glm_type_block_bytes(out->type) || out->ne[0] != width) return false;
+    p.out = static_cast<uint8_t*>(out->data);
+    p.out_type = out->type;
+    p.out_nb0 = int64_t(out->nb[0]);
+    if (job.slots) {
+        const glm_tensor* slots = job.slots;
+        if (job.ne1 != 1 || slots->type != GLM_TYPE_I32 || slots->nb[0] != 4 || slots->ne[0] != job.tokens) return false;
+        p.slots = static_cast<const int32_t*>(slots->data);
+        p.n_slots = out->ne[1];
+        p.out_nb1 = int64_t(out->nb[1]);
+    } else {
+        if (out->ne[1] != job.ne1 || out->ne[2] != job.tokens || out->ne[3] != 1) return false;
+        p.out_nb1 = int64_t(out->nb[1]);
+        p.out_nb2 = int64_t(out->nb[2]);
+        // Different warps write and read different rows: the output must not share bytes with a source.
+        if (bytes_overlap(out, job.a) || (job.b && bytes_overlap(out, job.b))) return false;
+    }
+    p.ne1 = job.ne1;
+    p.rows = job.ne1 * job.tokens;
+    if (p.rows == 0) return true;
+
+    if (!job.norm) {
+        vec4 ? launch_rope_row_as<RowNorm::rms, false, 4>(int(items), p, ctx.stream)
+             : launch_rope_row_as<RowNorm::rms, false, 1>(int(items), p, ctx.stream);
+    } else if (job.norm->op == GLM_OP_RMS_NORM) {
+        vec4 ? launch_rope_row_as<RowNorm::rms, true, 4>(int(items), p, ctx.stream)
+             : launch_rope_row_as<RowNorm::rms, true, 1>(int(items), p, ctx.stream);
+    } else {
+        vec4 ? launch_rope_row_as<RowNorm::layer, true, 4>(int(items), p, ctx.stream)
+             : launch_rope_row_as<RowNorm::layer, true, 1>(int(items), p, ctx.stream);
+    }
+    return true;
+}
+
 // An optional row operand (weight, bias): a float type the loaders know, or absent.
 TensorView optional_view(const glm_tensor* t) {
     if (!t) {
@@ -440,4 +687,52 @@ bool cuda_fused_add_rms_norm(CudaContext& ctx, glm_tensor* add, glm_tensor* norm
     if (!row_norm_setup(a, b, add, norm, norm->src[1], nullptr, norm->params[0].f, p, plan)) return false;
     launch_row_norm<RowNorm::rms>(plan, p, ctx.stream);
     return true;
+}
+
+namespace {
+
+// A view of t's bytes in t's element order (a reshape of a contiguous tensor): the fused kernels read
+// the view's elements where the pattern's nodes would.
+bool reshape_of(const glm_tensor* view, const glm_tensor* t) {
+    return view->data == t->data && glm_is_contiguous(view) && glm_is_contiguous(t) &&
+           glm_nelements(view) == glm_nelements(t);
+}
+
+// The ROPE node's shape as the fused rows see it: [n, ne1, tokens], all n of a row or its first n_rot.
+bool rope_shape(const glm_tensor* rope, int64_t ne1, int64_t tokens) {
+    return rope->type == GLM_TYPE_F32 && rope->ne[1] == ne1 && rope->ne[2] == tokens && rope->ne[3] == 1;
+}
+
+}  // namespace
+
+bool cuda_fused_norm_rope_set_rows(CudaContext& ctx, glm_tensor* norm, glm_tensor* rope, glm_tensor* set_rows) {
+    GLM_ASSERT((norm->op == GLM_OP_RMS_NORM || norm->op == GLM_OP_LAYER_NORM) && rope->op == GLM_OP_ROPE &&
+               set_rows->op == GLM_OP_SET_ROWS);
+    const glm_tensor* x = norm->src[0];
+    if (x->ne[2] != 1 || x->ne[3] != 1) return false;
+    const int64_t tokens = x->ne[1];
+    if (!reshape_of(rope->src[0], norm) || !rope_shape(rope, 1, tokens) || rope->ne[0] != x->ne[0]) return false;
+    if (!reshape_of(set_rows->src[1], rope)) return false;
+    return launch_rope_row(ctx, RopeRowJob{x, norm, nullptr, rope, 0, set_rows, set_rows->src[2], 1, tokens});
+}
+
+bool cuda_fused_norm_rope_concat_set_rows(CudaContext& ctx, glm_tensor* norm, glm_tensor* rope, glm_tensor* concat,
+                                          glm_tensor* set_rows) {
+    GLM_ASSERT((norm->op == GLM_OP_RMS_NORM || norm->op == GLM_OP_LAYER_NORM) && rope->op == GLM_OP_ROPE &&
+               concat->op == GLM_OP_CONCAT && set_rows->op == GLM_OP_SET_ROWS && set_rows->src[1] == concat);
+    const glm_tensor* x = norm->src[0];
+    if (x->ne[2] != 1 || x->ne[3] != 1 || concat->params[0].i != 0 || concat->src[0] != norm) return false;
+    const int64_t tokens = x->ne[1];
+    if (!rope_shape(rope, 1, tokens) || !reshape_of(concat->src[1], rope) || concat->src[1]->ne[0] != rope->ne[0])
+        return false;
+    return launch_rope_row(ctx, RopeRowJob{x, norm, rope->src[0], rope, x->ne[0], set_rows, set_rows->src[2], 1, tokens});
+}
+
+bool cuda_fused_rope_concat(CudaContext& ctx, glm_tensor* rope, glm_tensor* concat) {
+    GLM_ASSERT(rope->op == GLM_OP_ROPE && concat->op == GLM_OP_CONCAT && concat->src[1] == rope);
+    const glm_tensor* a = concat->src[0];
+    if (concat->params[0].i != 0 || concat->type != GLM_TYPE_F32 || !glm_is_contiguous(concat)) return false;
+    const int64_t ne1 = rope->ne[1], tokens = rope->ne[2];
+    if (!rope_shape(rope, ne1, tokens)) return false;
+    return launch_rope_row(ctx, RopeRowJob{a, nullptr, rope->src[0], rope, a->ne[0], concat, nullptr, ne1, tokens});
 }

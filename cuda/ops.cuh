@@ -52,6 +52,15 @@ void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean
 // norm.cu: sum = a + b (the ADD node, written: the residual stream) and y = rms_norm(sum) * w (the
 // RMS_NORM node reading that sum), one pass over the row.
 bool cuda_fused_add_rms_norm(CudaContext& ctx, glm_tensor* add, glm_tensor* norm);
+// norm.cu: the rows attention writes, one launch each (the nodes' views skipped; only the last node
+// is written):
+// - norm -> rope (all or the first n_rot of each row) -> set_rows: the indexer key;
+bool cuda_fused_norm_rope_set_rows(CudaContext& ctx, glm_tensor* norm, glm_tensor* rope, glm_tensor* set_rows);
+// - concat(norm(A), rope(B)) -> set_rows: the latent row (c normed, k_rot roped) into the cache;
+bool cuda_fused_norm_rope_concat_set_rows(CudaContext& ctx, glm_tensor* norm, glm_tensor* rope, glm_tensor* concat,
+                                          glm_tensor* set_rows);
+// - concat(A, rope(B)): the absorbed query (q_lat, then the roped q_rot) of every head.
+bool cuda_fused_rope_concat(CudaContext& ctx, glm_tensor* rope, glm_tensor* concat);
 // moe.cu: probs = sigmoid(logits) (the SIGMOID node), ids = moe_select(probs, bias), w =
 // moe_weights(probs, ids): the router's whole epilogue in one launch (all three outputs written).
 bool cuda_fused_moe_route(CudaContext& ctx, glm_tensor* sigmoid, glm_tensor* select, glm_tensor* weights);

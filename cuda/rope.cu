@@ -52,9 +52,8 @@ void cuda_op_rope(CudaContext& ctx, glm_tensor* dst) {
     GLM_ASSERT(pos->type == GLM_TYPE_I32 && pos->ne[0] >= x->ne[2]);
     const int64_t n = glm_nelements(x);
     if (n == 0) return;
-    // Frequencies exactly as the reference computes them: f32 pow, f32 reciprocal.
     InvFreq freq{};
-    for (int j = 0; j < n_rot / 2; ++j) freq.v[j] = 1.0f / std::pow(theta, float(2 * j) / float(n_rot));
+    rope_inv_freq(theta, n_rot, freq.v);
     const int blocks = int(std::min<int64_t>(ceil_div(n, kThreads), 65535 * 8));
     cuda_launch(ctx.stream, rope_kernel, blocks, kThreads, 0, tensor_view(dst), tensor_view(x), tensor_view(pos), n_rot,
         neox, freq);

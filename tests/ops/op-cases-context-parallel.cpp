@@ -41,23 +41,6 @@ constexpr Tolerance TOL_ATTN_TC{3e-5, INF};  // CUDA MQA tensor-core path: bf16 
 constexpr Tolerance TOL_MERGE{1e-12, INF};
 
 
-// What storing a double into a cache of type t gives (f32: correctly rounded; others: RNE).
-double stored(glm_type t, double v) {
-    switch (t) {
-        case GLM_TYPE_F32: return double(float(v));
-        case GLM_TYPE_BF16: return fmtref::round_to(fmtref::BF16, v);
-        case GLM_TYPE_F16: return fmtref::round_to(fmtref::F16, v);
-        case GLM_TYPE_F8_E4M3: return fmtref::round_to(fmtref::E4M3, v);
-        default: GLM_ABORT("stored: type {}", glm_type_name(t));
-    }
-}
-
-// n_valid distinct values of [0, n), then -1 at random places up to len entries.
-std::vector<int32_t> holes(Rng& rng, int64_t n, int64_t n_valid, int64_t len) {
-    std::vector<int32_t> v = rng.distinct(n, std::min(n, n_valid));
-    while (int64_t(v.size()) < len) v.insert(v.begin() + rng.randint(0, int64_t(v.size()) + 1), -1);
-    return v;
-}
 
 // Every rank's candidates as glm_topk_candidates lays them out, gathered: F32 [M, 2, S] of (score,
 // position). n_valid entries per column carry a normal score and a distinct position (a few scores

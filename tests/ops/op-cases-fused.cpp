@@ -27,6 +27,8 @@ constexpr Tolerance TOL_ROW_REDUCE{1e-11, INF};    // norms: f32 normalisation f
 // large squares would hide a wrong weight, so the absolute limit decides (a wrong id is off by >= 1,
 // f32 sigmoid and weights by ~1e-7).
 constexpr Tolerance TOL_ROUTE{1e-12, 1e-5};
+// Rows through a norm and a rope: the rope's limit (op-cases.cpp: f32 angles at positions < 600).
+constexpr Tolerance TOL_ROPE_ROW{1e-8, 2e-4};
 
 enum class W { none, f32, bf16 };
 glm_type type_of(W w) { return w == W::bf16 ? GLM_TYPE_BF16 : GLM_TYPE_F32; }
@@ -394,6 +396,177 @@ void add_combine_add_cases(std::vector<OpCase>& cases) {
     }
 }
 
+// ---- fused rows attention writes: norm -> rope -> [concat] -> set_rows, rope -> concat ---------------
+// Each output row is [A; B] with A = norm(x_a) (or x_a as is) and B = x_b, roped over
+// [rope_off, rope_off + n_rot) at the token's position. The reference builds the row in double.
+enum class RowNormKind { none, rms, layer };
+
+struct RowRef {
+    RowNormKind norm;
+    int n_rot;
+    glm_rope_mode mode;
+    int64_t rope_off;
+};
+
+// Row s (head h) of the fused pattern, in double. a(i) / x_b(i) read the sources of that row.
+std::vector<double> row_reference(const OpBuild& b, const RowRef& g, int64_t n_a, int64_t n_b,
+                                  const std::function<double(int64_t)>& a, const std::function<double(int64_t)>& x_b,
+                                  const glm_tensor* w, const glm_tensor* bias, float eps, int32_t pos, double theta) {
+    std::vector<double> row;
+    if (g.norm == RowNormKind::none) {
+        for (int64_t i = 0; i < n_a; ++i) row.push_back(a(i));
+    } else {
+        row = norm_reference(b, g.norm == RowNormKind::rms, n_a, 1, [&](int64_t i, int64_t) { return a(i); }, w, bias, eps);
+    }
+    for (int64_t i = 0; i < n_b; ++i) row.push_back(x_b(i));
+    const std::vector<double> in = row;
+    const int half = g.n_rot / 2;
+    for (int64_t i0 = 0; i0 < g.n_rot; ++i0) {
+        const int64_t j = g.mode == GLM_ROPE_NEOX ? i0 % half : i0 / 2;
+        const int64_t ia = g.mode == GLM_ROPE_NEOX ? j : 2 * j, ib = g.mode == GLM_ROPE_NEOX ? j + half : 2 * j + 1;
+        const double angle = double(pos) * std::pow(theta, -2.0 * double(j) / g.n_rot);
+        const double xa = in[size_t(g.rope_off + ia)], xb = in[size_t(g.rope_off + ib)];
+        row[size_t(g.rope_off + i0)] =
+            i0 == ia ? xa * std::cos(angle) - xb * std::sin(angle) : xb * std::cos(angle) + xa * std::sin(angle);
+    }
+    return row;
+}
+
+// Rounding a row element to a bf16 / e4m3 cache may go the other way than the double reference's
+// when the f32 result is within an ulp of a boundary (the rope's f32 angle moves values by ~4e-5 at
+// position 600): a 1-ulp step in a few elements, far below a wrong element (NMSE ~1 / row width).
+Tolerance stored_tolerance(glm_type t) {
+    if (t == GLM_TYPE_F32) return TOL_ROPE_ROW;
+    return t == GLM_TYPE_BF16 ? Tolerance{1e-6, INF} : Tolerance{3e-5, INF};
+}
+
+// The cache after set_rows of reference rows: row s lands in slot slots[s] (negative: skipped).
+Ref cache_reference(const OpBuild& b, const glm_tensor* out, const glm_tensor* cache, const glm_tensor* slots,
+                    const std::function<std::vector<double>(int64_t)>& row_of) {
+    std::vector<std::vector<double>> rows;
+    for (int64_t s = 0; s < slots->ne[0]; ++s) rows.push_back(row_of(s));
+    return map_out(out, [&](int64_t i0, int64_t i1, int64_t, int64_t) {
+        for (int64_t s = 0; s < slots->ne[0]; ++s)
+            if (b.geti(slots, s) == i1) return stored(cache->type, rows[size_t(s)][size_t(i0)]);
+        return b.get(cache, i0, i1);
+    });
+}
+
+// The latent row: set_rows(cache, concat(rms_norm(c), rope(k_rot)), slots), c and k_rot views of one
+// projection row `wide` floats long at element `offset`. The indexer key: set_rows(cache,
+// rope(norm(k)) over its first n_rot, slots).
+struct CacheRow {
+    int64_t n_a, n_b;  // n_b = 0: the indexer key's pattern (rope inside the normed row)
+    int n_rot;
+    int64_t tokens, wide, offset;
+    glm_type cache;
+    RowNormKind norm;
+    glm_rope_mode mode;
+    bool with_holes = false, row_output = false;
+};
+
+void add_rope_row_cases(std::vector<OpCase>& cases) {
+    constexpr float kTheta = 10000.0f;
+    for (const CacheRow& g : {CacheRow{512, 64, 64, 1, 2784, 2048, GLM_TYPE_BF16, RowNormKind::rms, GLM_ROPE_INTERLEAVED},
+                              CacheRow{512, 64, 64, 37, 2784, 2048, GLM_TYPE_F32, RowNormKind::rms, GLM_ROPE_NEOX, true},
+                              CacheRow{512, 64, 64, 5, 2784, 2048, GLM_TYPE_F8_E4M3, RowNormKind::rms, GLM_ROPE_INTERLEAVED},
+                              CacheRow{512, 64, 64, 3, 2785, 2049, GLM_TYPE_F32, RowNormKind::rms, GLM_ROPE_INTERLEAVED},
+                              CacheRow{7, 6, 6, 4, 20, 3, GLM_TYPE_F32, RowNormKind::rms, GLM_ROPE_NEOX},
+                              CacheRow{512, 64, 64, 2, 2784, 2048, GLM_TYPE_F32, RowNormKind::rms, GLM_ROPE_INTERLEAVED,
+                                       false, true},
+                              CacheRow{128, 0, 64, 1, 2784, 2624, GLM_TYPE_BF16, RowNormKind::layer, GLM_ROPE_INTERLEAVED},
+                              CacheRow{128, 0, 64, 37, 2784, 2624, GLM_TYPE_F32, RowNormKind::layer, GLM_ROPE_INTERLEAVED,
+                                       true},
+                              CacheRow{128, 0, 64, 4, 2784, 2624, GLM_TYPE_F8_E4M3, RowNormKind::layer, GLM_ROPE_NEOX},
+                              CacheRow{96, 0, 32, 3, 101, 5, GLM_TYPE_F32, RowNormKind::rms, GLM_ROPE_NEOX},
+                              CacheRow{128, 0, 64, 2, 2784, 2624, GLM_TYPE_F32, RowNormKind::layer, GLM_ROPE_INTERLEAVED,
+                                       false, true}}) {
+        const bool latent = g.n_b > 0;
+        std::string name = fmt::format("fused {}+rope{} [{}{}] n_rot={} tokens={} into {} cache{}",
+                                       g.norm == RowNormKind::rms ? "rms_norm" : "layer_norm",
+                                       latent ? "+concat+set_rows" : "+set_rows", g.n_a, latent ? fmt::format("+{}", g.n_b) : "",
+                                       g.n_rot, g.tokens, glm_type_name(g.cache), g.mode == GLM_ROPE_NEOX ? " neox" : "");
+        if (g.offset % 4) name += " misaligned";
+        if (g.with_holes) name += " slots with holes";
+        if (g.row_output) name += " row marked output (unfused)";
+        const int32_t max_pos = g.cache == GLM_TYPE_F8_E4M3 ? 50 : 600;
+        cases.push_back(make_case(
+            name,
+            [g, latent, max_pos](OpBuild& b) {
+                glm_tensor* x = b.rand(GLM_TYPE_F32, {g.wide, g.tokens}, 2.0);
+                glm_tensor* xa = glm_view_2d(b.ctx, x, g.n_a, g.tokens, x->nb[1], size_t(g.offset) * 4);
+                glm_tensor* w = b.rand(GLM_TYPE_BF16, {g.n_a});
+                glm_tensor* bias = g.norm == RowNormKind::layer ? b.rand(GLM_TYPE_F32, {g.n_a}) : nullptr;
+                glm_tensor* pos = b.i32({g.tokens}, b.rng.distinct(max_pos, g.tokens));
+                const int64_t n_slots = g.tokens + 3;
+                glm_tensor* cache = b.rand(g.cache, {g.n_a + g.n_b, n_slots});
+                glm_tensor* slots = b.i32({g.tokens}, g.with_holes ? holes(b.rng, n_slots, g.tokens * 2 / 3, g.tokens)
+                                                                   : b.rng.distinct(n_slots, g.tokens));
+                b.in = {x, w, bias, pos, cache, slots};
+                glm_tensor* normed = g.norm == RowNormKind::rms ? glm_rms_norm(b.ctx, xa, w, 1e-5f)
+                                                                : glm_layer_norm(b.ctx, xa, w, bias, 1e-6f);
+                glm_tensor* row;
+                if (latent) {
+                    glm_tensor* xb = glm_view_3d(b.ctx, x, g.n_b, 1, g.tokens, x->nb[1], x->nb[1], size_t(g.offset + g.n_a) * 4);
+                    glm_tensor* roped = glm_rope(b.ctx, xb, pos, g.n_rot, kTheta, g.mode);
+                    row = glm_concat(b.ctx, normed, glm_reshape_2d(b.ctx, roped, g.n_b, g.tokens), 0);
+                } else {
+                    glm_tensor* roped = glm_rope(b.ctx, glm_reshape_3d(b.ctx, normed, g.n_a, 1, g.tokens), pos, g.n_rot, kTheta, g.mode);
+                    row = glm_reshape_2d(b.ctx, roped, g.n_a, g.tokens);
+                }
+                if (g.row_output) row->flags |= GLM_FLAG_OUTPUT;
+                return glm_set_rows(b.ctx, cache, row, slots);
+            },
+            [g, latent](const OpBuild& b, const glm_tensor* out) {
+                const glm_tensor *x = b.in[0], *w = b.in[1], *bias = b.in[2], *pos = b.in[3];
+                const RowRef ref{g.norm, g.n_rot, g.mode, latent ? g.n_a : 0};
+                return cache_reference(b, out, b.in[4], b.in[5], [&](int64_t s) {
+                    return row_reference(
+                        b, ref, g.n_a, g.n_b, [&](int64_t i) { return b.get(x, g.offset + i, s); },
+                        [&](int64_t i) { return b.get(x, g.offset + g.n_a + i, s); }, w, bias,
+                        g.norm == RowNormKind::rms ? 1e-5f : 1e-6f, b.geti(pos, s), double(kTheta));
+                });
+            },
+            stored_tolerance(g.cache)));
+    }
+
+    // The absorbed query: concat(q_lat as [r, H, S] (a permuted [r, S, H] product), rope(q_rot)), q_rot
+    // the last dr floats of each head's dh-wide query.
+    struct Query { int64_t r, dh, dr, heads, tokens; glm_rope_mode mode; bool misaligned = false; };
+    for (const Query& g : {Query{512, 256, 64, 16, 1, GLM_ROPE_INTERLEAVED}, Query{512, 256, 64, 16, 7, GLM_ROPE_INTERLEAVED},
+                           Query{20, 9, 6, 3, 5, GLM_ROPE_NEOX}, Query{64, 40, 8, 2, 3, GLM_ROPE_INTERLEAVED, true}}) {
+        cases.push_back(make_case(
+            fmt::format("fused rope+concat (absorbed query) [{}+{}] heads={} tokens={}{}{}", g.r, g.dr, g.heads, g.tokens,
+                        g.mode == GLM_ROPE_NEOX ? " neox" : "", g.misaligned ? " misaligned" : ""),
+            [g](OpBuild& b) {
+                glm_tensor* lat = b.rand(GLM_TYPE_F32, {g.r + (g.misaligned ? 1 : 0), g.tokens, g.heads});
+                if (g.misaligned) lat = glm_view_3d(b.ctx, lat, g.r, g.tokens, g.heads, lat->nb[1], lat->nb[2], 4);
+                glm_tensor* q = b.rand(GLM_TYPE_F32, {g.dh * g.heads, g.tokens});
+                glm_tensor* pos = b.i32({g.tokens}, b.rng.distinct(600, g.tokens));
+                b.in = {lat, q, pos};
+                glm_tensor* q_rot = glm_view_3d(b.ctx, q, g.dr, g.heads, g.tokens, size_t(g.dh) * 4, q->nb[1],
+                                                size_t(g.dh - g.dr) * 4);
+                glm_tensor* roped = glm_rope(b.ctx, q_rot, pos, int(g.dr), kTheta, g.mode);
+                return glm_concat(b.ctx, glm_permute(b.ctx, lat, 0, 2, 1, 3), roped, 0);
+            },
+            [g](const OpBuild& b, const glm_tensor*) {
+                const glm_tensor *lat = b.in[0], *q = b.in[1], *pos = b.in[2];
+                const RowRef ref{RowNormKind::none, int(g.dr), g.mode, g.r};
+                Ref r;
+                for (int64_t s = 0; s < g.tokens; ++s)
+                    for (int64_t h = 0; h < g.heads; ++h) {
+                        const std::vector<double> row = row_reference(
+                            b, ref, g.r, g.dr, [&](int64_t i) { return b.get(lat, i, s, h); },
+                            [&](int64_t i) { return b.get(q, h * g.dh + g.dh - g.dr + i, s); }, nullptr, nullptr, 0.0f,
+                            b.geti(pos, s), double(kTheta));
+                        r.insert(r.end(), row.begin(), row.end());
+                    }
+                return r;
+            },
+            TOL_ROPE_ROW));
+    }
+}
+
 }  // namespace
 
 void add_fused_cases(std::vector<OpCase>& cases) {
@@ -402,6 +575,7 @@ void add_fused_cases(std::vector<OpCase>& cases) {
     add_moe_cases(cases);
     add_route_cases(cases);
     add_combine_add_cases(cases);
+    add_rope_row_cases(cases);
 }
 
 }  // namespace optest

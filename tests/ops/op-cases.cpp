@@ -61,8 +61,6 @@ fmtref::Format format_of(glm_type t) {
         default: GLM_ABORT("no narrow format for {}", glm_type_name(t));
     }
 }
-// What storing a double into a tensor of type t gives (f32: correctly rounded; others: RNE).
-double stored(glm_type t, double v) { return t == GLM_TYPE_F32 ? double(float(v)) : fmtref::round_to(format_of(t), v); }
 
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 

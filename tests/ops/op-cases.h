@@ -89,6 +89,12 @@ Ref map_out(const glm_tensor* out, F&& f) {
     return r;
 }
 
+// What storing a double into a tensor of type t gives (f32: correctly rounded; others: RNE).
+double stored(glm_type t, double v);
+// n_valid distinct values of [0, n), then -1 at random places up to len entries (slots another
+// rank stores, selections with holes).
+std::vector<int32_t> holes(Rng& rng, int64_t n, int64_t n_valid, int64_t len);
+
 // The naive reference of a mul_mat_id case whose b.in is {experts, x, ids}.
 Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out);
 

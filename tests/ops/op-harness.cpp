@@ -11,6 +11,22 @@
 
 namespace optest {
 
+double stored(glm_type t, double v) {
+    switch (t) {
+        case GLM_TYPE_F32: return double(float(v));
+        case GLM_TYPE_BF16: return fmtref::round_to(fmtref::BF16, v);
+        case GLM_TYPE_F16: return fmtref::round_to(fmtref::F16, v);
+        case GLM_TYPE_F8_E4M3: return fmtref::round_to(fmtref::E4M3, v);
+        default: GLM_ABORT("stored: type {}", glm_type_name(t));
+    }
+}
+
+std::vector<int32_t> holes(Rng& rng, int64_t n, int64_t n_valid, int64_t len) {
+    std::vector<int32_t> v = rng.distinct(n, std::min(n, n_valid));
+    while (int64_t(v.size()) < len) v.insert(v.begin() + rng.randint(0, int64_t(v.size()) + 1), -1);
+    return v;
+}
+
 double Rng::normal() {
     // Box-Muller; u1 in (0, 1].
     const double u1 = 1.0 - uniform(0.0, 1.0), u2 = uniform(0.0, 1.0);
