@@ -158,6 +158,7 @@ __device__ __forceinline__ void store_float(int32_t type, uint8_t* p, float v) {
         case GLM_TYPE_F16: *reinterpret_cast<__half*>(p) = __float2half_rn(v); break;
         case GLM_TYPE_BF16: *reinterpret_cast<__nv_bfloat16*>(p) = __float2bfloat16_rn(v); break;
         case GLM_TYPE_F8_E4M3: *p = float_to_e4m3(v); break;
+        case GLM_TYPE_I32: *reinterpret_cast<int32_t*>(p) = __float2int_rn(v); break;  // glm_cast
         default: break;
     }
 }

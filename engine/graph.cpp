@@ -68,6 +68,39 @@ glm_tensor* gather_blocks(glm_context& ctx, glm_tensor* a, int dim, const Forwar
     return glm_all_reduce(ctx, glm_pad_block(ctx, a, dim, opt.n_ranks, opt.rank));
 }
 
+// The queries whose indexer scores this rank computes: all of them, or, for a prompt chunk with
+// copied caches over several ranks, a block of rows = ceil(S / n_ranks). Blocks start at rank * rows,
+// the last ones moved back to end at S (the ranks past ceil(S / rows) - 1 repeat the last block), so
+// every rank runs the same shapes.
+struct QueryBlock {
+    int64_t first = 0, rows = 0;
+};
+
+// Chunks shorter than this keep every query on every rank: an MTP verify step (a few queries) reads
+// every key per query either way, and the gather would only add an exchange.
+constexpr int64_t kMinSplitQueries = 9;
+
+QueryBlock query_block(int64_t S, const CacheIndex& ci, const ForwardOptions& opt) {
+    if (ci.split || opt.n_ranks < 2 || S < kMinSplitQueries) return {0, S};
+    const int64_t rows = (S + opt.n_ranks - 1) / opt.n_ranks;
+    return {std::min(int64_t(opt.rank) * rows, S - rows), rows};
+}
+
+// Every query's selection from the ranks' blocks (I32 [k, rows] each): gathered as f32 (exact for
+// slots < 2^24), then rows [0, (m-1) rows) from blocks 0 .. m-2 and the rest from block m-1, which
+// starts at S - rows (m = ceil(S / rows) blocks cover the chunk).
+glm_tensor* gather_query_blocks(glm_context& ctx, glm_tensor* mine, int64_t S, const QueryBlock& qb,
+                                const ForwardOptions& opt) {
+    const int64_t rows = qb.rows, m = (S + rows - 1) / rows, k = mine->ne[0];
+    glm_tensor* all = gather_blocks(ctx, glm_cast(ctx, mine, GLM_TYPE_F32), 1, opt);  // F32 [k, n_ranks * rows]
+    const int64_t head = (m - 1) * rows;                // rows taken from the full blocks
+    const int64_t tail_col = head + (head - (S - rows));  // row `head` inside block m-1
+    glm_tensor* tail = glm_view_2d(ctx, all, k, S - head, all->nb[1], size_t(tail_col) * all->nb[1]);
+    glm_tensor* joined = head == 0 ? glm_cont(ctx, tail)
+                                   : glm_concat(ctx, glm_view_2d(ctx, all, k, head, all->nb[1], 0), tail, 1);
+    return glm_cast(ctx, joined, GLM_TYPE_I32);
+}
+
 struct LayerOutputs {
     glm_tensor* out = nullptr;      // residual stream after the layer
     glm_tensor* topk = nullptr;     // selected key slots, null when attention was dense
@@ -132,14 +165,25 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         // With T <= index_topk every key is selected: dense causal attention, exactly.
         if (opt.attn == AttnMode::dsa && T > hp.index_topk) {
             glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, ci.n_used, icache->nb[1], 0);
+            // A prompt chunk with copied caches: every rank holds every key and the indexer's weights,
+            // so each scores a block of the queries and the blocks' selections are gathered (the
+            // scoring, quadratic in the prompt, is split over ranks; a query's selection is the same).
+            const QueryBlock qb = query_block(S, ci, opt);
+            const bool blocked = qb.rows < S;
+            glm_tensor* q_mine = !blocked ? qi : glm_view_3d(ctx, qi, Di, Hi, qb.rows, qi->nb[1], qi->nb[2],
+                                                             size_t(qb.first) * qi->nb[2]);
+            glm_tensor* w_mine = !blocked ? xp[3] : glm_view_2d(ctx, xp[3], Hi, qb.rows, xp[3]->nb[1],
+                                                                size_t(qb.first) * xp[3]->nb[1]);
+            glm_tensor* last_mine = !blocked ? ci.last : glm_view_1d(ctx, ci.last, qb.rows, size_t(qb.first) * ci.last->nb[0]);
             // The head weights' 1/sqrt(Hi) is applied as the indexer loads them (one launch fewer).
-            glm_tensor* scores = named(glm_indexer(ctx, qi, icache_T, xp[3], ci.last, 1.0f / std::sqrt(float(Di)),
+            glm_tensor* scores = named(glm_indexer(ctx, q_mine, icache_T, w_mine, last_mine, 1.0f / std::sqrt(float(Di)),
                                                    1.0f / std::sqrt(float(Hi))),
                                        blk(il, "index_scores"));
             // Candidates bounded by each query's position: a decode graph built for the whole context
             // (replayed at every length) costs what the filled part costs.
             const int64_t k_local = std::min(hp.index_topk, ci.n_used);
-            topk = named(glm_top_k(ctx, scores, int(k_local), ci.last), blk(il, "index_topk"));
+            topk = named(glm_top_k(ctx, scores, int(k_local), last_mine), blk(il, "index_topk"));
+            if (blocked) topk = named(gather_query_blocks(ctx, topk, S, qb, opt), blk(il, "index_topk_all"));
             if (ci.split) {
                 // The global top-k is within the union of the ranks' own top-k: gather their (score,
                 // position) pairs, pick the best index_topk (ties by position, as the copied cache's

@@ -325,6 +325,11 @@ glm_tensor* glm_cont(glm_context& ctx, glm_tensor* a) {
     return new_op(ctx, GLM_OP_CONT, GLM_TYPE_F32, a->ne, a);
 }
 
+glm_tensor* glm_cast(glm_context& ctx, glm_tensor* a, glm_type type) {
+    GLM_ASSERT((a->type == GLM_TYPE_I32 && type == GLM_TYPE_F32) || (a->type == GLM_TYPE_F32 && type == GLM_TYPE_I32));
+    return new_op(ctx, GLM_OP_CONT, type, a->ne, a);
+}
+
 glm_tensor* glm_set_rows(glm_context& ctx, glm_tensor* cache, glm_tensor* rows, glm_tensor* slots) {
     GLM_ASSERT(glm_type_is_float(cache->type) && rows->type == GLM_TYPE_F32 && slots->type == GLM_TYPE_I32);
     GLM_ASSERT(cache->ne[0] == rows->ne[0] && cache->ne[2] == 1 && cache->ne[3] == 1);

@@ -184,6 +184,10 @@ glm_tensor* glm_concat(glm_context& ctx, glm_tensor* a, glm_tensor* b, int dim);
 glm_tensor* glm_repeat(glm_context& ctx, glm_tensor* a, const int64_t ne[4]);
 glm_tensor* glm_cpy(glm_context& ctx, glm_tensor* a, glm_tensor* b);  // returns view of b
 glm_tensor* glm_cont(glm_context& ctx, glm_tensor* a);
+// a's elements in a contiguous tensor of `type` (a CONT node): I32 -> F32 and F32 -> I32, exact for
+// integers of magnitude below 2^24 (positions, selected slots), so they can travel through the
+// float-only exchanges (glm_pad_block, glm_all_reduce). F32 -> I32 rounds to nearest.
+glm_tensor* glm_cast(glm_context& ctx, glm_tensor* a, glm_type type);
 // cache: [ne0, n_slots] of any float type; rows: F32 [ne0, n]; slots: I32 [n]; a negative slot skips
 // its row (a context-parallel rank stores only the positions it owns). Returns a view of the whole
 // cache, so readers placed after it see the new rows.

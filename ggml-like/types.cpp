@@ -1,5 +1,7 @@
 #include "ggml-like/types.h"
 
+#include <cmath>
+
 #include "ggml-like/common.h"
 
 const char* glm_type_name(glm_type type) {
@@ -156,6 +158,11 @@ void glm_row_from_f32(glm_type type, const float* src, void* dst, int64_t n) {
         case GLM_TYPE_F8_E4M3: {
             uint8_t* d = static_cast<uint8_t*>(dst);
             for (int64_t i = 0; i < n; ++i) d[i] = glm_f32_to_e4m3(src[i]);
+            return;
+        }
+        case GLM_TYPE_I32: {  // glm_cast: integral values below 2^24, rounded to nearest as on CUDA
+            int32_t* d = static_cast<int32_t*>(dst);
+            for (int64_t i = 0; i < n; ++i) d[i] = int32_t(std::lrintf(src[i]));
             return;
         }
         default: GLM_ABORT("glm_row_from_f32: unsupported type {}", glm_type_name(type));

@@ -70,5 +70,5 @@ void glm_nvfp4_row_to_f32(const uint8_t* codes, const uint8_t* scales, float glo
                           int64_t n);
 // Convert n elements of a non-block type to f32.
 void glm_row_to_f32(glm_type type, const void* src, float* dst, int64_t n);
-// Convert n f32 values to a non-block float type (F32, F16, BF16, F8_E4M3).
+// Convert n f32 values to a non-block float type (F32, F16, BF16, F8_E4M3), or to I32 (glm_cast).
 void glm_row_from_f32(glm_type type, const float* src, void* dst, int64_t n);

@@ -465,6 +465,29 @@ void add_small_cases(std::vector<OpCase>& cases) {
             TOL_EXACT));
     }
 
+    // cast: selected slots (I32, -1 for none) to f32 for the float-only exchanges and back; every
+    // integer below 2^24 survives both ways. Sources are views (every other column, offset).
+    for (bool to_f32 : {true, false}) {
+        cases.push_back(make_case(
+            fmt::format("cast {} (slots up to 202751 and -1, strided view)", to_f32 ? "i32 -> f32" : "f32 -> i32"),
+            [to_f32](OpBuild& b) {
+                std::vector<int32_t> v;
+                for (int i = 0; i < 9 * 6; ++i) v.push_back(i % 7 == 3 ? -1 : int32_t(b.rng.randint(0, 202752)));
+                v[1] = 202751;    // the view below starts at element 1 and reads rows 0, 2, 4
+                v[2] = 16777215;  // 2^24 - 1: every integer up to it is exact
+                v[20] = -1;
+                glm_tensor* a = to_f32 ? b.i32({9, 6}, v)
+                                       : b.values(GLM_TYPE_F32, {9, 6}, [&](int64_t i) { return double(v[size_t(i)]); });
+                glm_tensor* view = glm_view_2d(b.ctx, a, 4, 3, a->nb[1] * 2, a->nb[0]);
+                b.in = {view};
+                return glm_cast(b.ctx, view, to_f32 ? GLM_TYPE_F32 : GLM_TYPE_I32);
+            },
+            [](const OpBuild& b, const glm_tensor* out) {
+                return map_out(out, [&](int64_t i0, int64_t i1, int64_t, int64_t) { return b.get(b.in[0], i0, i1); });
+            },
+            TOL_EXACT));
+    }
+
     // pad_block: src a strided view (offset one element, every other row, two of three planes) or a
     // transposed one, or the lse column of an attn_part-shaped tensor (the engine's use).
     struct Pad { int src; int dim, n_blocks, block; };
