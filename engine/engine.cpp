@@ -309,12 +309,13 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
                          config.num_attention_heads / n, config.moe_intermediate_size / n,
                          config.moe_intermediate_size * config.n_shared_experts / n, vocab_rows, pp.context,
                          glm_type_name(pp.kv_type), split ? ", split by position over the ranks" : "", plan.table());
-    // Whether the largest rank fits the cards users run (usable memory after the CUDA context), with
-    // the cache copied on every rank and split over them.
+    // Whether the largest rank fits the cards users run (usable memory after the CUDA context; the
+    // H100's is what a 4-GPU run found free on each card, peer access included), with the cache copied
+    // on every rank and split over them.
     const double need_copied = need_gib(plans.copied), need_split = n > 1 ? need_gib(plans.split) : 0.0;
-    for (auto [card, gib] : {std::pair{"H100 80 GB", 79.1}, std::pair{"RTX PRO 6000 96 GB", 94.5},
+    for (auto [card, gib] : {std::pair{"H100 80 GB", 78.27}, std::pair{"RTX PRO 6000 96 GB", 94.5},
                              std::pair{"H200 141 GB", 139.3}}) {
-        report += fmt::format("{:<20} {:>7.2f} GiB per rank needed of {:.1f}: {}", card, need_copied, gib,
+        report += fmt::format("{:<20} {:>7.2f} GiB per rank needed of {:.2f}: {}", card, need_copied, gib,
                               need_copied <= gib ? "fits" : "does not fit");
         if (n > 1)
             report += fmt::format("; cache split over the ranks (--kv-split on): {:.2f} GiB: {}", need_split,
