@@ -47,6 +47,32 @@ bool same_mul_mat_inputs(const glm_tensor* a, const glm_tensor* b) {
     return a->op == b->op && a->src[1] == b->src[1] && a->src[2] == b->src[2] && glm_same_shape(a, b);
 }
 
+// norm -> rope -> set_rows (the indexer key), or norm, rope -> concat -> set_rows (the latent row), from
+// node i (a norm); views between the nodes are skipped (and counted). 0: no such pattern here.
+size_t run_rope_row_patterns(CudaContext& ctx, const glm_graph& graph, size_t i, size_t end, const NodeReaders& readers) {
+    auto next = [&](size_t k) {  // the first node after index k that is not a view
+        for (++k; k < end && graph.nodes[k]->op == GLM_OP_VIEW; ++k) {}
+        return k;
+    };
+    glm_tensor* norm = graph.nodes[i];
+    const size_t r = next(i);
+    glm_tensor* rope = r < end ? graph.nodes[r] : nullptr;
+    if (!rope || rope->op != GLM_OP_ROPE) return 0;
+    const size_t k = next(r);
+    glm_tensor* after = k < end ? graph.nodes[k] : nullptr;
+    if (!after) return 0;
+    if (after->op == GLM_OP_SET_ROWS && private_through_views(rope->src[0], norm, readers) &&
+        private_through_views(after->src[1], rope, readers))
+        return cuda_fused_norm_rope_set_rows(ctx, norm, rope, after) ? k - i + 1 : 0;
+    const size_t m = next(k);
+    glm_tensor* store = m < end ? graph.nodes[m] : nullptr;
+    if (after->op == GLM_OP_CONCAT && store && store->op == GLM_OP_SET_ROWS && store->src[1] == after &&
+        after->src[0] == norm && private_to_pattern(norm, 1, readers) &&
+        private_through_views(after->src[1], rope, readers) && private_to_pattern(after, 1, readers))
+        return cuda_fused_norm_rope_concat_set_rows(ctx, norm, rope, after, store) ? m - i + 1 : 0;
+    return 0;
+}
+
 }  // namespace
 
 size_t cuda_run_fused(CudaContext& ctx, const glm_graph& graph, size_t i, size_t end, const NodeReaders& readers) {
@@ -56,30 +82,10 @@ size_t cuda_run_fused(CudaContext& ctx, const glm_graph& graph, size_t i, size_t
     glm_tensor* n2 = at(2);
     if (!n0 || !n1) return 0;
 
-    // The rows attention writes (norm.cu), patterns whose nodes have views between them. next(k) is
-    // the first node after index k that is not a view; the count covers the skipped views.
-    auto next = [&](size_t k) {
-        for (++k; k < end && graph.nodes[k]->op == GLM_OP_VIEW; ++k) {}
-        return k;
-    };
+    // The rows attention writes (norm.cu), patterns whose nodes have views between them.
     if (GLM_FUSE_ROPE_ROWS && is_norm(n0)) {
-        // norm -> rope -> set_rows (the indexer key), or norm, rope -> concat -> set_rows (the latent row)
-        const size_t r = next(i);
-        glm_tensor* rope = r < end ? graph.nodes[r] : nullptr;
-        if (!rope || rope->op != GLM_OP_ROPE) return 0;
-        const size_t k = next(r);
-        glm_tensor* after = k < end ? graph.nodes[k] : nullptr;
-        if (!after) return 0;
-        if (after->op == GLM_OP_SET_ROWS && private_through_views(rope->src[0], n0, readers) &&
-            private_through_views(after->src[1], rope, readers))
-            return cuda_fused_norm_rope_set_rows(ctx, n0, rope, after) ? k - i + 1 : 0;
-        const size_t m = next(k);
-        glm_tensor* store = m < end ? graph.nodes[m] : nullptr;
-        if (after->op == GLM_OP_CONCAT && store && store->op == GLM_OP_SET_ROWS && store->src[1] == after &&
-            after->src[0] == n0 && private_to_pattern(n0, 1, readers) &&
-            private_through_views(after->src[1], rope, readers) && private_to_pattern(after, 1, readers))
-            return cuda_fused_norm_rope_concat_set_rows(ctx, n0, rope, after, store) ? m - i + 1 : 0;
-        return 0;
+        const size_t covered = run_rope_row_patterns(ctx, graph, i, end, readers);
+        if (covered) return covered;
     }
     // rope -> concat(A, rope): the absorbed query
     if (GLM_FUSE_ROPE_ROWS && n0->op == GLM_OP_ROPE && n1->op == GLM_OP_CONCAT && n1->src[1] == n0 && n1->src[0] != n0 &&

@@ -8,7 +8,8 @@
 # Each group of FLAGS (separated by --) is one --bench run with those glmrun flags (A/B on one binary).
 # --tests first runs test-cuda (--sanitize: and compute-sanitizer memcheck over every op case); --ncu-detail
 # profiles two decode launches of the kernels matching REGEX with Nsight Compute's full sections.
-# CTX (default 256,4k) and MAXC (default 4096) set --bench-ctx and -c.
+# CTX (default 256,4k) and MAXC (default 4096) set --bench-ctx and -c; SANITIZE_FILTER=TEXT limits
+# memcheck to the op cases whose name contains TEXT.
 # Logs to $OUT (summary.txt, bench.md, ncu-decode.txt, logs.tgz). Carry .deps (scripts/stage-deps.sh).
 set -uo pipefail
 RESULT_DIR="${OUT:-/tmp/glmrun-out}"
@@ -47,7 +48,8 @@ if [[ $TESTS == 1 ]]; then
   grep -E "^\[doctest\] (test cases|assertions)|ERROR|FATAL" -A3 "$LOGS/test-cuda.log" | head -40 | tee -a "$LOGS/summary.txt"
 fi
 if [[ $TESTS == 1 && $SANITIZE == 1 ]]; then
-  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/cuda/test-cuda -tc="every op*" > "$LOGS/memcheck.log" 2>&1
+  GLM_OPTEST_FILTER="${SANITIZE_FILTER:-}" timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    build-gpu/tests/cuda/test-cuda -tc="every op*" > "$LOGS/memcheck.log" 2>&1
   r=$?; echo "memcheck rc=$r (${SECONDS}s)" | tee -a "$LOGS/summary.txt"; [[ $r != 0 ]] && rc=$r
   grep -E "ERROR SUMMARY|Invalid" "$LOGS/memcheck.log" | head -5 | tee -a "$LOGS/summary.txt"
 fi
