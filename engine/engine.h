@@ -38,8 +38,9 @@ struct EngineParams {
     // memory plan fits (the engine's session().params().n_ubatch says which).
     bool ubatch_auto = false;
     // --pdl: programmatic dependent launch of GPU kernels (cuda/common.cuh). auto: on with one GPU
-    // (a TP = 4 rank's kernels on one H100: decode +7-9%), off with several (4x H100 at TP = 4:
-    // decode 62.2 -> 44.0 tok/s and prefill 669 -> 453 tok/s at 256 with it on; cause not found).
+    // (a TP = 4 rank's kernels on one H100: decode +7-9%), off with several: at TP = 4 one 4x H100
+    // host measured decode 62.2 -> 44.0 tok/s with it on (cause not found), while another 4x H100
+    // host and two 4x H200 hosts measured +6-9% (bench/RESULTS.md).
     PdlMode programmatic_launch = PdlMode::automatic;
     bool p2p = true;               // --no-p2p: NCCL for every all-reduce (no custom peer-to-peer path)
     // --mtp off: the MTP layer's weights and caches are not loaded (1/79 of the model: 0.94 GiB per
