@@ -119,6 +119,9 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     const float attn_scale = 1.0f / std::sqrt(float(hp.head_dim_qk()));
 
     glm_tensor* x = named(glm_rms_norm(ctx, h, L.attn_norm, hp.norm_eps), blk(il, "attn_norm"));
+    // Placed now, right after the residual add that made h: a backend runs the two as one launch. Left
+    // to the final expansion, a layer without its own indexer would get views of its weights between them.
+    glm_graph_expand(graph, x);
 
     // ---- the products of x (q_a, kv_a, the indexer's key and head weights), of q_resid (q_b, the
     // indexer's queries); the indexer's only where this layer runs it
