@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -78,24 +79,27 @@ TEST_CASE("graph order: every pattern the CUDA backend fuses stays consecutive")
             moe_layers += m.tensors().layers[size_t(il)].is_moe() ? 1 : 0;
         }
         REQUIRE(moe_layers > 0);
+        // one rank; two with copied caches; two with the cache split by position
         for (const int64_t n_tokens : {int64_t(1), int64_t(12)})
-            for (const int n_ranks : {1, 2}) {
+            for (const auto& [n_ranks, split] : {std::pair{1, false}, std::pair{2, false}, std::pair{2, true}}) {
                 CAPTURE(fixture);
                 CAPTURE(n_tokens);
                 CAPTURE(n_ranks);
+                CAPTURE(split);
                 glm_context ctx;
                 KvCache kv;
                 kv.n_ctx = 64;
-                for (int64_t il = 0; il < hp.n_layer; ++il) {
-                    kv.latent.push_back(ctx.new_tensor_2d(GLM_TYPE_F32, hp.kv_row(), kv.n_ctx));
-                    kv.index.push_back(hp.indexer_shared[size_t(il)]
-                                           ? nullptr
-                                           : ctx.new_tensor_2d(GLM_TYPE_F32, hp.index_head_dim, kv.n_ctx));
+                kv.split = split;
+                kv.n_slots = split ? kv.n_ctx / n_ranks : kv.n_ctx;
+                for (int64_t il = 0; il <= hp.n_layer; ++il) {  // the MTP layer's cache at n_layer
+                    kv.latent.push_back(ctx.new_tensor_2d(GLM_TYPE_F32, hp.kv_row(), kv.n_slots));
+                    const bool shared = il < hp.n_layer && hp.indexer_shared[size_t(il)];
+                    kv.index.push_back(shared ? nullptr : ctx.new_tensor_2d(GLM_TYPE_F32, hp.index_head_dim, kv.n_slots));
                 }
                 ForwardOptions opt;
                 opt.n_ranks = n_ranks;
-                // past the top-k, so F layers run the indexer (and, at two ranks, a prompt chunk its
-                // query blocks)
+                // past the top-k, so F layers run the indexer (and, at two ranks with copied caches, a
+                // prompt chunk its query blocks)
                 const ForwardGraph fg = build_forward(ctx, hp, m.tensors(), kv, n_tokens, hp.index_topk + 5, opt);
                 const PatternCounts c = count_patterns(fg.graph);
                 CHECK(c.latent_row == hp.n_layer);
@@ -106,6 +110,14 @@ TEST_CASE("graph order: every pattern the CUDA backend fuses stays consecutive")
                 CHECK(c.route == moe_layers);
                 CHECK(c.gate_up == (hp.n_layer - moe_layers) + 2 * moe_layers);  // dense MLP; experts + shared
                 CHECK(c.combine_add == moe_layers);
+                if (m.tensors().has_mtp) {  // the draft layer: one more layer's attention rows
+                    glm_context mtp_ctx;
+                    const ForwardGraph mtp = build_mtp(mtp_ctx, hp, m.tensors(), kv, n_tokens, hp.index_topk + 5, opt);
+                    const PatternCounts cm = count_patterns(mtp.graph);
+                    CHECK(cm.latent_row == 1);
+                    CHECK(cm.query == 1);
+                    CHECK(cm.index_key == 1);
+                }
             }
     }
 }
