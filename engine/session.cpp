@@ -250,10 +250,14 @@ bool Session::can_replay(int64_t n) const {
     for (const Rank& rank : ranks_)
         if (!rank.backend->supports_capture()) return false;
     // The step's all-reduces carry n hidden rows of f32 (one rank has none); with a split cache also
-    // every head's absorbed query and attention partial, and the ranks' top-k (score, position) pairs.
+    // every head's absorbed query and attention partial, and the ranks' top-k (score, position) pairs;
+    // with copied caches, a batch the indexer splits by queries gathers index_topk slots per query row
+    // of ceil(n / ranks)-row blocks (at most 2n rows: graph.cpp, query_block).
     int64_t widest = hp_.n_embd;
     if (ranks_.front().kv.split)
         widest = std::max({widest, hp_.n_head * hp_.kv_row(), 2 * hp_.index_topk * int64_t(ranks_.size())});
+    else if (ranks_.size() > 1)
+        widest = std::max(widest, 2 * hp_.index_topk);
     return ranks_.size() == 1 || !comm_ || comm_->capturable(size_t(n * widest) * sizeof(float));
 }
 
