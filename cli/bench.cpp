@@ -196,9 +196,8 @@ Status profile_decode(Engine& engine, Session& session, int64_t n_prompt, int32_
 }
 
 // The prompt's last prefill chunk again (same tokens, same depth) with every rank's timers on.
-Status profile_prefill(Engine& engine, Session& session, const std::vector<int32_t>& prompt, int64_t chunk,
-                       StepProfile& out) {
-    const int64_t n = std::min<int64_t>(chunk, int64_t(prompt.size()));
+Status profile_prefill(Engine& engine, Session& session, const std::vector<int32_t>& prompt, StepProfile& out) {
+    const int64_t n = std::min<int64_t>(session.params().n_ubatch, int64_t(prompt.size()));
     const int64_t start = int64_t(prompt.size()) - n;
     session.truncate(start);
     std::vector<float> logits;
@@ -346,8 +345,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         session.reset();
         std::vector<float> logits;
         const double t0 = now_s();
-        const int64_t chunk = session.params().n_ubatch;
-        GLM_TRY(prefill(session, prompt.data(), row.n_prompt, chunk, logits, interrupted, spec.get()));
+        GLM_TRY(prefill(session, prompt.data(), row.n_prompt, logits, interrupted, spec.get()));
         if (interrupted) break;
         row.prefill_s = now_s() - t0;
         const int32_t first = argmax(logits.data(), n_vocab);
@@ -409,7 +407,7 @@ Status run_bench(const CliOptions& o, const std::string& dir) {
         if (!interrupted) GLM_TRY(profile_decode(*engine, session, row.n_prompt, first, row.profile));
         if (!interrupted) {
             row.prefill_chunk = std::min<int64_t>(session.params().n_ubatch, row.n_prompt);
-            GLM_TRY(profile_prefill(*engine, session, prompt, session.params().n_ubatch, row.prefill_profile));
+            GLM_TRY(profile_prefill(*engine, session, prompt, row.prefill_profile));
         }
         if (!o.quiet)
             err_write(fmt::format("bench: context {}: prefill {:.1f} tok/s, TTFT {:.1f} ms, decode {:.2f} tok/s\n",

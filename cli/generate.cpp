@@ -59,9 +59,10 @@ struct TextRouter {
 };
 }  // namespace
 
-Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatch, std::vector<float>& logits,
-               bool& interrupted, SpeculativeDecoder* spec) {
+Status prefill(Session& session, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool& interrupted,
+               SpeculativeDecoder* spec) {
     interrupted = false;
+    const int64_t ubatch = session.params().n_ubatch;
     for (int64_t done = 0; done < n;) {
         if (term_interrupted()) {
             interrupted = true;

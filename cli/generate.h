@@ -34,11 +34,12 @@ struct GenResult {
     double prefill_s = 0, decode_s = 0;
 };
 
-// Evaluate tokens at the session's current position in chunks of ubatch, polling Ctrl-C between
-// chunks. logits receives the last position's logits. Sets interrupted (and returns ok) on Ctrl-C.
-// spec (optional) is shown every chunk's hidden states, so its MTP layer keeps up with the prompt.
-Status prefill(Session& session, const int32_t* tokens, int64_t n, int64_t ubatch, std::vector<float>& logits,
-               bool& interrupted, SpeculativeDecoder* spec = nullptr);
+// Evaluate tokens at the session's current position in chunks of the session's prefill chunk
+// (--ubatch, or the engine's choice), polling Ctrl-C between chunks. logits receives the last
+// position's logits. Sets interrupted (and returns ok) on Ctrl-C. spec (optional) is shown every
+// chunk's hidden states, so its MTP layer keeps up with the prompt.
+Status prefill(Session& session, const int32_t* tokens, int64_t n, std::vector<float>& logits, bool& interrupted,
+               SpeculativeDecoder* spec = nullptr);
 
 // Generate from the logits of the last prefilled position. The sampler must already have accepted
 // the prompt tokens.

@@ -258,8 +258,7 @@ Status run_oneshot(const CliOptions& o, const std::string& dir) {
     const double t0 = now_s();
     std::vector<float> logits;
     bool interrupted = false;
-    const int64_t chunk = session.params().n_ubatch;
-    GLM_TRY(prefill(session, ids.data(), int64_t(ids.size()), chunk, logits, interrupted, spec.get()));
+    GLM_TRY(prefill(session, ids.data(), int64_t(ids.size()), logits, interrupted, spec.get()));
     const double t_prefill = now_s() - t0;
     if (interrupted) return Status::error(ErrorKind::interrupted, "interrupted");
 

@@ -148,8 +148,7 @@ private:
         const double t0 = now_s();
         std::vector<float> logits;
         bool interrupted = false;
-        const int64_t chunk = session_.params().n_ubatch;
-        Status st = prefill(session_, ids.data() + keep, int64_t(ids.size() - keep), chunk, logits, interrupted, spec_);
+        Status st = prefill(session_, ids.data() + keep, int64_t(ids.size() - keep), logits, interrupted, spec_);
         cached_.assign(ids.begin(), ids.begin() + std::min<int64_t>(session_.n_past(), int64_t(ids.size())));
         if (!st.ok() || interrupted) {
             messages_.pop_back();

@@ -95,10 +95,9 @@ glm_tensor* gather_query_blocks(glm_context& ctx, glm_tensor* mine, int64_t S, c
     glm_tensor* all = gather_blocks(ctx, glm_cast(ctx, mine, GLM_TYPE_F32), 1, opt);  // F32 [k, n_ranks * rows]
     const int64_t head = (m - 1) * rows;                // rows taken from the full blocks
     const int64_t tail_col = head + (head - (S - rows));  // row `head` inside block m-1
+    GLM_ASSERT(head > 0);  // blocked: rows < S, so m >= 2
     glm_tensor* tail = glm_view_2d(ctx, all, k, S - head, all->nb[1], size_t(tail_col) * all->nb[1]);
-    glm_tensor* joined = head == 0 ? glm_cont(ctx, tail)
-                                   : glm_concat(ctx, glm_view_2d(ctx, all, k, head, all->nb[1], 0), tail, 1);
-    return glm_cast(ctx, joined, GLM_TYPE_I32);
+    return glm_cast(ctx, glm_concat(ctx, glm_view_2d(ctx, all, k, head, all->nb[1], 0), tail, 1), GLM_TYPE_I32);
 }
 
 struct LayerOutputs {
