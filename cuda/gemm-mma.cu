@@ -42,13 +42,16 @@
 // order depends on atomics, but every output column is an independent dot product computed in the
 // same k order wherever it sits in a tile, so results are bitwise reproducible.
 //
-// Next steps for speed: bf16 copy of x made once per op (halves the f32 L2 traffic, lets x use
-// cp.async), a third stage / cp.async for BF16 weights, block rasterisation for L2 reuse of the
-// weight panels, fused gate+up (one x staging, two weight tiles) with swiglu in the epilogue, and
-// grouping the ids once per layer instead of once per expert projection.
+// The tile above is the fallback. In the default bf16 activation mode, BF16 weights with 16-byte rows
+// and NVFP4 weights with contiguous scales take the streamed tiles of gemm-pipe.cuh instead: x
+// rounded to bf16 once per op (g_xcopy), cp.async stages, NVFP4 decoded straight into fragments
+// (1.3-1.4x this tile on one H100; bench/RESULTS.md). Next steps for speed: block rasterisation for
+// L2 reuse of the weight panels, fused gate+up with swiglu in the epilogue, and grouping the ids
+// once per layer instead of once per expert projection.
 #include "cuda/gemm-mma.cuh"
 
 #include "cuda/common.cuh"
+#include "cuda/gemm-pipe.cuh"
 
 #include <cuda_fp8.h>
 
@@ -72,6 +75,10 @@ std::atomic<int> g_activation_mode{int(MmaActivations::bf16)};
 __device__ int g_pairs[kMmaMaxPairs];  // pair indices s = j + t * n_used, in expert order
 __device__ int4 g_tiles[kMaxTiles];    // {expert, first index into g_pairs, pairs (<= BN), 0}
 __device__ int g_n_tiles;              // tiles written by the last group_kernel
+
+// ---- the bf16 copy of the activations that the streamed tiles read (gemm-pipe.cuh) ---------------
+constexpr int64_t kCopyElems = int64_t(1) << 24;  // 32 MiB per device: a 2048-token chunk of 6144-wide x
+__device__ __nv_bfloat16 g_xcopy[kCopyElems];
 
 // ---- kernel parameters (validated by the launchers; kernels trust them) --------------------------
 struct MmaParams {
@@ -459,6 +466,73 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, XS>) mma_mul_mat_
     gemm_tile<WT, BM, BN, XS>(p, w, ws, slice_scale<WT>(p, e, 0), int64_t(blockIdx.x) * BM, a_s, b_s, xcol, dcol);
 }
 
+// ---- streamed tiles over the bf16 copy (gemm-pipe.cuh) ------------------------------------------------
+
+__global__ void __launch_bounds__(256) xcopy_kernel(const gemm_pipe::ConvertParams p) {
+    grid_dependency_wait();
+    gemm_pipe::copy_to_bf16(p, g_xcopy);
+}
+
+template <int WT, int BM, int BN, int WM, int ST>
+using PipeCfg = gemm_pipe::PipeCfg<WT, BM, BN, WM, ST>;
+
+// As mma_mul_mat_kernel; x column n of slice s is row n + N * s of g_xcopy.
+template <int WT, int BM, int BN, int WM, int ST>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_kernel(const MmaParams p) {
+    grid_dependency_wait();
+    using C = PipeCfg<WT, BM, BN, WM, ST>;
+    extern __shared__ uint4 smem[];
+    uint8_t* stages = reinterpret_cast<uint8_t*>(smem);
+    uint8_t** dcol = reinterpret_cast<uint8_t**>(stages + ST * C::kStage);
+    const __nv_bfloat16** xcol = static_cast<const __nv_bfloat16**>(static_cast<void*>(dcol + BN));
+    const int64_t kp = gemm_pipe::padded_k(p.K), m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
+    for (int64_t s = blockIdx.z; s < p.n_slices; s += gridDim.z) {
+        const int64_t b2 = s % p.ne2, b3 = s / p.ne2, i2 = b2 / p.r2, i3 = b3 / p.r3;
+        __syncthreads();  // the previous slice's epilogue is done with dcol
+        for (int n = int(threadIdx.x); n < BN; n += kThreads) {
+            const bool in = n0 + n < p.N;
+            xcol[n] = in ? g_xcopy + (s * p.N + n0 + n) * kp : nullptr;
+            dcol[n] = in ? p.dst + (n0 + n) * p.d_nb1 + b2 * p.d_nb2 + b3 * p.d_nb3 : nullptr;
+        }
+        __syncthreads();
+        const uint8_t* w = p.w + i2 * p.w_nb2 + i3 * p.w_nb3;
+        const uint8_t* ws = WT == GLM_TYPE_NVFP4 ? p.ws + i2 * p.s_nb2 + i3 * p.s_nb3 : nullptr;
+        gemm_pipe::pipe_tile<WT, BM, BN, WM, ST>(p, w, ws, slice_scale<WT>(p, i2, i3), m0, stages, xcol, dcol);
+    }
+}
+
+// As mma_mul_mat_id_kernel; x column j of token t (of the chunk) is row (x_bcast ? 0 : j) + x_cols * t
+// of g_xcopy.
+template <int WT, int BM, int BN, int WM, int ST>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_id_kernel(const MmaParams p) {
+    grid_dependency_wait();
+    using C = PipeCfg<WT, BM, BN, WM, ST>;
+    if (int(blockIdx.y) >= g_n_tiles) return;
+    extern __shared__ uint4 smem[];
+    uint8_t* stages = reinterpret_cast<uint8_t*>(smem);
+    uint8_t** dcol = reinterpret_cast<uint8_t**>(stages + ST * C::kStage);
+    const __nv_bfloat16** xcol = static_cast<const __nv_bfloat16**>(static_cast<void*>(dcol + BN));
+    const int64_t kp = gemm_pipe::padded_k(p.K), x_cols = p.x_bcast ? 1 : p.n_used;
+    const int4 tile = g_tiles[blockIdx.y];
+    const int64_t e = tile.x;
+    for (int n = int(threadIdx.x); n < BN; n += kThreads) {
+        if (n < tile.z) {
+            const int s = g_pairs[tile.y + n];
+            const int64_t j = s % p.n_used, t = s / p.n_used;
+            xcol[n] = g_xcopy + ((p.x_bcast ? 0 : j) + x_cols * t) * kp;
+            dcol[n] = p.dst + j * p.d_nb1 + t * p.d_nb2;
+        } else {
+            xcol[n] = nullptr;
+            dcol[n] = nullptr;
+        }
+    }
+    __syncthreads();
+    const uint8_t* w = p.w + e * p.w_nb2;
+    const uint8_t* ws = WT == GLM_TYPE_NVFP4 ? p.ws + e * p.s_nb2 : nullptr;
+    gemm_pipe::pipe_tile<WT, BM, BN, WM, ST>(p, w, ws, slice_scale<WT>(p, e, 0), int64_t(blockIdx.x) * BM, stages, xcol,
+                                            dcol);
+}
+
 // ---- grouping of (token, slot) pairs by expert -------------------------------------------------------
 
 // Exclusive prefix sum over the block (1024 threads); *total gets the sum of all v.
@@ -661,6 +735,110 @@ void launch_grouped_mode(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, 
     else launch_grouped<WT, BM, BN, 1>(ctx, p, n_pairs, n_experts);
 }
 
+// ---- streamed tiles: where they apply, and their launches ------------------------------------------
+
+// Build knob for A/B runs: -DGLM_GEMM_PIPE=0 keeps every product on the register-staged tile.
+#ifndef GLM_GEMM_PIPE
+#define GLM_GEMM_PIPE 1
+#endif
+
+// gemm-pipe.cuh's limits on w, beyond weight_ok's. F16 weights are rounded while staged: the register tile.
+bool pipe_weight_ok(const glm_tensor* w, int a_vec) {
+    if (!GLM_GEMM_PIPE) return false;
+    if (w->type == GLM_TYPE_BF16) return a_vec != 0;
+    if (w->type != GLM_TYPE_NVFP4) return false;
+    const glm_tensor* s = w->block_scale;
+    return aligned(w->data, 16) && strides_aligned(w, 1, 16) && s->nb[0] == 1 && aligned(s->data, 4) &&
+           strides_aligned(s, 1, 4);
+}
+
+// Opt-in shared memory per block of a device, asked once (227 KiB on sm_90, ~99 KiB on sm_120).
+size_t smem_optin(int device) {
+    static std::atomic<int> bytes[kMaxDevices];
+    GLM_ASSERT(device >= 0 && device < kMaxDevices);
+    int b = bytes[device].load(std::memory_order_relaxed);
+    if (b == 0) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+        bytes[device].store(b, std::memory_order_relaxed);
+    }
+    return size_t(b);
+}
+
+// The tile shapes: BM x BN, warps along M, stages in flight.
+template <int WT, int BM, int BN, int WM, int ST>
+struct Pipe {
+    static constexpr size_t kSmem = PipeCfg<WT, BM, BN, WM, ST>::kSmem;
+    static bool fits(const CudaContext& ctx) { return kSmem <= smem_optin(ctx.device); }
+
+    static void dense(CudaContext& ctx, const MmaParams& p) {
+        auto kernel = pipe_mul_mat_kernel<WT, BM, BN, WM, ST>;
+        static SmemOptIn opted_in;
+        cuda_allow_smem(kernel, kSmem, ctx.device, opted_in);
+        const int64_t gy = ceil_div(p.N, BN);
+        GLM_ASSERT(gy <= 65535);
+        const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(gy), unsigned(std::min<int64_t>(p.n_slices, 65535)));
+        cuda_launch(ctx.stream, kernel, grid, kThreads, kSmem, p);
+        CUDA_CHECK_LAUNCH();
+    }
+
+    static void grouped(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, int64_t n_experts) {
+        auto kernel = pipe_mul_mat_id_kernel<WT, BM, BN, WM, ST>;
+        static SmemOptIn opted_in;
+        cuda_allow_smem(kernel, kSmem, ctx.device, opted_in);
+        const int64_t tile_bound = ceil_div(n_pairs, BN) + std::min(n_experts, n_pairs);
+        GLM_ASSERT(tile_bound <= kMaxTiles);
+        const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(tile_bound));
+        cuda_launch(ctx.stream, kernel, grid, kThreads, kSmem, p);
+        CUDA_CHECK_LAUNCH();
+    }
+};
+using PipeFp4 = Pipe<GLM_TYPE_NVFP4, 256, 64, 8, 4>;
+using PipeFp4Narrow = Pipe<GLM_TYPE_NVFP4, 256, 32, 8, 4>;  // few tokens per expert
+using PipeBf16 = Pipe<GLM_TYPE_BF16, 128, 64, 2, 4>;
+using PipeBf16Wide = Pipe<GLM_TYPE_BF16, 128, 128, 2, 3>;  // N > 64
+
+// x columns [c, c + cols) of every (i2, i3) slice (x shifted to column c by the caller) -> g_xcopy.
+void launch_xcopy(CudaContext& ctx, const uint8_t* x, const MmaParams& p, int64_t cols, int64_t ne2, int64_t ne3,
+                  bool permute) {
+    gemm_pipe::ConvertParams c{};
+    c.x = x;
+    c.nb0 = p.x_nb0;
+    c.nb1 = p.x_nb1;
+    c.nb2 = p.x_nb2;
+    c.nb3 = p.x_nb3;
+    c.K = p.K;
+    c.cols = cols;
+    c.ne2 = ne2;
+    c.ne3 = ne3;
+    c.permute = permute ? 1 : 0;
+    const int64_t chunks = gemm_pipe::padded_k(p.K) / 8 * cols * ne2 * ne3;
+    GLM_ASSERT(chunks * 8 <= kCopyElems);
+    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(ceil_div(chunks, 256), int64_t(ctx.n_sm) * 8));
+    cuda_launch(ctx.stream, xcopy_kernel, unsigned(blocks), 256, 0, c);
+    CUDA_CHECK_LAUNCH();
+}
+
+// MUL_MAT through the streamed tiles; false (nothing launched) where they do not apply. Columns run in
+// chunks that fit the copy; batched products (several slices) must fit it whole.
+bool pipe_mul_mat(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, const MmaParams& p) {
+    if (!pipe_weight_ok(w, p.a_vec)) return false;
+    const bool fp4 = w->type == GLM_TYPE_NVFP4;
+    if (fp4 ? !PipeFp4::fits(ctx) : !PipeBf16::fits(ctx) || !PipeBf16Wide::fits(ctx)) return false;
+    const int64_t cols_fit = kCopyElems / gemm_pipe::padded_k(p.K);
+    if (cols_fit < 64 || (p.n_slices > 1 && p.N * p.n_slices > cols_fit)) return false;
+    const int64_t step = p.n_slices > 1 ? p.N : std::min(p.N, cols_fit);
+    for (int64_t n0 = 0; n0 < p.N; n0 += step) {
+        MmaParams c = p;
+        c.N = std::min(step, p.N - n0);
+        c.dst += n0 * p.d_nb1;
+        launch_xcopy(ctx, p.x + n0 * p.x_nb1, p, c.N, x->ne[2], x->ne[3], fp4);
+        if (fp4) PipeFp4::dense(ctx, c);
+        else if (c.N > 64) PipeBf16Wide::dense(ctx, c);
+        else PipeBf16::dense(ctx, c);
+    }
+    return true;
+}
+
 }  // namespace
 
 void cuda_mma_set_activations(MmaActivations mode) { g_activation_mode.store(int(mode)); }
@@ -683,6 +861,7 @@ bool cuda_mma_mul_mat(CudaContext& ctx, glm_tensor* dst) {
     p.n_slices = x->ne[2] * x->ne[3];
     if (p.M == 0 || p.N == 0 || p.n_slices == 0) return true;
     if (ceil_div(p.N, 64) > 65535) return false;
+    if (mode == MmaActivations::bf16 && pipe_mul_mat(ctx, w, x, p)) return true;
     switch (w->type) {
         case GLM_TYPE_NVFP4: launch_dense_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, p, mode); break;
         case GLM_TYPE_BF16:
@@ -717,10 +896,15 @@ bool cuda_mma_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
     p.x_bcast = x->ne[1] == 1 ? 1 : 0;
     if (p.M == 0 || n_used * T == 0) return true;
 
-    // Token chunks of at most kMmaMaxPairs pairs share the scratch one after another (same stream).
-    const int64_t chunk = kMmaMaxPairs / n_used;
+    // Token chunks of at most kMmaMaxPairs pairs (and, streamed, of an x copy that fits g_xcopy) share
+    // the scratch one after another (same stream).
+    const bool fp4 = w->type == GLM_TYPE_NVFP4;
+    const int64_t x_cols = p.x_bcast ? 1 : n_used, copy_tokens = kCopyElems / (x_cols * gemm_pipe::padded_k(p.K));
+    const bool pipe = mode == MmaActivations::bf16 && pipe_weight_ok(w, a_vec) && copy_tokens > 0 &&
+                      (fp4 ? PipeFp4::fits(ctx) && PipeFp4Narrow::fits(ctx) : PipeBf16::fits(ctx));
+    const int64_t chunk = pipe ? std::min(kMmaMaxPairs / n_used, copy_tokens) : kMmaMaxPairs / n_used;
     const bool narrow = n_used * T <= 40 * E;  // few pairs per expert on average: 32-wide token tiles
-    const int bn = w->type == GLM_TYPE_NVFP4 && narrow ? 32 : 64;
+    const int bn = fp4 && narrow ? 32 : 64;
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         const int64_t tc = std::min(chunk, T - t0), n_pairs = tc * n_used;
         const uint8_t* ids_c = static_cast<const uint8_t*>(ids->data) + t0 * int64_t(ids->nb[1]);
@@ -730,9 +914,18 @@ bool cuda_mma_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
         MmaParams c = p;
         c.x += t0 * p.x_nb2;
         c.dst += t0 * p.d_nb2;
-        if (w->type == GLM_TYPE_BF16) launch_grouped_mode<GLM_TYPE_BF16, 128, 64>(ctx, c, n_pairs, E, mode);
-        else if (bn == 32) launch_grouped_mode<GLM_TYPE_NVFP4, 256, 32>(ctx, c, n_pairs, E, mode);
-        else launch_grouped_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, c, n_pairs, E, mode);
+        if (pipe) {
+            launch_xcopy(ctx, c.x, c, x_cols, tc, 1, fp4);
+            if (!fp4) PipeBf16::grouped(ctx, c, n_pairs, E);
+            else if (bn == 32) PipeFp4Narrow::grouped(ctx, c, n_pairs, E);
+            else PipeFp4::grouped(ctx, c, n_pairs, E);
+        } else if (!fp4) {
+            launch_grouped_mode<GLM_TYPE_BF16, 128, 64>(ctx, c, n_pairs, E, mode);
+        } else if (bn == 32) {
+            launch_grouped_mode<GLM_TYPE_NVFP4, 256, 32>(ctx, c, n_pairs, E, mode);
+        } else {
+            launch_grouped_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, c, n_pairs, E, mode);
+        }
     }
     return true;
 }

@@ -6,7 +6,8 @@
 # --variant builds a second glmrun with extra CUDA compile flags (e.g. -DGLM_ATTN_MIN_TILES=1) and
 # runs the first FLAGS group with it too.
 # Each group of FLAGS (separated by --) is one --bench run with those glmrun flags (A/B on one binary).
-# --tests first runs test-cuda (--sanitize: and compute-sanitizer memcheck over every op case); --ncu-detail
+# --tests first runs test-cuda (--sanitize: and compute-sanitizer memcheck over every op case); --kernels
+# runs the kernel benchmark's prefill GEMMs (glmrun-bench-kernels --only prefill, and the variant's); --ncu-detail
 # profiles two decode launches of the kernels matching REGEX with Nsight Compute's full sections.
 # CTX (default 256,4k) and MAXC (default 4096) set --bench-ctx and -c; SANITIZE_FILTER=TEXT limits
 # memcheck to the op cases whose name contains TEXT.
@@ -22,10 +23,10 @@ finish() {
 trap finish EXIT
 export PATH=/usr/local/cuda/bin:$PATH
 log() { echo "== $*" | tee -a "$LOGS/summary.txt"; }
-TESTS=0 SANITIZE=0 NCU=0 DETAIL= VARIANT=
+TESTS=0 SANITIZE=0 NCU=0 DETAIL= VARIANT= KERNELS=0
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --tests) TESTS=1 ;; --sanitize) SANITIZE=1 ;; --ncu) NCU=1 ;; --ncu-detail) DETAIL=$2; shift ;; --variant) VARIANT=$2; shift ;; *) break ;;
+    --tests) TESTS=1 ;; --kernels) KERNELS=1 ;; --sanitize) SANITIZE=1 ;; --ncu) NCU=1 ;; --ncu-detail) DETAIL=$2; shift ;; --variant) VARIANT=$2; shift ;; *) break ;;
   esac; shift
 done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$LOGS/summary.txt"
@@ -33,12 +34,14 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITE
       -DGLMRUN_DEPS_DIR="$PWD/.deps" > "$LOGS/configure.log" 2>&1 || { tail -30 "$LOGS/configure.log"; exit 1; }
 targets=(glmrun)
 [[ $TESTS == 1 ]] && targets+=(test-cuda)
+[[ $KERNELS == 1 ]] && targets+=(glmrun-bench-kernels)
 cmake --build build-gpu -j "$(nproc)" --target "${targets[@]}" > "$LOGS/build.log" 2>&1 || { grep -E "error" "$LOGS/build.log" | head -30; exit 1; }
 log "build ok (${SECONDS}s)"
 if [[ -n $VARIANT ]]; then
   cmake -S . -B build-variant -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="$VARIANT" -DGLMRUN_DEPS_DIR="$PWD/.deps" > "$LOGS/configure-variant.log" 2>&1 &&
-    cmake --build build-variant -j "$(nproc)" --target glmrun > "$LOGS/build-variant.log" 2>&1 || { log "variant build failed"; VARIANT=; }
+    cmake --build build-variant -j "$(nproc)" --target glmrun $([[ $KERNELS == 1 ]] && echo glmrun-bench-kernels) > "$LOGS/build-variant.log" 2>&1 ||
+    { log "variant build failed"; VARIANT=; }
   log "variant build ($VARIANT) done (${SECONDS}s)"
 fi
 rc=0
@@ -52,6 +55,14 @@ if [[ $TESTS == 1 && $SANITIZE == 1 ]]; then
     build-gpu/tests/cuda/test-cuda -tc="every op*" > "$LOGS/memcheck.log" 2>&1
   r=$?; echo "memcheck rc=$r (${SECONDS}s)" | tee -a "$LOGS/summary.txt"; [[ $r != 0 ]] && rc=$r
   grep -E "ERROR SUMMARY|Invalid" "$LOGS/memcheck.log" | head -5 | tee -a "$LOGS/summary.txt"
+fi
+if [[ $KERNELS == 1 ]]; then
+  for b in build-gpu ${VARIANT:+build-variant}; do
+    log "kernel benchmark, prefill GEMMs ($b)"
+    timeout 120 $b/bench/glmrun-bench-kernels --only prefill > "$LOGS/kernels-$b.md" 2> "$LOGS/kernels-$b.err"
+    echo "kernels rc=$? (${SECONDS}s)" | tee -a "$LOGS/summary.txt"
+    grep -E "^\|" "$LOGS/kernels-$b.md" | tee -a "$LOGS/summary.txt"
+  done
 fi
 CFG=bench/configs/glm-5.1-rank4
 CTX=${CTX:-256,4k} MAXC=${MAXC:-4096}

@@ -184,6 +184,8 @@ void add_matmul_large_cases(std::vector<OpCase>& cases) {
         {BF16, 96, 97, 33, one, one, View::misaligned_x},
         {FP4, 96, 97, 33, one, one, View::transposed_x},
         {BF16, 96, 97, 130, one, one, View::padded_w},
+        // More columns than the bf16 copy of the activations holds (2^24 elements): two column chunks.
+        {BF16, 2048, 9, 8200, one, one, View::none},
     };
     for (const Dense& g : dense) {
         std::string batch = g.xb == one ? "" : fmt::format(" batch w={} x={}", fmt::join(g.wb, "x"), fmt::join(g.xb, "x"));
@@ -203,6 +205,8 @@ void add_matmul_large_cases(std::vector<OpCase>& cases) {
         {false, 64, 250, 16, 4, 37, false},
         // 65,600 pairs: more than one grouped launch (kMmaMaxPairs = 65,536 pairs each).
         {true, 32, 24, 16, 4, 16400, false},
+        // 2,100 tokens x 4 columns of 2048: more than the bf16 copy holds, two token chunks.
+        {true, 2048, 24, 16, 4, 2100, false},
     };
     for (const Experts& g : experts) {
         add(fmt::format("mul_mat_id large {} experts=[{}x{}x{}] n_used={} T={} x ne1={}", g.nvfp4 ? "nvfp4" : "bf16", g.K,
