@@ -102,6 +102,10 @@ struct MmaParams {
     int n_used, x_bcast;
     int a_vec;  // BF16/F16: 16-byte aligned rows, K % 8 == 0 -> uint4 loads
     int x_vec;  // x_nb0 == 4, 16-byte aligned columns, K % 4 == 0 -> float4 loads
+    // Paired streamed tiles (gate / up / SwiGLU): the up weights, with w's and ws's strides.
+    const uint8_t* w2;
+    const uint8_t* ws2;
+    const float* global2;
 };
 
 template <int BM, int BN, int XS>
@@ -393,8 +397,8 @@ __device__ __forceinline__ void gemm_tile(const MmaParams& p, const uint8_t* w, 
 }
 
 template <int WT>
-__device__ __forceinline__ float slice_scale(const MmaParams& p, int64_t i2, int64_t i3) {
-    if constexpr (WT == GLM_TYPE_NVFP4) return p.global[i2 + i3 * p.w_ne2] * float(1 << kFp4Shift);
+__device__ __forceinline__ float slice_scale(const MmaParams& p, int64_t i2, int64_t i3, bool up = false) {
+    if constexpr (WT == GLM_TYPE_NVFP4) return (up ? p.global2 : p.global)[i2 + i3 * p.w_ne2] * float(1 << kFp4Shift);
     else return 1.0f;
 }
 
@@ -476,16 +480,32 @@ __global__ void __launch_bounds__(256) xcopy_kernel(const gemm_pipe::ConvertPara
 template <int WT, int BM, int BN, int WM, int ST>
 using PipeCfg = gemm_pipe::PipeCfg<WT, BM, BN, WM, ST>;
 
-// As mma_mul_mat_kernel; x column n of slice s is row n + N * s of g_xcopy.
-template <int WT, int BM, int BN, int WM, int ST>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_kernel(const MmaParams p) {
+// The weights of slice (i2, i3) of p (and of p's up weights when PAIRED).
+template <int WT, bool PAIRED>
+__device__ __forceinline__ gemm_pipe::TileWeights tile_weights(const MmaParams& p, int64_t i2, int64_t i3) {
+    const int64_t wo = i2 * p.w_nb2 + i3 * p.w_nb3, so = i2 * p.s_nb2 + i3 * p.s_nb3;
+    const bool fp4 = WT == GLM_TYPE_NVFP4;
+    gemm_pipe::TileWeights tw{p.w + wo, fp4 ? p.ws + so : nullptr, slice_scale<WT>(p, i2, i3), nullptr, nullptr, 0.0f};
+    if constexpr (PAIRED) {
+        tw.w2 = p.w2 + wo;
+        tw.ws2 = fp4 ? p.ws2 + so : nullptr;
+        tw.scale2 = slice_scale<WT>(p, i2, i3, true);
+    }
+    return tw;
+}
+
+// As mma_mul_mat_kernel; x column n of slice s is row n + N * s of g_xcopy. PAIRED: BM / 2 output
+// rows per tile.
+template <int WT, int BM, int BN, int WM, int ST, bool PAIRED>
+__global__ void __launch_bounds__(kThreads, PipeCfg<WT, BM, BN, WM, ST>::kBlocksPerSm) pipe_mul_mat_kernel(const MmaParams p) {
     grid_dependency_wait();
     using C = PipeCfg<WT, BM, BN, WM, ST>;
     extern __shared__ uint4 smem[];
     uint8_t* stages = reinterpret_cast<uint8_t*>(smem);
     uint8_t** dcol = reinterpret_cast<uint8_t**>(stages + ST * C::kStage);
     const __nv_bfloat16** xcol = static_cast<const __nv_bfloat16**>(static_cast<void*>(dcol + BN));
-    const int64_t kp = gemm_pipe::padded_k(p.K), m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
+    const int64_t kp = gemm_pipe::padded_k(p.K), m0 = int64_t(blockIdx.x) * (PAIRED ? BM / 2 : BM);
+    const int64_t n0 = int64_t(blockIdx.y) * BN;
     for (int64_t s = blockIdx.z; s < p.n_slices; s += gridDim.z) {
         const int64_t b2 = s % p.ne2, b3 = s / p.ne2, i2 = b2 / p.r2, i3 = b3 / p.r3;
         __syncthreads();  // the previous slice's epilogue is done with dcol
@@ -495,16 +515,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_
             dcol[n] = in ? p.dst + (n0 + n) * p.d_nb1 + b2 * p.d_nb2 + b3 * p.d_nb3 : nullptr;
         }
         __syncthreads();
-        const uint8_t* w = p.w + i2 * p.w_nb2 + i3 * p.w_nb3;
-        const uint8_t* ws = WT == GLM_TYPE_NVFP4 ? p.ws + i2 * p.s_nb2 + i3 * p.s_nb3 : nullptr;
-        gemm_pipe::pipe_tile<WT, BM, BN, WM, ST>(p, w, ws, slice_scale<WT>(p, i2, i3), m0, stages, xcol, dcol);
+        gemm_pipe::pipe_tile<WT, BM, BN, WM, ST, PAIRED>(p, tile_weights<WT, PAIRED>(p, i2, i3), m0, stages, xcol, dcol);
     }
 }
 
 // As mma_mul_mat_id_kernel; x column j of token t (of the chunk) is row (x_bcast ? 0 : j) + x_cols * t
 // of g_xcopy.
-template <int WT, int BM, int BN, int WM, int ST>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_id_kernel(const MmaParams p) {
+template <int WT, int BM, int BN, int WM, int ST, bool PAIRED>
+__global__ void __launch_bounds__(kThreads, PipeCfg<WT, BM, BN, WM, ST>::kBlocksPerSm) pipe_mul_mat_id_kernel(const MmaParams p) {
     grid_dependency_wait();
     using C = PipeCfg<WT, BM, BN, WM, ST>;
     if (int(blockIdx.y) >= g_n_tiles) return;
@@ -514,7 +532,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_
     const __nv_bfloat16** xcol = static_cast<const __nv_bfloat16**>(static_cast<void*>(dcol + BN));
     const int64_t kp = gemm_pipe::padded_k(p.K), x_cols = p.x_bcast ? 1 : p.n_used;
     const int4 tile = g_tiles[blockIdx.y];
-    const int64_t e = tile.x;
     for (int n = int(threadIdx.x); n < BN; n += kThreads) {
         if (n < tile.z) {
             const int s = g_pairs[tile.y + n];
@@ -527,10 +544,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<BM, BN, 1>) pipe_mul_mat_
         }
     }
     __syncthreads();
-    const uint8_t* w = p.w + e * p.w_nb2;
-    const uint8_t* ws = WT == GLM_TYPE_NVFP4 ? p.ws + e * p.s_nb2 : nullptr;
-    gemm_pipe::pipe_tile<WT, BM, BN, WM, ST>(p, w, ws, slice_scale<WT>(p, e, 0), int64_t(blockIdx.x) * BM, stages, xcol,
-                                            dcol);
+    const int64_t m0 = int64_t(blockIdx.x) * (PAIRED ? BM / 2 : BM);
+    gemm_pipe::pipe_tile<WT, BM, BN, WM, ST, PAIRED>(p, tile_weights<WT, PAIRED>(p, tile.x, 0), m0, stages, xcol, dcol);
 }
 
 // ---- grouping of (token, slot) pairs by expert -------------------------------------------------------
@@ -735,6 +750,17 @@ void launch_grouped_mode(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, 
     else launch_grouped<WT, BM, BN, 1>(ctx, p, n_pairs, n_experts);
 }
 
+MmaParams dense_params(const glm_tensor* w, const glm_tensor* x, glm_tensor* dst, int a_vec) {
+    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == x->ne[1] && dst->ne[2] == x->ne[2] && dst->ne[3] == x->ne[3]);
+    MmaParams p = base_params(w, x, dst, a_vec);
+    p.N = x->ne[1];
+    p.ne2 = x->ne[2];
+    p.r2 = x->ne[2] / w->ne[2];
+    p.r3 = x->ne[3] / w->ne[3];
+    p.n_slices = x->ne[2] * x->ne[3];
+    return p;
+}
+
 // ---- streamed tiles: where they apply, and their launches ------------------------------------------
 
 // Build knob for A/B runs: -DGLM_GEMM_PIPE=0 keeps every product on the register-staged tile.
@@ -770,32 +796,47 @@ struct Pipe {
     static constexpr size_t kSmem = PipeCfg<WT, BM, BN, WM, ST>::kSmem;
     static bool fits(const CudaContext& ctx) { return kSmem <= smem_optin(ctx.device); }
 
+    // PAIRED (p.w2 set): silu(gate) * up, BM / 2 output rows per tile.
+    template <bool PAIRED = false>
     static void dense(CudaContext& ctx, const MmaParams& p) {
-        auto kernel = pipe_mul_mat_kernel<WT, BM, BN, WM, ST>;
+        auto kernel = pipe_mul_mat_kernel<WT, BM, BN, WM, ST, PAIRED>;
         static SmemOptIn opted_in;
         cuda_allow_smem(kernel, kSmem, ctx.device, opted_in);
         const int64_t gy = ceil_div(p.N, BN);
         GLM_ASSERT(gy <= 65535);
-        const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(gy), unsigned(std::min<int64_t>(p.n_slices, 65535)));
+        const dim3 grid(unsigned(ceil_div(p.M, PAIRED ? BM / 2 : BM)), unsigned(gy),
+                        unsigned(std::min<int64_t>(p.n_slices, 65535)));
         cuda_launch(ctx.stream, kernel, grid, kThreads, kSmem, p);
         CUDA_CHECK_LAUNCH();
     }
 
+    template <bool PAIRED = false>
     static void grouped(CudaContext& ctx, const MmaParams& p, int64_t n_pairs, int64_t n_experts) {
-        auto kernel = pipe_mul_mat_id_kernel<WT, BM, BN, WM, ST>;
+        auto kernel = pipe_mul_mat_id_kernel<WT, BM, BN, WM, ST, PAIRED>;
         static SmemOptIn opted_in;
         cuda_allow_smem(kernel, kSmem, ctx.device, opted_in);
         const int64_t tile_bound = ceil_div(n_pairs, BN) + std::min(n_experts, n_pairs);
         GLM_ASSERT(tile_bound <= kMaxTiles);
-        const dim3 grid(unsigned(ceil_div(p.M, BM)), unsigned(tile_bound));
+        const dim3 grid(unsigned(ceil_div(p.M, PAIRED ? BM / 2 : BM)), unsigned(tile_bound));
         cuda_launch(ctx.stream, kernel, grid, kThreads, kSmem, p);
         CUDA_CHECK_LAUNCH();
     }
 };
+// NVFP4: 8 warps along M, each 32 rows x all BN columns: a lane decodes its rows' codes once per
+// stage for BN / 8 n8 fragments, so the wider the token tile, the fewer ALU instructions per MMA.
+using PipeFp4Narrow = Pipe<GLM_TYPE_NVFP4, 256, 32, 8, 4>;  // <= 40 pairs per expert on average
 using PipeFp4 = Pipe<GLM_TYPE_NVFP4, 256, 64, 8, 4>;
-using PipeFp4Narrow = Pipe<GLM_TYPE_NVFP4, 256, 32, 8, 4>;  // few tokens per expert
+using PipeFp4Wide = Pipe<GLM_TYPE_NVFP4, 256, 128, 8, 4>;  // > 80 pairs per expert; one block per SM
+// BF16: 2 x 4 warps. The big tile's 64 x 64 warp tiles read half the shared bytes per MMA of the
+// 64 x 32 ones, at one block per SM; used where its blocks fill the GPU at least once.
 using PipeBf16 = Pipe<GLM_TYPE_BF16, 128, 64, 2, 4>;
 using PipeBf16Wide = Pipe<GLM_TYPE_BF16, 128, 128, 2, 3>;  // N > 64
+using PipeBf16Big = Pipe<GLM_TYPE_BF16, 128, 256, 2, 3>;
+
+// Build knob for A/B runs: -DGLM_PIPE_WIDE=0 keeps the 64-column NVFP4 and 128-column BF16 tiles.
+#ifndef GLM_PIPE_WIDE
+#define GLM_PIPE_WIDE 1
+#endif
 
 // x columns [c, c + cols) of every (i2, i3) slice (x shifted to column c by the caller) -> g_xcopy.
 void launch_xcopy(CudaContext& ctx, const uint8_t* x, const MmaParams& p, int64_t cols, int64_t ne2, int64_t ne3,
@@ -820,7 +861,7 @@ void launch_xcopy(CudaContext& ctx, const uint8_t* x, const MmaParams& p, int64_
 
 // MUL_MAT through the streamed tiles; false (nothing launched) where they do not apply. Columns run in
 // chunks that fit the copy; batched products (several slices) must fit it whole.
-bool pipe_mul_mat(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, const MmaParams& p) {
+bool pipe_mul_mat(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, const MmaParams& p, bool paired) {
     if (!pipe_weight_ok(w, p.a_vec)) return false;
     const bool fp4 = w->type == GLM_TYPE_NVFP4;
     if (fp4 ? !PipeFp4::fits(ctx) : !PipeBf16::fits(ctx) || !PipeBf16Wide::fits(ctx)) return false;
@@ -832,11 +873,89 @@ bool pipe_mul_mat(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, co
         c.N = std::min(step, p.N - n0);
         c.dst += n0 * p.d_nb1;
         launch_xcopy(ctx, p.x + n0 * p.x_nb1, p, c.N, x->ne[2], x->ne[3], fp4);
-        if (fp4) PipeFp4::dense(ctx, c);
-        else if (c.N > 64) PipeBf16Wide::dense(ctx, c);
-        else PipeBf16::dense(ctx, c);
+        const int64_t big_blocks = ceil_div(c.M, paired ? 64 : 128) * ceil_div(c.N, 256);
+        const bool big = GLM_PIPE_WIDE && big_blocks >= ctx.n_sm && PipeBf16Big::fits(ctx);
+        auto run = [&](auto tag) {
+            constexpr bool kPaired = decltype(tag)::value;
+            if (fp4) PipeFp4::dense<kPaired>(ctx, c);
+            else if (big) PipeBf16Big::dense<kPaired>(ctx, c);
+            else if (c.N > 64) PipeBf16Wide::dense<kPaired>(ctx, c);
+            else PipeBf16::dense<kPaired>(ctx, c);
+        };
+        if (paired) run(std::true_type{});
+        else run(std::false_type{});
     }
     return true;
+}
+
+// MUL_MAT_ID of w (and, paired, of p.w2: only through the streamed tiles, else nothing is launched
+// and the result is false) over (token, slot) pairs grouped by expert.
+bool mul_mat_id(CudaContext& ctx, const glm_tensor* w, const glm_tensor* ids, const MmaParams& p, bool paired) {
+    const MmaActivations mode = cuda_mma_activations();
+    const int64_t n_used = ids->ne[0], T = ids->ne[1], E = w->ne[2];
+    // Token chunks of at most kMmaMaxPairs pairs (and, streamed, of an x copy that fits g_xcopy) share
+    // the scratch one after another (same stream).
+    const bool fp4 = w->type == GLM_TYPE_NVFP4;
+    const int64_t x_cols = p.x_bcast ? 1 : n_used, copy_tokens = kCopyElems / (x_cols * gemm_pipe::padded_k(p.K));
+    const bool pipe = mode == MmaActivations::bf16 && pipe_weight_ok(w, p.a_vec) && copy_tokens > 0 &&
+                      (fp4 ? PipeFp4::fits(ctx) && PipeFp4Narrow::fits(ctx) : PipeBf16::fits(ctx));
+    if (paired && !pipe) return false;
+    if (p.M == 0 || n_used * T == 0) return true;
+    const int64_t chunk = pipe ? std::min(kMmaMaxPairs / n_used, copy_tokens) : kMmaMaxPairs / n_used;
+    // Token tile width from the average pairs per expert (of the first chunk). The 128-wide NVFP4 tile
+    // pays for its one block per SM only over long K (measured: gate / up K = 6144 1.13x, down K = 512
+    // 0.95x).
+    const int64_t pairs = std::min(chunk, T) * n_used;
+    const bool wide = GLM_PIPE_WIDE && pipe && fp4 && pairs > 80 * E && p.K >= 2048 && PipeFp4Wide::fits(ctx);
+    const int bn = !fp4 ? 64 : pairs <= 40 * E ? 32 : wide ? 128 : 64;
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t tc = std::min(chunk, T - t0), n_pairs = tc * n_used;
+        const uint8_t* ids_c = static_cast<const uint8_t*>(ids->data) + t0 * int64_t(ids->nb[1]);
+        cuda_launch(ctx.stream, group_kernel, 1, kGroupThreads, 0, ids_c, int64_t(ids->nb[0]), int64_t(ids->nb[1]),
+            int(n_used), int(n_pairs), int(E), bn);
+        CUDA_CHECK_LAUNCH();
+        MmaParams c = p;
+        c.x += t0 * p.x_nb2;
+        c.dst += t0 * p.d_nb2;
+        if (pipe) {
+            launch_xcopy(ctx, c.x, c, x_cols, tc, 1, fp4);
+            auto run = [&](auto tag) {
+                constexpr bool kPaired = decltype(tag)::value;
+                if (!fp4) PipeBf16::grouped<kPaired>(ctx, c, n_pairs, E);
+                else if (bn == 32) PipeFp4Narrow::grouped<kPaired>(ctx, c, n_pairs, E);
+                else if (bn == 128) PipeFp4Wide::grouped<kPaired>(ctx, c, n_pairs, E);
+                else PipeFp4::grouped<kPaired>(ctx, c, n_pairs, E);
+            };
+            if (paired) run(std::true_type{});
+            else run(std::false_type{});
+        } else if (!fp4) {
+            launch_grouped_mode<GLM_TYPE_BF16, 128, 64>(ctx, c, n_pairs, E, mode);
+        } else if (bn == 32) {
+            launch_grouped_mode<GLM_TYPE_NVFP4, 256, 32>(ctx, c, n_pairs, E, mode);
+        } else {
+            launch_grouped_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, c, n_pairs, E, mode);
+        }
+    }
+    return true;
+}
+
+// The MUL_MAT_ID node checks shared by the plain and the paired launch; false: not handled here.
+bool mul_mat_id_ok(const glm_tensor* w, const glm_tensor* x, const glm_tensor* ids, const glm_tensor* dst, int* a_vec) {
+    if (w->type != GLM_TYPE_BF16 && w->type != GLM_TYPE_NVFP4) return false;
+    if (x->type != GLM_TYPE_F32 || dst->type != GLM_TYPE_F32 || dst->nb[0] != sizeof(float)) return false;
+    if (ids->type != GLM_TYPE_I32 || w->ne[3] != 1 || w->ne[2] > kMmaMaxExperts) return false;
+    if (!weight_ok(w, cuda_mma_activations(), a_vec)) return false;
+    GLM_ASSERT(x->ne[2] == ids->ne[1] && (x->ne[1] == 1 || x->ne[1] == ids->ne[0]) && w->ne[0] == x->ne[0]);
+    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == ids->ne[0] && dst->ne[2] == ids->ne[1]);
+    return ids->ne[0] <= kMmaMaxPairs;
+}
+
+MmaParams mul_mat_id_params(const glm_tensor* w, const glm_tensor* x, const glm_tensor* ids, glm_tensor* dst, int a_vec) {
+    MmaParams p = base_params(w, x, dst, a_vec);
+    p.N = 0;  // columns come from the tile table
+    p.n_used = int(ids->ne[0]);
+    p.x_bcast = x->ne[1] == 1 ? 1 : 0;
+    return p;
 }
 
 }  // namespace
@@ -852,16 +971,10 @@ bool cuda_mma_mul_mat(CudaContext& ctx, glm_tensor* dst) {
     if (x->type != GLM_TYPE_F32 || dst->type != GLM_TYPE_F32 || dst->nb[0] != sizeof(float)) return false;
     if (!weight_ok(w, mode, &a_vec)) return false;
     GLM_ASSERT(w->ne[0] == x->ne[0] && x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0);
-    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == x->ne[1] && dst->ne[2] == x->ne[2] && dst->ne[3] == x->ne[3]);
-    MmaParams p = base_params(w, x, dst, a_vec);
-    p.N = x->ne[1];
-    p.ne2 = x->ne[2];
-    p.r2 = x->ne[2] / w->ne[2];
-    p.r3 = x->ne[3] / w->ne[3];
-    p.n_slices = x->ne[2] * x->ne[3];
+    MmaParams p = dense_params(w, x, dst, a_vec);
     if (p.M == 0 || p.N == 0 || p.n_slices == 0) return true;
     if (ceil_div(p.N, 64) > 65535) return false;
-    if (mode == MmaActivations::bf16 && pipe_mul_mat(ctx, w, x, p)) return true;
+    if (mode == MmaActivations::bf16 && pipe_mul_mat(ctx, w, x, p, false)) return true;
     switch (w->type) {
         case GLM_TYPE_NVFP4: launch_dense_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, p, mode); break;
         case GLM_TYPE_BF16:
@@ -880,52 +993,51 @@ bool cuda_mma_mul_mat_id(CudaContext& ctx, glm_tensor* dst) {
     const glm_tensor* w = dst->src[0];
     const glm_tensor* x = dst->src[1];
     const glm_tensor* ids = dst->src[2];
-    const MmaActivations mode = cuda_mma_activations();
     int a_vec = 0;
-    if (w->type != GLM_TYPE_BF16 && w->type != GLM_TYPE_NVFP4) return false;
-    if (x->type != GLM_TYPE_F32 || dst->type != GLM_TYPE_F32 || dst->nb[0] != sizeof(float)) return false;
-    if (ids->type != GLM_TYPE_I32 || w->ne[3] != 1 || w->ne[2] > kMmaMaxExperts) return false;
-    if (!weight_ok(w, mode, &a_vec)) return false;
-    GLM_ASSERT(x->ne[2] == ids->ne[1] && (x->ne[1] == 1 || x->ne[1] == ids->ne[0]) && w->ne[0] == x->ne[0]);
-    GLM_ASSERT(dst->ne[0] == w->ne[1] && dst->ne[1] == ids->ne[0] && dst->ne[2] == ids->ne[1]);
-    const int64_t n_used = ids->ne[0], T = ids->ne[1], E = w->ne[2];
-    if (n_used > kMmaMaxPairs) return false;
-    MmaParams p = base_params(w, x, dst, a_vec);
-    p.N = 0;  // columns come from the tile table
-    p.n_used = int(n_used);
-    p.x_bcast = x->ne[1] == 1 ? 1 : 0;
-    if (p.M == 0 || n_used * T == 0) return true;
+    if (!mul_mat_id_ok(w, x, ids, dst, &a_vec)) return false;
+    return mul_mat_id(ctx, w, ids, mul_mat_id_params(w, x, ids, dst, a_vec), false);
+}
 
-    // Token chunks of at most kMmaMaxPairs pairs (and, streamed, of an x copy that fits g_xcopy) share
-    // the scratch one after another (same stream).
-    const bool fp4 = w->type == GLM_TYPE_NVFP4;
-    const int64_t x_cols = p.x_bcast ? 1 : n_used, copy_tokens = kCopyElems / (x_cols * gemm_pipe::padded_k(p.K));
-    const bool pipe = mode == MmaActivations::bf16 && pipe_weight_ok(w, a_vec) && copy_tokens > 0 &&
-                      (fp4 ? PipeFp4::fits(ctx) && PipeFp4Narrow::fits(ctx) : PipeBf16::fits(ctx));
-    const int64_t chunk = pipe ? std::min(kMmaMaxPairs / n_used, copy_tokens) : kMmaMaxPairs / n_used;
-    const bool narrow = n_used * T <= 40 * E;  // few pairs per expert on average: 32-wide token tiles
-    const int bn = fp4 && narrow ? 32 : 64;
-    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
-        const int64_t tc = std::min(chunk, T - t0), n_pairs = tc * n_used;
-        const uint8_t* ids_c = static_cast<const uint8_t*>(ids->data) + t0 * int64_t(ids->nb[1]);
-        cuda_launch(ctx.stream, group_kernel, 1, kGroupThreads, 0, ids_c, int64_t(ids->nb[0]), int64_t(ids->nb[1]),
-            int(n_used), int(n_pairs), int(E), bn);
-        CUDA_CHECK_LAUNCH();
-        MmaParams c = p;
-        c.x += t0 * p.x_nb2;
-        c.dst += t0 * p.d_nb2;
-        if (pipe) {
-            launch_xcopy(ctx, c.x, c, x_cols, tc, 1, fp4);
-            if (!fp4) PipeBf16::grouped(ctx, c, n_pairs, E);
-            else if (bn == 32) PipeFp4Narrow::grouped(ctx, c, n_pairs, E);
-            else PipeFp4::grouped(ctx, c, n_pairs, E);
-        } else if (!fp4) {
-            launch_grouped_mode<GLM_TYPE_BF16, 128, 64>(ctx, c, n_pairs, E, mode);
-        } else if (bn == 32) {
-            launch_grouped_mode<GLM_TYPE_NVFP4, 256, 32>(ctx, c, n_pairs, E, mode);
-        } else {
-            launch_grouped_mode<GLM_TYPE_NVFP4, 256, 64>(ctx, c, n_pairs, E, mode);
-        }
+bool cuda_mma_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* up, glm_tensor* swiglu) {
+    const glm_tensor* w = gate->src[0];
+    const glm_tensor* w2 = up->src[0];
+    const glm_tensor* x = gate->src[1];
+    const glm_op op = gate->op;
+    if (cuda_mma_activations() != MmaActivations::bf16) return false;  // the streamed tiles' mode
+    if ((op != GLM_OP_MUL_MAT && op != GLM_OP_MUL_MAT_ID) || up->op != op || up->src[1] != x || up->src[2] != gate->src[2])
+        return false;
+    if (swiglu->op != GLM_OP_SWIGLU || swiglu->src[0] != gate || swiglu->src[1] != up) return false;
+    if (!glm_same_shape(swiglu, gate) || !glm_same_shape(up, gate) || gate->type != GLM_TYPE_F32 || up->type != GLM_TYPE_F32)
+        return false;
+    // Unfused, x and ids may be dead once up has read them, so the arena may put the SWIGLU result over
+    // their bytes; a later chunk of this launch would read them after an earlier one wrote it.
+    if (bytes_overlap(swiglu, x) || (gate->src[2] && bytes_overlap(swiglu, gate->src[2]))) return false;
+    // One set of strides serves both weights (and both scale tensors).
+    if (w->type != w2->type || !glm_same_shape(w, w2)) return false;
+    for (int i = 0; i < 4; ++i) {
+        if (w->nb[i] != w2->nb[i]) return false;
+        if (w->type == GLM_TYPE_NVFP4 && (!w2->block_scale || w->block_scale->nb[i] != w2->block_scale->nb[i])) return false;
     }
-    return true;
+    int a_vec = 0, a_vec2 = 0;
+    if (!weight_ok(w2, MmaActivations::bf16, &a_vec2) || !pipe_weight_ok(w2, a_vec2)) return false;
+    MmaParams p;
+    if (op == GLM_OP_MUL_MAT_ID) {
+        if (!mul_mat_id_ok(w, x, gate->src[2], swiglu, &a_vec) || !pipe_weight_ok(w, a_vec)) return false;
+        p = mul_mat_id_params(w, x, gate->src[2], swiglu, a_vec);
+    } else {
+        if (x->type != GLM_TYPE_F32 || swiglu->type != GLM_TYPE_F32 || swiglu->nb[0] != sizeof(float)) return false;
+        if (!weight_ok(w, MmaActivations::bf16, &a_vec) || !pipe_weight_ok(w, a_vec)) return false;
+        GLM_ASSERT(w->ne[0] == x->ne[0] && x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0);
+        p = dense_params(w, x, swiglu, a_vec);
+        if (ceil_div(p.N, 64) > 65535) return false;
+    }
+    p.w2 = static_cast<const uint8_t*>(w2->data);
+    if (w2->type == GLM_TYPE_NVFP4) {
+        GLM_ASSERT(w2->global_scale && glm_nelements(w2->global_scale) == glm_nelements(w->global_scale));
+        p.ws2 = static_cast<const uint8_t*>(w2->block_scale->data);
+        p.global2 = static_cast<const float*>(w2->global_scale->data);
+    }
+    if (op == GLM_OP_MUL_MAT_ID) return mul_mat_id(ctx, w, gate->src[2], p, true);
+    if (p.M == 0 || p.N == 0 || p.n_slices == 0) return true;
+    return pipe_mul_mat(ctx, w, x, p, true);
 }

@@ -31,5 +31,11 @@ bool cuda_mma_mul_mat(CudaContext& ctx, glm_tensor* dst);
 // The scratch is per device: at most one stream per device may run this op at a time.
 bool cuda_mma_mul_mat_id(CudaContext& ctx, glm_tensor* dst);
 
+// gate (MUL_MAT or MUL_MAT_ID), up (the same op over the same x and ids) and swiglu = SWIGLU(gate, up)
+// in one GEMM whose tiles hold matching gate and up rows: x is copied and the ids grouped once, and
+// neither product is written. Only through the streamed tiles (bf16 activations); for more columns /
+// tokens than the GEMVs take. Returns false, having launched nothing, when it does not apply.
+bool cuda_mma_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* up, glm_tensor* swiglu);
+
 constexpr int kMmaMaxPairs = 65536;   // (token, slot) pairs per grouped launch (8192 tokens x 8)
 constexpr int kMmaMaxExperts = 1024;  // experts per weight tensor (GLM-5.1: 160; 256 before REAP)

@@ -86,6 +86,8 @@ struct PipeCfg {
     static constexpr int kACodes = kFp4 ? BM * 32 : BM * 128, kAScales = kFp4 ? BM * 4 : 0;
     static constexpr int kStage = kACodes + kAScales + BN * 128;
     static constexpr size_t kSmem = size_t(STAGES) * kStage + size_t(BN) * 2 * sizeof(void*);
+    // Two blocks per SM (<= 128 registers a thread) up to 64 accumulators a thread; one above.
+    static constexpr int kBlocksPerSm = kMI * kNI * 4 > 64 ? 1 : 2;
     static_assert(WARPS_M * kWarpsN == 8 && kWM % 16 == 0 && kNI % 2 == 0 && kNI >= 2, "tile shape");
     static_assert(kStage % 16 == 0 && STAGES >= 2, "stage layout");
 };
@@ -148,17 +150,32 @@ __device__ __forceinline__ __nv_bfloat162 fp4_factor(uint8_t s) {
     return __float2bfloat162_rn(__half2float(__half(hs)) * 0x1p118f);
 }
 
-// One BM x BN output tile of one weight slice. p: K, M and the row strides w_nb1 (weight rows) and
-// s_nb1 (NVFP4 scale rows); w / ws: the slice's first row; xcol[n]: bf16 copy column n (padded_k(K)
-// elements) or nullptr; dcol[n]: f32 output column or nullptr; scale: the epilogue factor.
-template <int WT, int BM, int BN, int WARPS_M, int STAGES, class P>
-__device__ __forceinline__ void pipe_tile(const P& p, const uint8_t* w, const uint8_t* ws, float scale,
-                                          int64_t m0, uint8_t* smem, const __nv_bfloat16* const* xcol,
-                                          uint8_t* const* dcol) {
+// The weights of one tile: w / ws the slice's first row (codes, NVFP4 scales), scale the epilogue
+// factor. PAIRED tiles (gate / up / SwiGLU) also have the up weights w2 / ws2 / scale2, with the same
+// row strides: the tile's rows [0, BM / 2) are gate rows m0.., its rows [BM / 2, BM) the same up rows.
+struct TileWeights {
+    const uint8_t *w, *ws;
+    float scale;
+    const uint8_t *w2, *ws2;
+    float scale2;
+};
+
+// One output tile of one weight slice: BM x BN, or (PAIRED) BM / 2 rows of silu(gate) * up. p: K, M
+// and the row strides w_nb1 (weight rows) and s_nb1 (NVFP4 scale rows); xcol[n]: bf16 copy column n
+// (padded_k(K) elements) or nullptr; dcol[n]: f32 output column or nullptr.
+template <int WT, int BM, int BN, int WARPS_M, int STAGES, bool PAIRED, class P>
+__device__ __forceinline__ void pipe_tile(const P& p, const TileWeights& tw, int64_t m0, uint8_t* smem,
+                                          const __nv_bfloat16* const* xcol, uint8_t* const* dcol) {
     using C = PipeCfg<WT, BM, BN, WARPS_M, STAGES>;
     const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
     const int nk = int(padded_k(p.K) / kBK);
+    const uint8_t* w = tw.w;  // any valid address: the source of zero-filled copies
+    // Tile row -> weight row (clamped to M - 1: rows past M are computed, never stored).
+    auto weight_row = [&](int row, bool& second) {
+        second = PAIRED && row >= BM / 2;
+        return min(m0 + (second ? row - BM / 2 : row), p.M - 1);
+    };
 
     auto load_stage = [&](int slot, int kt) {
         uint8_t* st = smem + slot * C::kStage;
@@ -167,24 +184,28 @@ __device__ __forceinline__ void pipe_tile(const P& p, const uint8_t* w, const ui
             // codes: BM rows x 2 chunks of 16 B (32 codes each); a chunk past K reads zeros
             for (int id = tid; id < BM * 2; id += kThreads) {
                 const int row = id >> 1, c = id & 1;
-                const int64_t m = min(m0 + row, p.M - 1), k = k0 + 32 * c;
+                bool second;
+                const int64_t m = weight_row(row, second), k = k0 + 32 * c;
                 const int64_t left = (p.K - k) / 2;  // bytes of codes left in the row
                 const int valid = left <= 0 ? 0 : left >= 16 ? 16 : int(left);
-                cp_async<16>(st + row * 32 + c * 16, w + m * p.w_nb1 + (valid ? k / 2 : 0), valid);
+                cp_async<16>(st + row * 32 + c * 16, (second ? tw.w2 : tw.w) + m * p.w_nb1 + (valid ? k / 2 : 0), valid);
             }
             // scales: BM rows x 4 bytes
             for (int row = tid; row < BM; row += kThreads) {
-                const int64_t m = min(m0 + row, p.M - 1);
+                bool second;
+                const int64_t m = weight_row(row, second);
                 const int64_t left = (p.K - k0) / 16;  // scale bytes left in the row
                 const int valid = left <= 0 ? 0 : left >= 4 ? 4 : int(left);
-                cp_async<4>(st + C::kACodes + row * 4, ws + m * p.s_nb1 + (valid ? k0 / 16 : 0), valid);
+                cp_async<4>(st + C::kACodes + row * 4, (second ? tw.ws2 : tw.ws) + m * p.s_nb1 + (valid ? k0 / 16 : 0),
+                            valid);
             }
         } else {
             for (int id = tid; id < BM * 8; id += kThreads) {
                 const int row = id >> 3, c = id & 7;
-                const int64_t m = min(m0 + row, p.M - 1), k = k0 + 8 * c;
+                bool second;
+                const int64_t m = weight_row(row, second), k = k0 + 8 * c;
                 const int valid = k < p.K ? 16 : 0;  // K % 8 == 0
-                cp_async<16>(st + swz8(row, c) * 16, w + m * p.w_nb1 + (valid ? k * 2 : 0), valid);
+                cp_async<16>(st + swz8(row, c) * 16, (second ? tw.w2 : tw.w) + m * p.w_nb1 + (valid ? k * 2 : 0), valid);
             }
         }
         uint8_t* bs = st + C::kACodes + C::kAScales;
@@ -271,18 +292,46 @@ __device__ __forceinline__ void pipe_tile(const P& p, const uint8_t* w, const ui
     __syncthreads();  // a next tile of this block may refill the stages
 
     // Epilogue: fragment (i, j) holds rows g and g + 8 of its m16 block, columns 2 tq and 2 tq + 1.
+    // PAIRED: the up warps (the upper half of the warps along M) leave their products in shared
+    // memory, the gate warps write silu(gate) * up (the formula of the SWIGLU op).
+    constexpr int kUs = BN + 4;  // f32 row stride of the up products
+    float* up_s = reinterpret_cast<float*>(smem);
+    const bool up_warp = PAIRED && wm >= WARPS_M / 2;
+    if constexpr (PAIRED) {
+        static_assert(WARPS_M % 2 == 0 && size_t(BM / 2) * kUs * 4 <= size_t(STAGES) * C::kStage, "paired tile");
+        if (up_warp) {
+#pragma unroll
+            for (int i = 0; i < C::kMI; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+#pragma unroll
+                    for (int j = 0; j < C::kNI; ++j)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            const int r = (wm - WARPS_M / 2) * C::kWM + i * 16 + g + 8 * h;
+                            up_s[r * kUs + wn * C::kWN + j * 8 + 2 * tq + e] = acc[i][j][2 * h + e] * tw.scale2;
+                        }
+        }
+        __syncthreads();
+    }
+    if (up_warp) return;
 #pragma unroll
     for (int i = 0; i < C::kMI; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            const int64_t m = m0 + wm * C::kWM + i * 16 + g + 8 * h;
+            const int r = wm * C::kWM + i * 16 + g + 8 * h;
+            const int64_t m = m0 + r;
             if (m >= p.M) continue;
 #pragma unroll
             for (int j = 0; j < C::kNI; ++j)
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
-                    uint8_t* d = dcol[wn * C::kWN + j * 8 + 2 * tq + e];
-                    if (d) *reinterpret_cast<float*>(d + m * 4) = acc[i][j][2 * h + e] * scale;
+                    const int n = wn * C::kWN + j * 8 + 2 * tq + e;
+                    uint8_t* d = dcol[n];
+                    if (!d) continue;
+                    float v = acc[i][j][2 * h + e] * tw.scale;
+                    if constexpr (PAIRED) v = v / (1.0f + expf(-v)) * up_s[r * kUs + n];
+                    *reinterpret_cast<float*>(d + m * 4) = v;
                 }
         }
 }

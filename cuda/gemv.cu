@@ -50,6 +50,7 @@
 //     kernel.
 //  2. Stage x once per SM for MUL_MAT_ID (persistent blocks over (row, slot)) instead of once per
 //     block; for NC > 1 at small M (kv_a) read x through L1 rather than per-block staging.
+#include "cuda/gemm-mma.cuh"
 #include "cuda/gemv.cuh"
 
 #include "cuda/mul-mat.cuh"
@@ -714,7 +715,9 @@ bool cuda_fused_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* u
     // One token: MUL_MAT with one x column (more columns read each weight row once per column here,
     // where gemv1_kernel with NC columns reads it once for all); MUL_MAT_ID with the token counts gemv1_kernel serves
     // unfused (more go to the grouped tensor-core GEMM).
-    if (op == GLM_OP_MUL_MAT ? x->ne[1] != 1 : gate->src[2]->ne[1] > kMaxCols) return false;
+    // Prefill-sized products: the tensor-core GEMMs' paired tile (gemm-mma.cu).
+    if ((op == GLM_OP_MUL_MAT ? x->ne[1] : gate->src[2]->ne[1]) > kMaxCols) return cuda_mma_gate_up_swiglu(ctx, gate, up, swiglu);
+    if (op == GLM_OP_MUL_MAT && x->ne[1] != 1) return false;
     // The types the paired kernel is built for: BF16 (dense MLP, shared expert) and NVFP4 (experts).
     if (w_gate->type != w_up->type || (w_gate->type != GLM_TYPE_BF16 && w_gate->type != GLM_TYPE_NVFP4)) return false;
     if (!glm_same_shape(w_gate, w_up) || !gemv_layout_ok(w_gate) || !gemv_layout_ok(w_up)) return false;

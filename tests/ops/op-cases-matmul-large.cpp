@@ -145,6 +145,58 @@ std::vector<int32_t> skewed_ids(Rng& rng, const Experts& g) {
     return ids;
 }
 
+// swiglu(gate x, up x) over prefill-size x: the paired tensor-core tile (one GEMM whose tiles hold
+// matching gate and up rows). b.in = {gate weights, up weights, x[, ids]}; with ids the weights are
+// experts [K, M, E], else plain [K, M].
+struct GateUp {
+    glm_type wt;
+    int64_t K, M, N;    // N: x columns (dense) or tokens (experts)
+    int64_t E, n_used;  // experts: E > 0
+    bool bcast;         // experts: x [K, 1, T] (else [K, n_used, T])
+};
+
+Ref gate_up_reference(const OpBuild& b, const glm_tensor* out) {
+    const glm_tensor *wg = b.in[0], *wu = b.in[1], *x = b.in[2];
+    const glm_tensor* ids = b.in.size() > 3 ? b.in[3] : nullptr;
+    const int64_t K = wg->ne[0], M = wg->ne[1], E = wg->ne[2];
+    std::vector<double> g(size_t(E * M * K)), u(g.size());
+    for (int64_t e = 0; e < E; ++e)
+        for (int64_t m = 0; m < M; ++m)
+            for (int64_t k = 0; k < K; ++k) {
+                g[size_t((e * M + m) * K + k)] = b.weight_at(wg, k, m, e);
+                u[size_t((e * M + m) * K + k)] = b.weight_at(wu, k, m, e);
+            }
+    std::vector<double> xs(static_cast<size_t>(K));
+    return map_out(out, [&](int64_t m, int64_t j, int64_t t, int64_t) {
+        const int64_t e = ids ? b.geti(ids, j, t) : 0;
+        if (m == 0)
+            for (int64_t k = 0; k < K; ++k) xs[size_t(k)] = ids ? b.get(x, k, x->ne[1] == 1 ? 0 : j, t) : b.get(x, k, j);
+        double gs = 0, us = 0;
+        for (int64_t k = 0; k < K; ++k) {
+            gs += g[size_t((e * M + m) * K + k)] * xs[size_t(k)];
+            us += u[size_t((e * M + m) * K + k)] * xs[size_t(k)];
+        }
+        return gs / (1.0 + std::exp(-gs)) * us;
+    });
+}
+
+glm_tensor* build_gate_up(OpBuild& b, const GateUp& g) {
+    const int64_t E = std::max<int64_t>(g.E, 1);
+    auto weights = [&] { return g.wt == GLM_TYPE_NVFP4 ? b.nvfp4(g.K, g.M, E) : b.rand(g.wt, {g.K, g.M, E}); };
+    glm_tensor* wg = weights();
+    glm_tensor* wu = weights();
+    if (g.E == 0) {
+        glm_tensor* x = b.rand(GLM_TYPE_F32, {g.K, g.N});
+        b.in = {wg, wu, x};
+        return glm_swiglu(b.ctx, glm_mul_mat(b.ctx, wg, x), glm_mul_mat(b.ctx, wu, x));
+    }
+    glm_tensor* x = b.rand(GLM_TYPE_F32, {g.K, g.bcast ? 1 : g.n_used, g.N});
+    const Experts shape{g.wt == GLM_TYPE_NVFP4, g.K, g.M, g.E, g.n_used, g.N, g.bcast};
+    glm_tensor* id = b.i32({g.n_used, g.N}, skewed_ids(b.rng, shape));
+    b.in = {wg, wu, x, id};
+    return glm_swiglu(b.ctx, glm_mul_mat_id(b.ctx, wg, x, id), glm_mul_mat_id(b.ctx, wu, x, id));
+}
+
 }  // namespace
 
 void add_matmul_large_cases(std::vector<OpCase>& cases) {
@@ -186,6 +238,8 @@ void add_matmul_large_cases(std::vector<OpCase>& cases) {
         {BF16, 96, 97, 130, one, one, View::padded_w},
         // More columns than the bf16 copy of the activations holds (2^24 elements): two column chunks.
         {BF16, 2048, 9, 8200, one, one, View::none},
+        // Enough 128 x 256 tiles to fill an H100 once (9 x 16 >= 132 SMs): the big BF16 tile.
+        {BF16, 192, 1100, 3900, one, one, View::none},
     };
     for (const Dense& g : dense) {
         std::string batch = g.xb == one ? "" : fmt::format(" batch w={} x={}", fmt::join(g.wb, "x"), fmt::join(g.xb, "x"));
@@ -205,9 +259,31 @@ void add_matmul_large_cases(std::vector<OpCase>& cases) {
         {false, 64, 250, 16, 4, 37, false},
         // 65,600 pairs: more than one grouped launch (kMmaMaxPairs = 65,536 pairs each).
         {true, 32, 24, 16, 4, 16400, false},
+        // 100 pairs per expert on average (> 80): 128-wide token tiles.
+        {true, 192, 250, 16, 4, 400, true},
         // 2,100 tokens x 4 columns of 2048: more than the bf16 copy holds, two token chunks.
         {true, 2048, 24, 16, 4, 2100, false},
     };
+    const GateUp gate_ups[] = {
+        // Experts: 128-wide token tiles (> 80 pairs per expert, K >= 2048), 64-wide, 32-wide, BF16.
+        {FP4, 2048, 97, 400, 16, 4, true},
+        {FP4, 192, 250, 300, 16, 4, false},
+        {FP4, 96, 97, 37, 16, 4, true},
+        {BF16, 64, 250, 37, 16, 4, false},
+        // Dense: 128 x 64 and 128 x 128 tiles, the 128 x 256 tile (18 x 8 blocks >= 132 SMs), NVFP4 with
+        // a half-filled last K stage.
+        {BF16, 96, 97, 33, 0, 0, false},
+        {BF16, 2048, 250, 513, 0, 0, false},
+        {BF16, 64, 1100, 2000, 0, 0, false},
+        {FP4, 112, 97, 130, 0, 0, false},
+    };
+    for (const GateUp& g : gate_ups) {
+        const std::string shape = g.E ? fmt::format("mul_mat_id {} experts=[{}x{}x{}] n_used={} T={} x ne1={}",
+                                                    glm_type_name(g.wt), g.K, g.M, g.E, g.n_used, g.N, g.bcast ? 1 : g.n_used)
+                                      : fmt::format("mul_mat {} K={} M={} N={}", glm_type_name(g.wt), g.K, g.M, g.N);
+        add("swiglu(gate x, up x) large " + shape, [g](OpBuild& b) { return build_gate_up(b, g); }, gate_up_reference);
+    }
+
     for (const Experts& g : experts) {
         add(fmt::format("mul_mat_id large {} experts=[{}x{}x{}] n_used={} T={} x ne1={}", g.nvfp4 ? "nvfp4" : "bf16", g.K,
                         g.M, g.E, g.n_used, g.T, g.bcast ? 1 : g.n_used),
