@@ -347,19 +347,27 @@ constexpr int kFKeys = 64;
 #define GLM_ATTN_MIN_TILES 1
 #endif
 constexpr int kFMinTiles = GLM_ATTN_MIN_TILES;
+// Build knob for A/B runs: -DGLM_ATTN_ONE_STAGE=0 keeps prefill on the two-stage block.
+#ifndef GLM_ATTN_ONE_STAGE
+#define GLM_ATTN_ONE_STAGE 1
+#endif
 constexpr int kFDk = 576;
 constexpr int kFDv = 512;
 constexpr int kFKs = kFDk + 8;  // smem row stride (bf16): 1168 B, ldmatrix conflict-free
 constexpr int kFSs = kFKeys + 4;
 constexpr int kFPs = kFKeys + 8;
-constexpr size_t kFOffQ = size_t(2) * kFKeys * kFKs * 2;
-constexpr size_t kFOffS = kFOffQ + size_t(kFHeads) * kFKs * 2;
-constexpr size_t kFOffP = kFOffS + size_t(kFHeads) * kFSs * 4;
-constexpr size_t kFOffStat = kFOffP + size_t(kFHeads) * kFPs * 2;  // alpha, m, l: 3 x 16 floats
-constexpr size_t kFOffKeys = kFOffStat + 3 * kFHeads * 4;
-constexpr size_t kFOffIds = kFOffKeys + 2 * kFKeys * 4;
-static_assert(kFOffQ % 16 == 0 && kFOffS % 16 == 0 && kFOffP % 16 == 0 && kFOffKeys % 16 == 0 && kFOffIds % 16 == 0,
-              "smem alignment");
+// Shared memory of a block with ST key stages: K tiles, q, scores, P, softmax stats, tile keys, ids.
+template <int ST>
+struct FastSmem {
+    static constexpr size_t kOffQ = size_t(ST) * kFKeys * kFKs * 2;
+    static constexpr size_t kOffS = kOffQ + size_t(kFHeads) * kFKs * 2;
+    static constexpr size_t kOffP = kOffS + size_t(kFHeads) * kFSs * 4;
+    static constexpr size_t kOffStat = kOffP + size_t(kFHeads) * kFPs * 2;  // alpha, m, l: 3 x 16 floats
+    static constexpr size_t kOffKeys = kOffStat + 3 * kFHeads * 4;
+    static constexpr size_t kOffIds = kOffKeys + size_t(ST) * kFKeys * 4;
+    static_assert(kOffQ % 16 == 0 && kOffS % 16 == 0 && kOffP % 16 == 0 && kOffKeys % 16 == 0 && kOffIds % 16 == 0,
+                  "smem alignment");
+};
 static_assert(kThreads == 256 && kFDv == 64 * kWarps && kFKeys == 8 * kWarps && kFHeads == 2 * kWarps, "fast layout");
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -403,19 +411,26 @@ __device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint16_t v) {
     return *reinterpret_cast<const uint32_t*>(&b);
 }
 
-template <bool kF8>
-__global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
+// kStages = 2: the next key tile is fetched while this one is computed, one block per SM (~175 KB) --
+// decode, where a few blocks per SM is all there is. kStages = 1 (~101 KB): two blocks per SM, each
+// fetching its next tile only after computing this one -- prefill chunks, thousands of blocks: the
+// block is bound by the latency of its shared-memory and MMA chains (2 warps per scheduler left
+// 69% of issue cycles without an eligible warp, Nsight Compute on an H100), and the second block's
+// warps fill those cycles.
+template <bool kF8, int kStages>
+__global__ void __launch_bounds__(kThreads, kStages == 1 ? 2 : 1) attn_fast_kernel(AttnParams p) {
     grid_dependency_wait();
+    using L = FastSmem<kStages>;
     extern __shared__ __align__(16) uint8_t fsm[];
-    __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(fsm);  // [2][kFKeys][kFKs]
-    __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(fsm + kFOffQ);  // [16][kFKs]
-    float* sc_s = reinterpret_cast<float*>(fsm + kFOffS);  // [16][kFSs]
-    __nv_bfloat16* p_s = reinterpret_cast<__nv_bfloat16*>(fsm + kFOffP);  // [16][kFPs]
-    float* alpha_s = reinterpret_cast<float*>(fsm + kFOffStat);
+    __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(fsm);  // [kStages][kFKeys][kFKs]
+    __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(fsm + L::kOffQ);  // [16][kFKs]
+    float* sc_s = reinterpret_cast<float*>(fsm + L::kOffS);  // [16][kFSs]
+    __nv_bfloat16* p_s = reinterpret_cast<__nv_bfloat16*>(fsm + L::kOffP);  // [16][kFPs]
+    float* alpha_s = reinterpret_cast<float*>(fsm + L::kOffStat);
     float* m_s = alpha_s + kFHeads;
     float* l_s = m_s + kFHeads;
-    int* keys_s = reinterpret_cast<int*>(fsm + kFOffKeys);  // [2][kFKeys]
-    int* ids_s = reinterpret_cast<int*>(fsm + kFOffIds);
+    int* keys_s = reinterpret_cast<int*>(fsm + L::kOffKeys);  // [kStages][kFKeys]
+    int* ids_s = reinterpret_cast<int*>(fsm + L::kOffIds);
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     int64_t b = blockIdx.x;
@@ -431,9 +446,9 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
     const int j_begin = range.x, j_end = range.y;
     const int n_tiles = j_end > j_begin ? (j_end - j_begin + kFKeys - 1) / kFKeys : 0;
 
-    // Issue the copies of tile `it` into stage it & 1 (rows of skipped slots are zero-filled).
+    // Issue the copies of tile `it` into stage it % kStages (rows of skipped slots are zero-filled).
     auto load_tile = [&](int it) {
-        const int st = it & 1, j0 = j_begin + it * kFKeys;
+        const int st = it % kStages, j0 = j_begin + it * kFKeys;
         if (tid < kFKeys) keys_s[st * kFKeys + tid] = j0 + tid < j_end ? list_key(p, ids_s, j0 + tid, s, pos) : -1;
         const uint32_t base = smem_addr(k_s + size_t(st) * kFKeys * kFKs);
         constexpr int kChunks = kF8 ? kFDk / 16 : kFDk * 2 / 16;  // 16-byte chunks per row
@@ -485,8 +500,11 @@ __global__ void __launch_bounds__(kThreads, 1) attn_fast_kernel(AttnParams p) {
         }
     }
     for (int it = 0; it < n_tiles; ++it) {
-        const int st = it & 1;
-        if (it + 1 < n_tiles) {
+        const int st = it % kStages;
+        if (kStages == 1) {
+            if (it > 0) load_tile(it);  // the last iteration's barrier freed the stage; tile 0 went out first
+            cp_async_wait<0>();
+        } else if (it + 1 < n_tiles) {
             load_tile(it + 1);
             cp_async_wait<1>();
         } else {
@@ -713,13 +731,14 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     if (p.v.data != p.k.data || p.v.nb[2] != p.k.nb[2] || p.k.nb[2] % 16 != 0) return false;
     if (reinterpret_cast<uintptr_t>(p.k.data) % 16 != 0) return false;
     if (has_ids && !p.ids_pow2 && !p.ids_distinct) return false;  // long columns that need a duplicate scan
-    const size_t smem = kFOffIds + size_t(p.ids_pow2) * sizeof(int);
+    const size_t ids_bytes = size_t(p.ids_pow2) * sizeof(int);
+    const size_t smem2 = FastSmem<2>::kOffIds + ids_bytes, smem1 = FastSmem<1>::kOffIds + ids_bytes;
     static int max_optin[kMaxDevices] = {};
-    static SmemOptIn opted_in[2];
+    static SmemOptIn opted_in[2][2];
     GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
     if (!max_optin[ctx.device])
         CUDA_CHECK(cudaDeviceGetAttribute(&max_optin[ctx.device], cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
-    if (smem > size_t(max_optin[ctx.device])) return false;
+    if (smem1 > size_t(max_optin[ctx.device])) return false;
 
     // One block per SM (~175 KB of smem): about n_sm blocks in all, as many splits as the longest
     // list (T or n_sel: the graph's shape, not the run-time length) fills with kFMinTiles key tiles
@@ -744,8 +763,12 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     const int64_t blocks = int64_t(p.n_split) * base_blocks;
     if (blocks >= int64_t(INT_MAX)) return false;
 
-    auto kernel = f8 ? attn_fast_kernel<true> : attn_fast_kernel<false>;
-    cuda_allow_smem(kernel, smem, ctx.device, opted_in[f8]);
+    // Enough blocks to give every SM two: one key stage each (see attn_fast_kernel).
+    const bool one_stage = GLM_ATTN_ONE_STAGE && (blocks >= 2 * int64_t(ctx.n_sm) || smem2 > size_t(max_optin[ctx.device]));
+    const size_t smem = one_stage ? smem1 : smem2;
+    auto kernel = one_stage ? (f8 ? attn_fast_kernel<true, 1> : attn_fast_kernel<false, 1>)
+                            : (f8 ? attn_fast_kernel<true, 2> : attn_fast_kernel<false, 2>);
+    cuda_allow_smem(kernel, smem, ctx.device, opted_in[f8][one_stage]);
     cuda_launch(ctx.stream, kernel, unsigned(blocks), kThreads, smem, p);
     CUDA_CHECK_LAUNCH();
     if (p.n_split > 1) {

@@ -236,6 +236,10 @@ void add_attn_part_cases(std::vector<OpCase>& cases) {
         {"MLA decode topk_merge(top_k[2048])", 576, 512, 16, 1, 1, 3000, BF16, 2, 2048, 2999, 1, false, 2, 1, 2048},
         {"MLA prefill one split", 576, 512, 16, 1, 37, 120, F8, 0, 0, 119, 1, true},
         {"MLA prefill split-KV", 576, 512, 32, 1, 5, 700, BF16, 0, 0, 699, 1, true},
+        // 280 queries: blocks for two per SM on 132 SMs, the one-stage prefill block
+        {"MLA prefill one-stage blocks", 576, 512, 16, 1, 280, 300, BF16, 0, 0, 299, 1, true},
+        {"MLA prefill one-stage blocks topk_merge(top_k[128])", 576, 512, 16, 1, 280, 400, F8, 2, 128, 399, 1, false, 2, 0,
+         128},
     };
     for (const Part& g : parts) {
         auto build = [g](OpBuild& b) {
