@@ -66,7 +66,6 @@ constexpr int kBK = 32;        // K per stage: 64 B of bf16 per tile row = 4 chu
 constexpr int kMinBN = 32;
 constexpr int kMaxTiles = kMmaMaxPairs / kMinBN + kMmaMaxExperts;
 constexpr int kGroupThreads = 1024;
-constexpr int kFp4Shift = 8;  // NVFP4 tiles hold e2m1 * block_scale * 2^-kFp4Shift
 static_assert(kMmaMaxExperts <= kGroupThreads, "group_kernel scans one expert per thread");
 
 std::atomic<int> g_activation_mode{int(MmaActivations::bf16)};
@@ -121,22 +120,13 @@ struct TileCfg {
 // ldmatrix phase (row stride 64 B) land on 8 distinct bank quads.
 __device__ __forceinline__ int swz(int row, int chunk) { return row * 4 + (chunk ^ ((row >> 1) & 3)); }
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
-
-// Not volatile: a pure function of its registers, free for the scheduler to interleave.
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// Shared with the streamed tiles (gemm-pipe.cuh): ldmatrix, the MMA (not volatile: a pure function
+// of its registers, free for the scheduler to interleave), the e2m1 pair decode and the scale factor.
+using gemm_pipe::e2m1_pair;
+using gemm_pipe::fp4_factor;
+using gemm_pipe::kFp4Shift;
+using gemm_pipe::ldsm_x4;
+using gemm_pipe::mma16816;
 
 __device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi) {
     const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
@@ -216,29 +206,14 @@ struct Nvfp4A {
 
     // 8 codes of one 32-bit word -> 8 bf16 in the order 0 4 1 5 2 6 3 7, times the scale factor.
     static __device__ __forceinline__ uint4 decode8(uint32_t u, __nv_bfloat162 f) {
-        constexpr uint32_t kMag = 0x01C001C0u, kSign = 0x80008000u;
-        const uint32_t w[4] = {((u << 6) & kMag) | ((u << 12) & kSign), ((u << 2) & kMag) | ((u << 8) & kSign),
-                               ((u >> 2) & kMag) | ((u << 4) & kSign), ((u >> 6) & kMag) | (u & kSign)};
-        uint32_t o[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            __nv_bfloat162 b;
-            memcpy(&b, &w[i], 4);
-            b = __hmul2_rn(b, f);  // exact product (see the file comment)
-            memcpy(&o[i], &b, 4);
-        }
-        return make_uint4(o[0], o[1], o[2], o[3]);
+        return make_uint4(e2m1_pair<0>(u, f), e2m1_pair<1>(u, f), e2m1_pair<2>(u, f), e2m1_pair<3>(u, f));
     }
 
     __device__ __forceinline__ void store(uint4* stage) const {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             const int id = int(threadIdx.x) + r * kThreads, row = id >> 1, b = id & 1;
-            // E4M3 -> f16 is exact (NaN stays NaN); times 2^(126 - kFp4Shift) stays exact in bf16.
-            const __half_raw hs = __nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(sc[r]), __NV_E4M3);
-            const float s = __half2float(__half(hs)) * 0x1p118f;
-            static_assert(126 - kFp4Shift == 118, "scale factor exponent");
-            const __nv_bfloat162 f = __float2bfloat162_rn(s);
+            const __nv_bfloat162 f = fp4_factor(uint8_t(sc[r]));
             stage[swz(row, 2 * b)] = decode8(v[r].x, f);
             stage[swz(row, 2 * b + 1)] = decode8(v[r].y, f);
         }
@@ -351,7 +326,7 @@ __device__ __forceinline__ void gemm_tile(const MmaParams& p, const uint8_t* w, 
             uint32_t af[4][4];
 #pragma unroll
             for (int i = 0; i < 4; ++i)
-                ldmatrix_x4(af[i], as + swz(wm * 64 + i * 16 + (lane & 15), ks * 2 + (lane >> 4)));
+                ldsm_x4(af[i], as + swz(wm * 64 + i * 16 + (lane & 15), ks * 2 + (lane >> 4)));
 #pragma unroll
             for (int x = 0; x < XS; ++x) {
                 uint32_t bf[NI][2];
@@ -359,7 +334,7 @@ __device__ __forceinline__ void gemm_tile(const MmaParams& p, const uint8_t* w, 
                 for (int jp = 0; jp < NI / 2; ++jp) {
                     uint32_t r[4];
                     const int n = wn * C::kWN + jp * 16 + (lane & 7) + ((lane >> 4) << 3);
-                    ldmatrix_x4(r, bs + x * C::kBUnits + swz(n, ks * 2 + ((lane >> 3) & 1)));
+                    ldsm_x4(r, bs + x * C::kBUnits + swz(n, ks * 2 + ((lane >> 3) & 1)));
                     bf[2 * jp][0] = r[0];
                     bf[2 * jp][1] = r[1];
                     bf[2 * jp + 1][0] = r[2];
@@ -368,7 +343,7 @@ __device__ __forceinline__ void gemm_tile(const MmaParams& p, const uint8_t* w, 
 #pragma unroll
                 for (int i = 0; i < 4; ++i)
 #pragma unroll
-                    for (int j = 0; j < NI; ++j) mma_bf16(acc[i][j], af[i], bf[j][0], bf[j][1]);
+                    for (int j = 0; j < NI; ++j) mma16816(acc[i][j], af[i], bf[j][0], bf[j][1]);
             }
         }
         if (more) {
