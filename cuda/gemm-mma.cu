@@ -33,7 +33,7 @@
 // MFLOP, 80 FLOP/B). Dense BF16/F16: 128 x 128 for N > 64, 128 x 64 otherwise. Routed experts
 // (NVFP4): 256 x 64, or 256 x 32 when the average expert gets <= 40 (token, slot) pairs.
 //
-// MUL_MAT_ID grouping (group_kernel, one block of 1024 threads): count the pairs per expert
+// MUL_MAT_ID grouping (gemm-group.cuh: group_kernel, one block of 1024 threads): count the pairs per expert
 // (warp-aggregated shared atomics: one hot expert does not serialise), exclusive prefix sums of the
 // counts and of the token tiles per expert, the tile table {expert, first pair, pair count} and the
 // pairs scattered into expert order, all in static __device__ scratch (kMmaMaxPairs pairs, no
@@ -51,6 +51,7 @@
 #include "cuda/gemm-mma.cuh"
 
 #include "cuda/common.cuh"
+#include "cuda/gemm-group.cuh"
 #include "cuda/gemm-pipe.cuh"
 
 #include <cuda_fp8.h>
@@ -63,17 +64,8 @@ namespace {
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kBK = 32;        // K per stage: 64 B of bf16 per tile row = 4 chunks of 16 B
-constexpr int kMinBN = 32;
-constexpr int kMaxTiles = kMmaMaxPairs / kMinBN + kMmaMaxExperts;
-constexpr int kGroupThreads = 1024;
-static_assert(kMmaMaxExperts <= kGroupThreads, "group_kernel scans one expert per thread");
 
 std::atomic<int> g_activation_mode{int(MmaActivations::bf16)};
-
-// ---- device scratch for MUL_MAT_ID grouping (one copy per device) ---------------------------------
-__device__ int g_pairs[kMmaMaxPairs];  // pair indices s = j + t * n_used, in expert order
-__device__ int4 g_tiles[kMaxTiles];    // {expert, first index into g_pairs, pairs (<= BN), 0}
-__device__ int g_n_tiles;              // tiles written by the last group_kernel
 
 // ---- the bf16 copy of the activations that the streamed tiles read (gemm-pipe.cuh) ---------------
 constexpr int64_t kCopyElems = int64_t(1) << 24;  // 32 MiB per device: a 2048-token chunk of 6144-wide x
@@ -521,97 +513,6 @@ __global__ void __launch_bounds__(kThreads, PipeCfg<WT, BM, BN, WM, ST>::kBlocks
     __syncthreads();
     const int64_t m0 = int64_t(blockIdx.x) * (PAIRED ? BM / 2 : BM);
     gemm_pipe::pipe_tile<WT, BM, BN, WM, ST, PAIRED>(p, tile_weights<WT, PAIRED>(p, tile.x, 0), m0, stages, xcol, dcol);
-}
-
-// ---- grouping of (token, slot) pairs by expert -------------------------------------------------------
-
-// Exclusive prefix sum over the block (1024 threads); *total gets the sum of all v.
-__device__ __forceinline__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
-    const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-    int incl = v;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-        const int y = __shfl_up_sync(0xffffffffu, incl, off);
-        if (lane >= off) incl += y;
-    }
-    if (lane == 31) warp_sums[warp] = incl;
-    __syncthreads();
-    if (warp == 0) {
-        int s = warp_sums[lane];  // 32 warps
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const int y = __shfl_up_sync(0xffffffffu, s, off);
-            if (lane >= off) s += y;
-        }
-        warp_sums[lane] = s;
-    }
-    __syncthreads();
-    const int result = (warp > 0 ? warp_sums[warp - 1] : 0) + incl - v;
-    *total = warp_sums[31];
-    __syncthreads();  // warp_sums is free for the next scan
-    return result;
-}
-
-__device__ __forceinline__ int read_id(const uint8_t* ids, int64_t nb0, int64_t nb1, int n_used, int s) {
-    return *reinterpret_cast<const int32_t*>(ids + int64_t(s % n_used) * nb0 + int64_t(s / n_used) * nb1);
-}
-
-// One block. ids: I32 [n_used, n_pairs / n_used]; writes g_pairs, g_tiles, g_n_tiles.
-__global__ void __launch_bounds__(kGroupThreads) group_kernel(const uint8_t* ids, int64_t nb0, int64_t nb1, int n_used,
-                                                             int n_pairs, int n_experts, int bn) {
-    grid_dependency_wait();
-    __shared__ int cnt[kMmaMaxExperts], first[kMmaMaxExperts], cursor[kMmaMaxExperts], tile0[kMmaMaxExperts + 1];
-    __shared__ int warp_sums[32];
-    const int tid = int(threadIdx.x), lane = tid & 31;
-    for (int e = tid; e < n_experts; e += kGroupThreads) cnt[e] = 0;
-    __syncthreads();
-    // Warp-aggregated increments: lanes with the same expert add once (a hot expert would otherwise
-    // serialise thousands of atomics on one address). Rank within the peers = lane order.
-    auto add_pair = [&](int* counters, int s, bool valid, int* pos) {
-        const unsigned active = __ballot_sync(0xffffffffu, valid);
-        if (!valid) return;
-        const int e = read_id(ids, nb0, nb1, n_used, s);
-        if (e < 0 || e >= n_experts) __trap();  // the CPU backend asserts the same
-        const unsigned peers = __match_any_sync(active, e);
-        const int leader = __ffs(int(peers)) - 1;
-        int base = 0;
-        if (lane == leader) base = atomicAdd(&counters[e], __popc(peers));
-        base = __shfl_sync(peers, base, leader);
-        if (pos) *pos = base + __popc(peers & ((1u << lane) - 1u));
-    };
-    for (int s0 = 0; s0 < n_pairs; s0 += kGroupThreads) add_pair(cnt, s0 + tid, s0 + tid < n_pairs, nullptr);
-    __syncthreads();
-
-    const int c = tid < n_experts ? cnt[tid] : 0;
-    int n_total = 0, tiles_total = 0;
-    const int f = block_exclusive_scan(c, warp_sums, &n_total);
-    const int t0 = block_exclusive_scan((c + bn - 1) / bn, warp_sums, &tiles_total);
-    if (tid < n_experts) {
-        first[tid] = f;
-        cursor[tid] = f;
-        tile0[tid] = t0;
-    }
-    if (tid == 0) {
-        tile0[n_experts] = tiles_total;
-        g_n_tiles = tiles_total;
-    }
-    __syncthreads();
-    for (int i = tid; i < tiles_total; i += kGroupThreads) {
-        int lo = 0, hi = n_experts - 1;  // the last expert whose first tile is <= i (it owns tile i)
-        while (lo < hi) {
-            const int mid = (lo + hi + 1) >> 1;
-            if (tile0[mid] <= i) lo = mid;
-            else hi = mid - 1;
-        }
-        const int r = i - tile0[lo];
-        g_tiles[i] = make_int4(lo, first[lo] + r * bn, min(bn, cnt[lo] - r * bn), 0);
-    }
-    for (int s0 = 0; s0 < n_pairs; s0 += kGroupThreads) {
-        const int s = s0 + tid;
-        int pos = 0;
-        add_pair(cursor, s, s < n_pairs, &pos);
-        if (s < n_pairs) g_pairs[pos] = s;
-    }
 }
 
 // ---- launchers -------------------------------------------------------------------------------------
