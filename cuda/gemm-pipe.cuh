@@ -32,7 +32,7 @@ namespace gemm_pipe {
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kBK = 64;        // K per stage: 128 B of bf16 per tile row = 8 chunks of 16 B
-constexpr int kFp4Shift = 8;   // decoded NVFP4 holds e2m1 * block_scale * 2^-kFp4Shift (as gemm-mma.cu)
+constexpr int kFp4Shift = 8;   // decoded NVFP4 holds e2m1 * block_scale * 2^-kFp4Shift (both tiles)
 
 __host__ __device__ constexpr int64_t padded_k(int64_t K) { return (K + kBK - 1) / kBK * kBK; }
 
