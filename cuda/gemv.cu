@@ -712,10 +712,10 @@ bool cuda_fused_gate_up_swiglu(CudaContext& ctx, glm_tensor* gate, glm_tensor* u
     const glm_tensor* w_up = up->src[0];
     const glm_tensor* x = gate->src[1];
     if (up->src[1] != x || up->src[2] != gate->src[2]) return false;
-    // One token: MUL_MAT with one x column (more columns read each weight row once per column here,
-    // where gemv1_kernel with NC columns reads it once for all); MUL_MAT_ID with the token counts gemv1_kernel serves
-    // unfused (more go to the grouped tensor-core GEMM).
-    // Prefill-sized products: the tensor-core GEMMs' paired tile (gemm-mma.cu).
+    // Prefill-sized products (more columns / tokens than the GEMVs take): the tensor-core GEMMs' paired
+    // tile (gemm-mma.cu). Here: MUL_MAT with one x column (more columns would read each weight row once
+    // per column here, where gemv1_kernel with NC columns reads it once for all) and MUL_MAT_ID with the
+    // token counts gemv1_kernel serves unfused.
     if ((op == GLM_OP_MUL_MAT ? x->ne[1] : gate->src[2]->ne[1]) > kMaxCols) return cuda_mma_gate_up_swiglu(ctx, gate, up, swiglu);
     if (op == GLM_OP_MUL_MAT && x->ne[1] != 1) return false;
     // The types the paired kernel is built for: BF16 (dense MLP, shared expert) and NVFP4 (experts).
