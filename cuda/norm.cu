@@ -187,6 +187,63 @@ __device__ __forceinline__ void load_operand(const void* p, int32_t type, int64_
     }
 }
 
+// Normalises in place the row a group of threads holds -- thread `tid` holds vectors tid, tid + group,
+// ... (ITEMS of VEC floats; entries at or past n hold 0 and are left as they are) -- then applies the
+// weight w and bias b (either may be null). row_sum reduces a float over the group; emit(j, i) runs
+// once vector j (elements i ..) is final. One copy for row_norm_kernel and rope_row_kernel, so the
+// fused rows equal the unfused nodes bit for bit.
+template <RowNorm kind, int VEC, int ITEMS, class RowSum, class Emit>
+__device__ __forceinline__ void normalize_row(float (&v)[ITEMS][VEC], int64_t n, int group, int tid, float eps,
+                                              const void* w_ptr, int32_t w_type, const void* b_ptr, int32_t b_type,
+                                              RowSum row_sum, Emit emit) {
+    float scale, shift = 0.0f;  // y = (v - shift) * scale, before weight and bias
+    if constexpr (kind == RowNorm::rms) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j)
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) ss += v[j][k] * v[j][k];
+        scale = 1.0f / sqrtf(row_sum(ss) / float(n) + eps);
+    } else {
+        float s = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j)
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) s += v[j][k];
+        shift = row_sum(s) / float(n);
+        float var = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j) {
+            if ((int64_t(j) * group + tid) * VEC >= n) continue;  // padding would add shift^2
+#pragma unroll
+            for (int k = 0; k < VEC; ++k) var += (v[j][k] - shift) * (v[j][k] - shift);
+        }
+        scale = 1.0f / sqrtf(row_sum(var) / float(n) + eps);
+    }
+#pragma unroll
+    for (int j = 0; j < ITEMS; ++j) {
+        const int64_t i = (int64_t(j) * group + tid) * VEC;
+        if (i >= n) continue;
+        float w[VEC] = {}, b[VEC] = {};
+        if (w_ptr) load_operand<VEC>(w_ptr, w_type, i, w);
+        if (b_ptr) load_operand<VEC>(b_ptr, b_type, i, b);
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) {
+            // the generic kernels' (and the CPU's) rounding order, without fma contraction
+            if constexpr (kind == RowNorm::rms) {
+                const float yk = v[j][k] * scale;
+                v[j][k] = w_ptr ? w[k] * yk : yk;
+            } else {
+                float yk = (v[j][k] - shift) * scale;
+                if (w_ptr) yk = __fmul_rn(yk, w[k]);
+                if (b_ptr) yk = __fadd_rn(yk, b[k]);
+                v[j][k] = yk;
+            }
+        }
+        emit(j, i);
+    }
+}
+
 // A group of threads (one warp, or the whole block) normalises a row: thread `tid` holds vectors
 // tid, tid + group, ... (ITEMS of VEC floats; entries past the row hold 0 and are never stored).
 // warp_rows: blockDim.x / 32 rows per block, no block barrier, so a warp past the last row may
@@ -223,52 +280,8 @@ __global__ void __launch_bounds__(kMaxThreads) row_norm_kernel(RowParams p) {
                 store_vec<VEC>(p.sum + out0 + i, v[j]);
             }
         }
-        float scale, shift = 0.0f;  // y = (v - shift) * scale, before weight and bias
-        if constexpr (kind == RowNorm::rms) {
-            float ss = 0.0f;
-#pragma unroll
-            for (int j = 0; j < ITEMS; ++j)
-#pragma unroll
-                for (int k = 0; k < VEC; ++k) ss += v[j][k] * v[j][k];
-            scale = 1.0f / sqrtf(row_sum(ss) / float(p.n) + p.eps);
-        } else {
-            float s = 0.0f;
-#pragma unroll
-            for (int j = 0; j < ITEMS; ++j)
-#pragma unroll
-                for (int k = 0; k < VEC; ++k) s += v[j][k];
-            shift = row_sum(s) / float(p.n);
-            float var = 0.0f;
-#pragma unroll
-            for (int j = 0; j < ITEMS; ++j) {
-                if ((int64_t(j) * group + tid) * VEC >= p.n) continue;  // padding would add shift^2
-#pragma unroll
-                for (int k = 0; k < VEC; ++k) var += (v[j][k] - shift) * (v[j][k] - shift);
-            }
-            scale = 1.0f / sqrtf(row_sum(var) / float(p.n) + p.eps);
-        }
-#pragma unroll
-        for (int j = 0; j < ITEMS; ++j) {
-            const int64_t i = (int64_t(j) * group + tid) * VEC;
-            if (i >= p.n) continue;
-            float w[VEC] = {}, b[VEC] = {};
-            if (p.w) load_operand<VEC>(p.w, p.w_type, i, w);
-            if (p.b) load_operand<VEC>(p.b, p.b_type, i, b);
-#pragma unroll
-            for (int k = 0; k < VEC; ++k) {
-                // the generic kernels' (and the CPU's) rounding order, without fma contraction
-                if constexpr (kind == RowNorm::rms) {
-                    const float yk = v[j][k] * scale;
-                    v[j][k] = p.w ? w[k] * yk : yk;
-                } else {
-                    float yk = (v[j][k] - shift) * scale;
-                    if (p.w) yk = __fmul_rn(yk, w[k]);
-                    if (p.b) yk = __fadd_rn(yk, b[k]);
-                    v[j][k] = yk;
-                }
-            }
-            store_vec<VEC>(p.y + out0 + i, v[j]);
-        }
+        normalize_row<kind, VEC, ITEMS>(v, p.n, group, tid, p.eps, p.w, p.w_type, p.b, p.b_type, row_sum,
+                                        [&](int j, int64_t i) { store_vec<VEC>(p.y + out0 + i, v[j]); });
     }
 }
 
@@ -429,52 +442,9 @@ __global__ void __launch_bounds__(32 * kRopeRowWarps) rope_row_kernel(RopeRowPar
             for (int k = 0; k < VEC; ++k) v[j][k] = 0.0f;
             if (i < p.n_a) load_vec<VEC>(a + i, v[j]);
         }
-        if constexpr (normed) {
-            float scale, shift = 0.0f;
-            if constexpr (kind == RowNorm::rms) {
-                float ss = 0.0f;
-#pragma unroll
-                for (int j = 0; j < ITEMS; ++j)
-#pragma unroll
-                    for (int k = 0; k < VEC; ++k) ss += v[j][k] * v[j][k];
-                scale = 1.0f / sqrtf(warp_reduce(ss, SumOp{}) / float(p.n_a) + p.eps);
-            } else {
-                float s = 0.0f;
-#pragma unroll
-                for (int j = 0; j < ITEMS; ++j)
-#pragma unroll
-                    for (int k = 0; k < VEC; ++k) s += v[j][k];
-                shift = warp_reduce(s, SumOp{}) / float(p.n_a);
-                float var = 0.0f;
-#pragma unroll
-                for (int j = 0; j < ITEMS; ++j) {
-                    if ((int64_t(j) * 32 + lane) * VEC >= p.n_a) continue;
-#pragma unroll
-                    for (int k = 0; k < VEC; ++k) var += (v[j][k] - shift) * (v[j][k] - shift);
-                }
-                scale = 1.0f / sqrtf(warp_reduce(var, SumOp{}) / float(p.n_a) + p.eps);
-            }
-#pragma unroll
-            for (int j = 0; j < ITEMS; ++j) {
-                const int64_t i = (int64_t(j) * 32 + lane) * VEC;
-                if (i >= p.n_a) continue;
-                float w[VEC] = {}, b[VEC] = {};
-                if (p.w) load_operand<VEC>(p.w, p.w_type, i, w);
-                if (p.bias) load_operand<VEC>(p.bias, p.b_type, i, b);
-#pragma unroll
-                for (int k = 0; k < VEC; ++k) {
-                    if constexpr (kind == RowNorm::rms) {
-                        const float yk = v[j][k] * scale;
-                        v[j][k] = p.w ? w[k] * yk : yk;
-                    } else {
-                        float yk = (v[j][k] - shift) * scale;
-                        if (p.w) yk = __fmul_rn(yk, w[k]);
-                        if (p.bias) yk = __fadd_rn(yk, b[k]);
-                        v[j][k] = yk;
-                    }
-                }
-            }
-        }
+        if constexpr (normed)
+            normalize_row<kind, VEC, ITEMS>(v, p.n_a, 32, lane, p.eps, p.w, p.w_type, p.bias, p.b_type,
+                                            [](float x) { return warp_reduce(x, SumOp{}); }, [](int, int64_t) {});
 #pragma unroll
         for (int j = 0; j < ITEMS; ++j) {
             const int64_t i = (int64_t(j) * 32 + lane) * VEC;
