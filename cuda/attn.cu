@@ -733,12 +733,9 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     if (has_ids && !p.ids_pow2 && !p.ids_distinct) return false;  // long columns that need a duplicate scan
     const size_t ids_bytes = size_t(p.ids_pow2) * sizeof(int);
     const size_t smem2 = FastSmem<2>::kOffIds + ids_bytes, smem1 = FastSmem<1>::kOffIds + ids_bytes;
-    static int max_optin[kMaxDevices] = {};
     static SmemOptIn opted_in[2][2];
-    GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
-    if (!max_optin[ctx.device])
-        CUDA_CHECK(cudaDeviceGetAttribute(&max_optin[ctx.device], cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
-    if (smem1 > size_t(max_optin[ctx.device])) return false;
+    const size_t max_optin = cuda_smem_optin(ctx.device);
+    if (smem1 > max_optin) return false;
 
     // One block per SM (~175 KB of smem): about n_sm blocks in all, as many splits as the longest
     // list (T or n_sel: the graph's shape, not the run-time length) fills with kFMinTiles key tiles
@@ -764,7 +761,7 @@ bool try_attn_fast(CudaContext& ctx, AttnParams p, const glm_tensor* k, const gl
     if (blocks >= int64_t(INT_MAX)) return false;
 
     // Enough blocks to give every SM two: one key stage each (see attn_fast_kernel).
-    const bool one_stage = GLM_ATTN_ONE_STAGE && (blocks >= 2 * int64_t(ctx.n_sm) || smem2 > size_t(max_optin[ctx.device]));
+    const bool one_stage = GLM_ATTN_ONE_STAGE && (blocks >= 2 * int64_t(ctx.n_sm) || smem2 > max_optin);
     const size_t smem = one_stage ? smem1 : smem2;
     auto kernel = one_stage ? (f8 ? attn_fast_kernel<true, 1> : attn_fast_kernel<false, 1>)
                             : (f8 ? attn_fast_kernel<true, 2> : attn_fast_kernel<false, 2>);

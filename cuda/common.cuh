@@ -67,6 +67,19 @@ inline void cuda_launch(cudaStream_t stream, void (*kernel)(Params...), dim3 gri
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
+// The shared memory a block may opt in to on a device, asked once per device (227 KiB on sm_90 and
+// sm_100, ~99 KiB on sm_120): launchers pick tile shapes and stage counts that fit.
+inline size_t cuda_smem_optin(int device) {
+    static std::atomic<int> bytes[kMaxDevices];
+    GLM_ASSERT(device >= 0 && device < kMaxDevices);
+    int b = bytes[device].load(std::memory_order_relaxed);
+    if (b == 0) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+        bytes[device].store(b, std::memory_order_relaxed);
+    }
+    return size_t(b);
+}
+
 // Kernels that need more than the default 48 KiB of dynamic shared memory opt in, per kernel and per
 // device. Each launcher keeps one record per kernel (a static): the largest size set on each device.
 struct SmemOptIn {

@@ -654,23 +654,11 @@ bool pipe_weight_ok(const glm_tensor* w, int a_vec) {
            strides_aligned(s, 1, 4);
 }
 
-// Opt-in shared memory per block of a device, asked once (227 KiB on sm_90, ~99 KiB on sm_120).
-size_t smem_optin(int device) {
-    static std::atomic<int> bytes[kMaxDevices];
-    GLM_ASSERT(device >= 0 && device < kMaxDevices);
-    int b = bytes[device].load(std::memory_order_relaxed);
-    if (b == 0) {
-        CUDA_CHECK(cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-        bytes[device].store(b, std::memory_order_relaxed);
-    }
-    return size_t(b);
-}
-
 // The tile shapes: BM x BN, warps along M, stages in flight.
 template <int WT, int BM, int BN, int WM, int ST>
 struct Pipe {
     static constexpr size_t kSmem = PipeCfg<WT, BM, BN, WM, ST>::kSmem;
-    static bool fits(const CudaContext& ctx) { return kSmem <= smem_optin(ctx.device); }
+    static bool fits(const CudaContext& ctx) { return kSmem <= cuda_smem_optin(ctx.device); }
 
     // PAIRED (p.w2 set): silu(gate) * up, BM / 2 output rows per tile.
     template <bool PAIRED = false>
