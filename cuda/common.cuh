@@ -48,6 +48,35 @@ __device__ __forceinline__ void grid_dependency_wait() {
 #endif
 }
 
+// Inclusive prefix sum over a block of 1024 threads (32 warps), in thread order; *total (optional)
+// receives the block's sum. warp_tot: 32 values of shared memory, free again on return. Called by
+// every thread of the block.
+template <typename T>
+__device__ __forceinline__ T block_inclusive_scan(T x, T* warp_tot, T* total = nullptr) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const T y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) warp_tot[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        T w = warp_tot[lane];
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const T y = __shfl_up_sync(0xffffffffu, w, o);
+            if (lane >= o) w += y;
+        }
+        warp_tot[lane] = w;
+    }
+    __syncthreads();
+    const T r = x + (warp > 0 ? warp_tot[warp - 1] : T(0));
+    if (total) *total = warp_tot[31];
+    __syncthreads();  // warp_tot may be reused at once
+    return r;
+}
+
 // Process-wide switch (--pdl as the engine resolves it; off: plain stream order), read at every launch.
 extern std::atomic<bool> g_programmatic_launch;
 

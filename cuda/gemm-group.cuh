@@ -15,6 +15,7 @@ constexpr int kMinBN = 32;  // the narrowest token tile
 constexpr int kMaxTiles = kMmaMaxPairs / kMinBN + kMmaMaxExperts;
 constexpr int kGroupThreads = 1024;
 static_assert(kMmaMaxExperts <= kGroupThreads, "group_kernel scans one expert per thread");
+static_assert(kGroupThreads == 1024, "block_inclusive_scan scans 32 warps");
 
 // ---- device scratch for MUL_MAT_ID grouping (one copy per device) ---------------------------------
 __device__ int g_pairs[kMmaMaxPairs];  // pair indices s = j + t * n_used, in expert order
@@ -22,33 +23,6 @@ __device__ int4 g_tiles[kMaxTiles];    // {expert, first index into g_pairs, pai
 __device__ int g_n_tiles;              // tiles written by the last group_kernel
 
 // ---- grouping of (token, slot) pairs by expert -------------------------------------------------------
-
-// Exclusive prefix sum over the block (1024 threads); *total gets the sum of all v.
-__device__ __forceinline__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
-    const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-    int incl = v;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-        const int y = __shfl_up_sync(0xffffffffu, incl, off);
-        if (lane >= off) incl += y;
-    }
-    if (lane == 31) warp_sums[warp] = incl;
-    __syncthreads();
-    if (warp == 0) {
-        int s = warp_sums[lane];  // 32 warps
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const int y = __shfl_up_sync(0xffffffffu, s, off);
-            if (lane >= off) s += y;
-        }
-        warp_sums[lane] = s;
-    }
-    __syncthreads();
-    const int result = (warp > 0 ? warp_sums[warp - 1] : 0) + incl - v;
-    *total = warp_sums[31];
-    __syncthreads();  // warp_sums is free for the next scan
-    return result;
-}
 
 __device__ __forceinline__ int read_id(const uint8_t* ids, int64_t nb0, int64_t nb1, int n_used, int s) {
     return *reinterpret_cast<const int32_t*>(ids + int64_t(s % n_used) * nb0 + int64_t(s / n_used) * nb1);
@@ -82,8 +56,9 @@ __global__ void __launch_bounds__(kGroupThreads) group_kernel(const uint8_t* ids
 
     const int c = tid < n_experts ? cnt[tid] : 0;
     int n_total = 0, tiles_total = 0;
-    const int f = block_exclusive_scan(c, warp_sums, &n_total);
-    const int t0 = block_exclusive_scan((c + bn - 1) / bn, warp_sums, &tiles_total);
+    const int f = block_inclusive_scan(c, warp_sums, &n_total) - c;  // exclusive
+    const int c_tiles = (c + bn - 1) / bn;
+    const int t0 = block_inclusive_scan(c_tiles, warp_sums, &tiles_total) - c_tiles;
     if (tid < n_experts) {
         first[tid] = f;
         cursor[tid] = f;

@@ -358,32 +358,7 @@ __device__ __forceinline__ unsigned long long pair_of(uint32_t key, int idx) {
     return (static_cast<unsigned long long>(key) << 32) | static_cast<unsigned long long>(0xffffffffu - uint32_t(idx));
 }
 
-// Inclusive prefix sum over the block (kTopkThreads threads, in thread order).
-// *total (optional) receives the block's sum.
-__device__ __forceinline__ uint32_t block_inclusive_scan(uint32_t x, uint32_t* warp_tot, uint32_t* total = nullptr) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const uint32_t y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
-    if (lane == 31) warp_tot[warp] = x;
-    __syncthreads();
-    if (warp == 0) {
-        uint32_t w = warp_tot[lane];  // kTopkWarps == 32
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const uint32_t y = __shfl_up_sync(0xffffffffu, w, o);
-            if (lane >= o) w += y;
-        }
-        warp_tot[lane] = w;
-    }
-    __syncthreads();
-    const uint32_t r = x + (warp > 0 ? warp_tot[warp - 1] : 0u);
-    if (total) *total = warp_tot[31];
-    __syncthreads();  // warp_tot may be reused at once
-    return r;
-}
+// block_inclusive_scan (common.cuh) scans the top-k block's kTopkThreads = 1024 threads.
 
 // Descending bitonic sort of c[0, len), len a power of two; called by all threads of the block.
 // Thread tid compares pairs q = tid, tid + blockDim.x, ..: (i, i + stride) with i = q's bits
