@@ -5,6 +5,7 @@
 
 #include "cuda/backend.h"
 #include "cuda/fusion.cuh"
+#include "cuda/gemm-blas.cuh"
 #include "cuda/gemm-mma.cuh"
 #include "cuda/ops.cuh"
 
@@ -62,6 +63,7 @@ public:
             cudaFree(b->base);
             delete b;
         }
+        cuda_blas_destroy(ctx_.blas);
         if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
     }
 
@@ -72,6 +74,7 @@ public:
         }
         CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
         CUDA_CHECK(cudaDeviceGetAttribute(&ctx_.n_sm, cudaDevAttrMultiProcessorCount, ctx_.device));
+        ctx_.blas = cuda_blas_create(ctx_);
         name_ = fmt::format("cuda:{}", ctx_.device);
         return {};
     }

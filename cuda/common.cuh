@@ -25,10 +25,13 @@
 // After every launch: launch-configuration errors surface at once, at the launch site.
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
+struct CudaBlas;  // gemm-blas.cuh
+
 struct CudaContext {
     int device = 0;
     cudaStream_t stream = nullptr;
     int n_sm = 0;
+    CudaBlas* blas = nullptr;  // the stream's cuBLAS handle, or null (hand-written tiles only)
 };
 
 constexpr int kMaxDevices = 64;

@@ -51,6 +51,7 @@
 #include "cuda/gemm-mma.cuh"
 
 #include "cuda/common.cuh"
+#include "cuda/gemm-blas.cuh"
 #include "cuda/gemm-group.cuh"
 #include "cuda/gemm-pipe.cuh"
 
@@ -723,6 +724,34 @@ void launch_xcopy(CudaContext& ctx, const uint8_t* x, const MmaParams& p, int64_
     CUDA_CHECK_LAUNCH();
 }
 
+// The BF16 product of c (its x already in g_xcopy) through cuBLAS; false, having launched nothing, where
+// the backend has no handle or the slices are not evenly strided (a weight broadcast over groups).
+bool blas_product(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, const MmaParams& c) {
+    if (!ctx.blas) return false;
+    const bool one_weight = w->ne[2] == 1;
+    if (c.n_slices > 1 && (x->ne[3] != 1 || w->ne[3] != 1 || (c.r2 != 1 && !one_weight))) return false;
+    if (c.d_nb1 % 4 != 0 || c.d_nb2 % 4 != 0) return false;
+    static void* xcopy[kMaxDevices] = {};  // g_xcopy's address on each device
+    GLM_ASSERT(ctx.device >= 0 && ctx.device < kMaxDevices);
+    if (!xcopy[ctx.device]) CUDA_CHECK(cudaGetSymbolAddress(&xcopy[ctx.device], g_xcopy));
+    const int64_t kp = gemm_pipe::padded_k(c.K);
+    BlasBf16Product b{};
+    b.w = reinterpret_cast<const __nv_bfloat16*>(c.w);
+    b.ldw = c.w_nb1 / 2;
+    b.w_stride = one_weight ? 0 : c.w_nb2 / 2;
+    b.x = static_cast<const __nv_bfloat16*>(xcopy[ctx.device]);
+    b.ldx = kp;
+    b.x_stride = c.N * kp;
+    b.dst = reinterpret_cast<float*>(c.dst);
+    b.ldd = c.d_nb1 / 4;
+    b.dst_stride = c.d_nb2 / 4;
+    b.M = c.M;
+    b.N = c.N;
+    b.K = c.K;
+    b.batch = c.n_slices;
+    return cuda_blas_bf16_product(ctx, b);
+}
+
 // MUL_MAT through the streamed tiles; false (nothing launched) where they do not apply. Columns run in
 // chunks that fit the copy; batched products (several slices) must fit it whole.
 bool pipe_mul_mat(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, const MmaParams& p, bool paired) {
@@ -737,6 +766,7 @@ bool pipe_mul_mat(CudaContext& ctx, const glm_tensor* w, const glm_tensor* x, co
         c.N = std::min(step, p.N - n0);
         c.dst += n0 * p.d_nb1;
         launch_xcopy(ctx, p.x + n0 * p.x_nb1, p, c.N, x->ne[2], x->ne[3], fp4);
+        if (!fp4 && !paired && blas_product(ctx, w, x, c)) continue;
         const int64_t big_blocks = ceil_div(c.M, paired ? 64 : 128) * ceil_div(c.N, 256);
         const bool big = GLM_PIPE_WIDE && big_blocks >= ctx.n_sm && PipeBf16Big::fits(ctx);
         auto run = [&](auto tag) {

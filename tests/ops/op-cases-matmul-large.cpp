@@ -229,6 +229,11 @@ void add_matmul_large_cases(std::vector<OpCase>& cases) {
         {FP4, 112, 97, 33, one, one, View::none},
         // Batched with broadcast: x slices (b2, b3) use weight slice (b2 / 2, b3 / 3).
         {BF16, 96, 97, 33, {2, 1}, {4, 3}, View::none},
+        // Batched BF16 as cuBLAS takes it (one weight per slice, or one weight for all), and a group
+        // broadcast it does not (two x slices per weight: the hand-written tiles).
+        {BF16, 96, 97, 33, {4, 1}, {4, 1}, View::none},
+        {BF16, 64, 250, 130, {1, 1}, {3, 1}, View::none},
+        {BF16, 64, 97, 33, {2, 1}, {4, 1}, View::none},
         {FP4, 64, 97, 130, {3, 1}, {6, 1}, View::none},
         // Strided activations and weights.
         {BF16, 64, 97, 33, {3, 1}, {3, 1}, View::permuted_x},
