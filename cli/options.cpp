@@ -65,6 +65,8 @@ Backend:
                           (about half their speed; default bf16)
       --no-fuse           run every graph node as its own GPU kernel (no
                           fused launches; for comparisons)
+      --no-warmup         skip the GPU warm-up at load (one prefill chunk and
+                          one decode step of placeholder tokens)
       --pdl M             on | off | auto: programmatic dependent launch (a
                           kernel's blocks start while the previous kernel
                           finishes; auto: on with one GPU, off with several,
@@ -137,6 +139,7 @@ void apply_engine_flags(const CliOptions& o, EngineParams& p) {
     p.p2p = o.p2p;
     p.precise = o.precise;
     p.fuse = !o.no_fuse;
+    p.warmup = !o.no_warmup;
     p.programmatic_launch = o.pdl == "on" ? PdlMode::on : o.pdl == "off" ? PdlMode::off : PdlMode::automatic;
     p.synthetic = o.synthetic;
     p.synthetic_seed = o.synthetic_seed;
@@ -240,6 +243,7 @@ Status parse_cli(int argc, char** argv, CliOptions& o) {
     app.add_flag("--no-graph-replay", o.no_graph_replay);
     app.add_flag("--precise", o.precise);
     app.add_flag("--no-fuse", o.no_fuse);
+    app.add_flag("--no-warmup", o.no_warmup);
     app.add_option("--pdl", o.pdl)->check(CLI::IsMember({"on", "off", "auto"}));
     auto* opt_gpus = app.add_option("--gpus", gpus);
     auto* opt_tp = app.add_option("--tensor-parallel", tp);

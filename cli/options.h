@@ -44,6 +44,7 @@ struct CliOptions {
     bool no_graph_replay = false;     // --no-graph-replay
     bool precise = false;             // --precise
     bool no_fuse = false;             // --no-fuse
+    bool no_warmup = false;           // --no-warmup
     std::string pdl = "auto";         // --pdl on|off|auto
     int threads = 0;                  // -t
     std::string kv_type;              // --kv-type

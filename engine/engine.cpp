@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -336,6 +337,31 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
     return check_memory_plan(plan);
 }
 
+
+namespace {
+
+// One prefill chunk and one decode step of placeholder tokens, then an empty session: what the first
+// use of every kernel costs (lazy module loading, cuBLAS's choice of kernel per shape, the decode
+// graph's recording) is paid here, not by the first prompt. The cache rows written here are never
+// read again: attention reads positions below the session's length only.
+Status warm_up(Session& session, int64_t n_vocab) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t n = std::min(session.params().n_ubatch, session.params().n_ctx - 1);
+    if (n < 1 || n_vocab < 1) return {};
+    std::vector<int32_t> tokens(size_t(n) + 1);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((int64_t(i) * 7919 + 13) % n_vocab);
+    std::vector<float> logits;
+    GLM_TRY(session.eval(tokens.data(), n, &logits));
+    GLM_TRY(session.eval(tokens.data() + n, 1, &logits));
+    session.reset();
+    session.reset_replay_time();
+    log_info("warm-up: {} + 1 placeholder tokens in {:.2f} s (--no-warmup skips it)", n,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return {};
+}
+
+}  // namespace
+
 Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out) {
     auto impl = std::make_unique<Impl>();
     EngineParams params = requested;
@@ -385,6 +411,7 @@ Status Engine::load(const EngineParams& requested, std::unique_ptr<Engine>& out)
     impl->session = std::make_unique<Session>(std::move(session_ranks), impl->comm.get(), impl->model.hp, params.session);
     GLM_TRY(impl->session->init());
     for (auto& b : impl->backends) b->freeze_allocations();
+    if (params.warmup && (on_gpu || params.warmup_cpu)) GLM_TRY(warm_up(*impl->session, config.vocab_size));
 
     ModelInfo& info = impl->info;
     const size_t slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
