@@ -74,7 +74,6 @@ public:
         }
         CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
         CUDA_CHECK(cudaDeviceGetAttribute(&ctx_.n_sm, cudaDevAttrMultiProcessorCount, ctx_.device));
-        ctx_.blas = cuda_blas_create(ctx_);
         name_ = fmt::format("cuda:{}", ctx_.device);
         return {};
     }
@@ -217,6 +216,17 @@ public:
 
     CudaContext& context() { return ctx_; }
 
+    size_t enable_blas() {
+        if (ctx_.blas) return 0;
+        CUDA_CHECK(cudaSetDevice(ctx_.device));
+        size_t before = 0, after = 0, total = 0;
+        cudaMemGetInfo(&before, &total);
+        ctx_.blas = cuda_blas_create(ctx_);
+        cudaMemGetInfo(&after, &total);
+        cudaGetLastError();
+        return before > after ? before - after : 0;
+    }
+
 private:
     Status device_error(const char* what, cudaError_t err) {
         cudaGetLastError();  // clear a non-sticky error so later calls start clean
@@ -319,15 +329,23 @@ private:
 
 }  // namespace
 
+void glm_cuda_enable_blas(glm_backend* backend, size_t* device_bytes) {
+    auto* cuda = dynamic_cast<CudaBackend*>(backend);
+    if (!cuda) GLM_ABORT("glm_cuda_enable_blas: '{}' is not a CUDA backend", backend ? backend->name() : "null");
+    const size_t bytes = cuda->enable_blas();
+    if (device_bytes) *device_bytes = bytes;
+}
+
 CudaContext& cuda_backend_context(glm_backend* backend) {
     auto* cuda = dynamic_cast<CudaBackend*>(backend);
     if (!cuda) GLM_ABORT("cuda_backend_context: '{}' is not a CUDA backend", backend ? backend->name() : "null");
     return cuda->context();
 }
 
-Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out) {
+Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out, bool with_blas) {
     auto backend = std::make_unique<CudaBackend>(device);
     GLM_TRY(backend->init());
+    if (with_blas) backend->enable_blas();
     out = std::move(backend);
     return {};
 }

@@ -30,8 +30,18 @@ void glm_cuda_set_fusion(bool on);
 // the previous kernel finishes. On until set (the engine sets it from --pdl); off: plain stream order.
 // Process-wide; set before graphs are recorded.
 void glm_cuda_set_programmatic_launch(bool on);
-// A backend on one device; fails with a Status when the device cannot be used.
-Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out);
+// A backend on one device; fails with a Status when the device cannot be used. with_blas: the cuBLAS
+// handle of its dense BF16 prefill products is made now (else see glm_cuda_enable_blas).
+Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out, bool with_blas = true);
+// Makes the backend's cuBLAS handle and workspace (cuda/gemm-blas.cuh) if it has none: for the engine,
+// which creates its backends without them and enables them once the memory plan leaves room
+// (kCudaBlasBytes per device). *device_bytes (optional): device memory it took (0 if it had one).
+// Without cuBLAS (-DGLM_CUBLAS=0, or a library that does not start) the backend keeps the
+// hand-written tiles; that is not an error.
+void glm_cuda_enable_blas(glm_backend* backend, size_t* device_bytes = nullptr);
+// Room the engine's plan keeps for it: a cuBLAS handle measured ~70 MiB of device memory on an H100
+// (free memory 78.27 -> 78.17 GiB with the 32 MiB workspace), rounded up.
+constexpr size_t kCudaBlasBytes = size_t(160) << 20;
 
 // The communicator of CUDA ranks (ggml-like/tp.h), one backend per device, from one host thread:
 // a one-shot peer-to-peer all-reduce (push writes into every peer's buffer, then flags) for messages
