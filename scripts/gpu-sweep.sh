@@ -58,10 +58,10 @@ while [[ $# -ge 3 ]]; do
   name=$1 ctx=$2 secs=$3; shift 3
   # "until-N": SIGINT N seconds after this script started (the device call's own limit is fixed)
   [[ $secs == until-* ]] && secs=$(( ${secs#until-} - SECONDS ))
-  (( secs < 30 )) && { log "$name: skipped, no time left"; continue; }
   flags=()
   while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift
+  (( secs < 30 )) && { log "$name: skipped, no time left"; continue; }
   max=$(python3 -c "import sys;v=[int(x[:-1])*1024 if x.endswith('k') else int(x) for x in sys.argv[1].split(',')];print(max(v))" "$ctx")
   log "$name (${SECONDS}s): ${MODEL:-models/glm-5.1-reap-160} -tp ${TP:-$N} (unless given) --bench-ctx $ctx -c $max ${flags[*]}"
   # A run's own -m / -tp (or --gpus) replace MODEL / TP.

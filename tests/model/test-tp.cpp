@@ -220,3 +220,45 @@ TEST_CASE("plan: the full model with its whole 202,752-token fp8 context fits 80
     CHECK(weights - weights_no_mtp > 2.5);
     CHECK(split_no_mtp < split - 2.5);
 }
+
+TEST_CASE("tensor parallel: a captured prompt (expert choices, layer outputs) over split caches equals one rank") {
+    // --bench reports expert usage from a captured prompt; with the cache split by position the capture
+    // takes the eager path with every layer's outputs kept. Same choices and outputs as one rank.
+    const std::string dir = std::string(GLMRUN_SOURCE_DIR) + "/models/glm-tiny";
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 40; ++i) prompt.push_back(int32_t((i * 977 + 31) % 4000));
+    SessionParams p;
+    p.n_ctx = 512;  // most positions of each rank's block stay empty, as in a short prompt of a long context
+    p.kv_type = GLM_TYPE_F32;
+    p.n_capture = 64;
+    auto capture = [&](TpTestModel& m, bool split) {
+        p.kv_split = split;
+        auto s = m.session(p);
+        EvalCapture cap;
+        const Status st = s->eval(prompt.data(), int64_t(prompt.size()), nullptr, &cap);
+        REQUIRE_MESSAGE(st.ok(), st.message());
+        return cap;
+    };
+    TpTestModel one;
+    REQUIRE(one.load(dir, cpu_ranks(1)).ok());
+    const EvalCapture ref = capture(one, false);
+    for (bool split : {false, true}) {
+        CAPTURE(split);
+        TpTestModel tp;
+        REQUIRE(tp.load(dir, cpu_ranks(4)).ok());
+        const EvalCapture cap = capture(tp, split);
+        REQUIRE(cap.experts.size() == ref.experts.size());
+        size_t differ = 0, total = 0;
+        for (size_t il = 0; il < ref.experts.size(); ++il) {
+            REQUIRE(cap.experts[il].size() == ref.experts[il].size());
+            for (size_t s = 0; s < ref.experts[il].size(); ++s, ++total) differ += cap.experts[il][s] != ref.experts[il][s];
+        }
+        CHECK(total > 0);
+        CHECK(differ == 0);
+        REQUIRE(cap.layer_out.size() == ref.layer_out.size());
+        const std::vector<float>& a = cap.layer_out.back();
+        const std::vector<float>& b = ref.layer_out.back();
+        REQUIRE(a.size() == b.size());
+        CHECK(rel_error(a.data(), b.data(), a.size()) <= 1e-4);
+    }
+}

@@ -60,8 +60,10 @@ void compare(const std::string& dir, const std::vector<int32_t>& prompt) {
     const std::vector<int32_t> ref = greedy_continuation(*one.session(p), prompt, 32, one.model.hp.n_vocab, ref_rows);
     for (int n : {2, 4}) {
         if (n > n_gpus) continue;
-        // The cache copied on every rank (P2P and forced NCCL), and split by position over the ranks.
-        for (auto [p2p, split] : {std::pair{true, false}, std::pair{false, false}, std::pair{true, true}}) {
+        // The cache copied on every rank and split by position over the ranks, each through P2P and
+        // forced NCCL (at full size a split prefill's gathers exceed the P2P limit and go to NCCL).
+        for (auto [p2p, split] : {std::pair{true, false}, std::pair{false, false}, std::pair{true, true},
+                                  std::pair{false, true}}) {
             CAPTURE(n);
             CAPTURE(p2p);
             CAPTURE(split);
