@@ -39,8 +39,8 @@ Status glm_backend_cuda_create(int device, std::unique_ptr<glm_backend>& out, bo
 // Without cuBLAS (-DGLM_CUBLAS=0, or a library that does not start) the backend keeps the
 // hand-written tiles; that is not an error.
 void glm_cuda_enable_blas(glm_backend* backend, size_t* device_bytes = nullptr);
-// Room the engine's plan keeps for it: a cuBLAS handle measured ~70 MiB of device memory on an H100
-// (free memory 78.27 -> 78.17 GiB with the 32 MiB workspace), rounded up.
+// Room the engine's plan keeps for it: a handle with its 32 MiB workspace took ~100 MiB per H100 in a
+// 4-GPU run (free memory 78.27 -> 78.17 GiB), rounded up for the kernels it loads on first use.
 constexpr size_t kCudaBlasBytes = size_t(160) << 20;
 
 // The communicator of CUDA ranks (ggml-like/tp.h), one backend per device, from one host thread:

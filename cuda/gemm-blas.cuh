@@ -1,8 +1,8 @@
 // Dense BF16 products of prefill through cuBLAS (gemm-blas.cu). gemm-mma.cu rounds the activations to
 // bf16 (its g_xcopy) and hands the product here when the backend has a handle; the NVFP4 experts,
 // the paired gate / up / SwiGLU tiles and every other path stay on the hand-written kernels.
-// Why: on Hopper and Blackwell cuBLAS's warpgroup / tcgen05 kernels run these shapes 2-3x faster than
-// the mma.sync tiles (bench/RESULTS.md, kernel benchmark), and the arithmetic is the same: bf16
+// Why: on an H100 cuBLAS ran the model's shapes 1.5-2.9x faster than the mma.sync tiles (its
+// warpgroup kernels; bench/RESULTS.md, kernel benchmark), and the arithmetic is the same: bf16
 // operands, f32 accumulation and f32 outputs.
 #pragma once
 

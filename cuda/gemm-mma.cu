@@ -45,9 +45,10 @@
 // The tile above is the fallback. In the default bf16 activation mode, BF16 weights with 16-byte rows
 // and NVFP4 weights with contiguous scales take the streamed tiles of gemm-pipe.cuh instead: x
 // rounded to bf16 once per op (g_xcopy), cp.async stages, NVFP4 decoded straight into fragments
-// (1.3-1.4x this tile on one H100; bench/RESULTS.md). Next steps for speed: block rasterisation for
-// L2 reuse of the weight panels, fused gate+up with swiglu in the epilogue, and grouping the ids
-// once per layer instead of once per expert projection.
+// (1.3-1.4x this tile on one H100; bench/RESULTS.md). Unpaired BF16 products then go to cuBLAS when
+// the backend has a handle (gemm-blas.cuh), reading the same bf16 copy. Next steps for speed: block
+// rasterisation for L2 reuse of the weight panels, and grouping the ids once per layer instead of
+// once per expert projection.
 #include "cuda/gemm-mma.cuh"
 
 #include "cuda/common.cuh"

@@ -9,7 +9,8 @@
 //    tokens, pairs that share an expert grouped).
 //  - N > 8 (prefill, MTP verify beyond 8 tokens) and MUL_MAT_ID with T > 8 tokens: the
 //    tensor-core GEMMs of gemm-mma.cu (BF16 / F16 / NVFP4 weights with rows contiguous along K;
-//    routed experts grouped by expert on the device). What they do not take comes here:
+//    routed experts grouped by expert on the device; dense BF16 products through cuBLAS when the
+//    backend has a handle, gemm-blas.cu). What they do not take comes here:
 //  - transposed_gemv_kernel (N <= 8, BF16 weight views whose elements run contiguously along M,
 //    nb1 == 2: the absorbed-MLA q_lat = W_UK^T q_nope product over a transposed view of kv_b):
 //    16-byte loads along M, K split over the block's K-lanes (see the kernel).
