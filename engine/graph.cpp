@@ -123,14 +123,17 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     glm_graph_expand(graph, x);
 
     // ---- the products of x (q_a, kv_a, the indexer's key and head weights), of q_resid (q_b, the
-    // indexer's queries); the indexer's only where this layer runs it
-    const size_t n_x = shared_indexer ? 2 : 4;
+    // indexer's queries); the indexer's keys where this layer has its own indexer (they are stored for
+    // later steps), its queries and head weights only where it scores: with DSA, once the context can
+    // exceed index_topk (below it the selection keeps every key). Left out, their rows are not read.
+    const bool scoring = !shared_indexer && opt.attn == AttnMode::dsa && T > hp.index_topk;
+    const size_t n_x = shared_indexer ? 2 : scoring ? 4 : 3;
     const std::vector<glm_tensor*> xp = project(ctx, L.x_proj, {L.q_a, L.kv_a, L.idx_wk, L.idx_weights}, n_x, x,
                                                  blk(il, "x_proj"));
 
     // ---- queries: q_resid = norm(q_a x) feeds both MLA and the indexer
     glm_tensor* q_resid = named(glm_rms_norm(ctx, xp[0], L.q_a_norm, hp.lora_norm_eps), blk(il, "q_resid"));
-    const std::vector<glm_tensor*> qp = project(ctx, L.q_proj, {L.q_b, L.idx_wq_b}, shared_indexer ? 1 : 2, q_resid,
+    const std::vector<glm_tensor*> qp = project(ctx, L.q_proj, {L.q_b, L.idx_wq_b}, scoring ? 2 : 1, q_resid,
                                                  blk(il, "q_proj"));
     glm_tensor* q = glm_view_3d(ctx, qp[0], hp.head_dim_qk(), H, S, size_t(hp.head_dim_qk()) * sizeof(float),
                                 qp[0]->nb[1], 0);
@@ -154,10 +157,6 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
     if (!shared_indexer) {
         const int64_t Hi = hp.index_n_head, Di = hp.index_head_dim;
         const glm_rope_mode imode = rope_mode(hp.indexer_rope_interleave);
-        // The indexer ropes the first dr dims of each head and passes the rest (rope with n_rot < ne0).
-        glm_tensor* qi = glm_view_3d(ctx, qp[1], Di, Hi, S, size_t(Di) * sizeof(float), qp[1]->nb[1], 0);
-        qi = named(glm_rope(ctx, qi, pos, int(dr), hp.rope_theta, imode), blk(il, "index_q"));
-
         glm_tensor* ki = glm_layer_norm(ctx, xp[2], L.idx_k_norm, L.idx_k_norm_bias, hp.index_norm_eps);
         ki = glm_rope(ctx, glm_reshape_3d(ctx, ki, Di, 1, S), pos, int(dr), hp.rope_theta, imode);
         ki = named(glm_reshape_2d(ctx, ki, Di, S), blk(il, "index_k"));
@@ -165,7 +164,10 @@ LayerOutputs build_layer(glm_context& ctx, glm_graph& graph, const ModelHparams&
         glm_graph_expand(graph, icache);  // the keys are stored even when this step needs no top-k
 
         // With T <= index_topk every key is selected: dense causal attention, exactly.
-        if (opt.attn == AttnMode::dsa && T > hp.index_topk) {
+        if (scoring) {
+            // The indexer ropes the first dr dims of each head and passes the rest (rope with n_rot < ne0).
+            glm_tensor* qi = glm_view_3d(ctx, qp[1], Di, Hi, S, size_t(Di) * sizeof(float), qp[1]->nb[1], 0);
+            qi = named(glm_rope(ctx, qi, pos, int(dr), hp.rope_theta, imode), blk(il, "index_q"));
             glm_tensor* icache_T = glm_view_2d(ctx, icache, Di, ci.n_used, icache->nb[1], 0);
             // A prompt chunk with copied caches: every rank holds every key and the indexer's weights,
             // so each scores a block of the queries and the blocks' selections are gathered (the
