@@ -66,7 +66,7 @@ Backend:
       --no-fuse           run every graph node as its own GPU kernel (no
                           fused launches; for comparisons)
       --no-warmup         skip the GPU warm-up at load (one prefill chunk and
-                          one decode step of placeholder tokens)
+                          two decode steps of placeholder tokens)
       --pdl M             on | off | auto: programmatic dependent launch (a
                           kernel's blocks start while the previous kernel
                           finishes; auto: on with one GPU, off with several,

@@ -368,10 +368,11 @@ void enable_blas_if_room(const MemoryPlan& plan, const std::vector<std::unique_p
 #endif
 }
 
-// One prefill chunk and one decode step of placeholder tokens, then an empty session: what the first
-// use of every kernel costs (lazy module loading, cuBLAS's choice of kernel per shape, the decode
-// graph's recording) is paid here, not by the first prompt. The cache rows written here are never
-// read again: attention reads positions below the session's length only.
+// One prefill chunk and a decode step after it, then a decode step at position 0, then an empty
+// session: what the first use of every kernel costs (lazy module loading, cuBLAS's choice of kernel
+// per shape, recording the decode graphs: the whole-context one and its short twin, session.h) is
+// paid here, not by the first prompt. The cache rows written here are never read again: attention
+// reads positions below the session's length only.
 Status warm_up(Session& session, int64_t n_vocab) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t n = std::min(session.params().n_ubatch, session.params().n_ctx - 1);
@@ -382,8 +383,10 @@ Status warm_up(Session& session, int64_t n_vocab) {
     GLM_TRY(session.eval(tokens.data(), n, &logits));
     GLM_TRY(session.eval(tokens.data() + n, 1, &logits));
     session.reset();
+    GLM_TRY(session.eval(tokens.data(), 1, &logits));
+    session.reset();
     session.reset_replay_time();
-    log_info("warm-up: {} + 1 placeholder tokens in {:.2f} s (--no-warmup skips it)", n,
+    log_info("warm-up: {} + 2 placeholder tokens in {:.2f} s (--no-warmup skips it)", n,
              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return {};
 }

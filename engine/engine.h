@@ -46,9 +46,9 @@ struct EngineParams {
     // --mtp off: the MTP layer's weights and caches are not loaded (1/79 of the model: 0.94 GiB per
     // rank at full size over 4 GPUs); the session then has no draft layer.
     bool load_mtp = true;
-    // --no-warmup: on GPUs the engine runs one prefill chunk and one decode step of placeholder tokens
+    // --no-warmup: on GPUs the engine runs one prefill chunk and two decode steps of placeholder tokens
     // at load, then empties the session, so the first prompt does not pay what only the first use of
-    // a kernel costs (module loading, cuBLAS's kernel choice per shape, recording the decode graph).
+    // a kernel costs (module loading, cuBLAS's kernel choice per shape, recording the decode graphs).
     // Ignored on the CPU (nothing to load lazily there) unless warmup_cpu is set (tests).
     bool warmup = true;
     bool warmup_cpu = false;

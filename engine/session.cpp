@@ -92,15 +92,16 @@ size_t Session::measure_arena(Rank& rank) const {
     // Each size at both ends of the context: the graph's nodes differ with and without a DSA
     // selection (T > index_topk), and the best-fit packing of a different node list can peak
     // higher even when its tensors are smaller.
-    auto measure = [&](int64_t n, const ForwardOptions& opt) {
-        for (int64_t pos : {params_.n_ctx - n, int64_t(0)}) {
-            ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
-            worst = std::max(worst, glm_arena_measure(fg.graph).size);
-            if (rank.weights->has_mtp) {
-                ForwardGraph draft = build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
-                worst = std::max(worst, glm_arena_measure(draft.graph).size);
-            }
+    auto measure_at = [&](int64_t n, int64_t pos, const ForwardOptions& opt) {
+        ForwardGraph fg = build_forward(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
+        worst = std::max(worst, glm_arena_measure(fg.graph).size);
+        if (rank.weights->has_mtp) {
+            ForwardGraph draft = build_mtp(ctx, rank.hp, *rank.weights, rank.kv, n, pos, opt);
+            worst = std::max(worst, glm_arena_measure(draft.graph).size);
         }
+    };
+    auto measure = [&](int64_t n, const ForwardOptions& opt) {
+        for (int64_t pos : {params_.n_ctx - n, int64_t(0)}) measure_at(n, pos, opt);
     };
     const int64_t n_chunk = std::min(params_.n_ubatch, params_.n_ctx);
     std::set<std::pair<int64_t, bool>> eager;  // (tokens, all_logits)
@@ -113,7 +114,10 @@ size_t Session::measure_arena(Rank& rank) const {
         measure(n, options(rank, all_logits, /*keep=*/keep_all, /*max_arg=*/true));
     if (params_.n_capture > 0)
         measure(std::min(params_.n_capture, n_chunk), options(rank, params_.logits_all, /*keep=*/true, /*max_arg=*/true));
-    for (int64_t n = 1; n <= max_recorded(); ++n) measure(n, recorded_options(rank));
+    for (int64_t n = 1; n <= max_recorded(); ++n) {
+        measure(n, recorded_options(rank));
+        if (n <= hp_.index_topk && short_twin(hp_.index_topk)) measure_at(n, hp_.index_topk - n, recorded_options(rank));
+    }
     // Best-fit packing is not monotonic in the batch size: a size between the measured ones can
     // peak a little higher (seen: 4% on a small fixture). An eighth more covers it.
     return worst + worst / 8 + (size_t(64) << 10);
@@ -272,10 +276,17 @@ bool Session::can_replay(int64_t n) const {
 // arena at once. A graph is placed once, here: allocating another graph later places that graph's
 // tensors, never these, so the addresses the capture recorded stay this graph's layout. init() measured
 // each recorded shape at this position, so the layout fits the arena.
-Status Session::record(GraphKind kind, int64_t n, Recorded& rec) {
+bool Session::short_twin(int64_t end) const {
+    return params_.attn == AttnMode::dsa && params_.n_ctx > hp_.index_topk && end <= hp_.index_topk;
+}
+
+Status Session::record(GraphKind kind, int64_t n, bool short_ctx, Recorded& rec) {
     // Shapes of the last n positions: cache views of every row, the DSA selection present whenever the
-    // context can exceed index_topk. Positions come from the input tensor at each replay.
-    build(rec.step, kind, n, params_.n_ctx - n, recorded_options(ranks_.front()));
+    // context can exceed index_topk (never in the short twin). Positions come from the input tensor at
+    // each replay.
+    const int64_t bound = short_ctx ? hp_.index_topk : params_.n_ctx;
+    GLM_ASSERT(bound >= n);
+    build(rec.step, kind, n, bound - n, recorded_options(ranks_.front()));
     std::vector<glm_backend*> backends;
     std::vector<const glm_graph*> graphs;
     for (size_t r = 0; r < ranks_.size(); ++r) {
@@ -300,15 +311,17 @@ Status Session::replay(GraphKind kind, const int32_t* tokens, int64_t n, int64_t
                        const Step** replayed) {
     *replayed = nullptr;
     if (!can_replay(n)) return {};
-    auto it = recorded_.find({kind, n});
+    const bool short_ctx = short_twin(pos + n);
+    auto it = recorded_.find({kind, n, short_ctx});
     if (it == recorded_.end()) {
         // After a refused capture the graphs recorded before it still replay; new shapes run eagerly.
         if (record_failed_) return {};
-        it = recorded_.try_emplace({kind, n}).first;
-        const Status st = record(kind, n, it->second);
+        it = recorded_.try_emplace({kind, n, short_ctx}).first;
+        const Status st = record(kind, n, short_ctx, it->second);
         if (!st.ok()) {
-            log_warn("recording the {} graph of {} token(s) failed ({}); running steps without replay",
-                     kind == GraphKind::forward ? "forward" : "MTP draft", n, st.message());
+            log_warn("recording the {}{} graph of {} token(s) failed ({}); running steps without replay",
+                     short_ctx ? "short-context " : "", kind == GraphKind::forward ? "forward" : "MTP draft", n,
+                     st.message());
             recorded_.erase(it);
             record_failed_ = true;
             return {};

@@ -178,6 +178,10 @@ private:
     // Recorded steps: graphs built once for T = n_ctx (kernels bound their work by the positions, which
     // live in device memory), captured on every rank, replayed with fresh inputs. One per step kind and
     // token count: the decode step, each verify size, each MTP step size (a draft step, a round's rows).
+    // With DSA and a context longer than index_topk each also has a short twin built for T =
+    // index_topk, replayed while the step ends within it: there the selection keeps every key, so the
+    // twin skips the indexer's scoring and top-k (the keys are still stored) and attends densely,
+    // the same arithmetic the long graph's selection would give.
     struct Recorded {
         Step step;
         std::vector<int> ids;  // one recorded graph per rank
@@ -186,8 +190,11 @@ private:
     ForwardOptions recorded_options(const Rank& rank) const;
     // Whether steps of n tokens may replay recorded graphs (recording a new one also needs !record_failed_).
     bool can_replay(int64_t n) const;
-    // Build (kind, n) at the end of the context, place it in the arena and capture it on every rank.
-    Status record(GraphKind kind, int64_t n, Recorded& rec);
+    // Whether a recorded step ending at position `end` (exclusive) replays the short twin.
+    bool short_twin(int64_t end) const;
+    // Build (kind, n) at the end of the context (short: of the first index_topk positions), place it in
+    // the arena and capture it on every rank.
+    Status record(GraphKind kind, int64_t n, bool short_ctx, Recorded& rec);
     // Replay the recorded graph of (kind, n) at positions pos..pos+n-1, recording it first if needed;
     // *replayed is the step whose outputs to read, or null when the step must run eagerly.
     Status replay(GraphKind kind, const int32_t* tokens, int64_t n, int64_t pos, const float* prev_hidden,
@@ -195,7 +202,7 @@ private:
 
     std::deque<Rank> ranks_;
     glm_comm* comm_ = nullptr;
-    std::map<std::pair<GraphKind, int64_t>, Recorded> recorded_;
+    std::map<std::tuple<GraphKind, int64_t, bool>, Recorded> recorded_;  // kind, tokens, short twin
     ReplayTime replay_time_;
     bool record_failed_ = false;  // a capture was refused: no more recording, steps without one run eagerly
     ModelHparams hp_;
