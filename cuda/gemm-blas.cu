@@ -12,8 +12,7 @@
 
 struct CudaBlas {
     cublasHandle_t handle = nullptr;
-    void* workspace = nullptr;
-    size_t workspace_bytes = 0;
+    void* workspace = nullptr;  // kWorkspaceBytes
 };
 
 namespace {
@@ -36,7 +35,6 @@ bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
 CudaBlas* cuda_blas_create(const CudaContext& ctx) {
     if (!GLM_CUBLAS) return nullptr;
-    CUDA_CHECK(cudaSetDevice(ctx.device));
     auto* blas = new CudaBlas;
     // A library that cannot start (missing or broken install) leaves the hand-written tiles in charge.
     if (cublasCreate(&blas->handle) != CUBLAS_STATUS_SUCCESS) {
@@ -49,10 +47,9 @@ CudaBlas* cuda_blas_create(const CudaContext& ctx) {
         cuda_blas_destroy(blas);
         return nullptr;
     }
-    blas->workspace_bytes = kWorkspaceBytes;
     // cublasSetStream resets the workspace to the library's pool, so the workspace is set after it.
     BLAS_CHECK(cublasSetStream(blas->handle, ctx.stream));
-    BLAS_CHECK(cublasSetWorkspace(blas->handle, blas->workspace, blas->workspace_bytes));
+    BLAS_CHECK(cublasSetWorkspace(blas->handle, blas->workspace, kWorkspaceBytes));
     // The f32 compute type as written: no reduced-precision shortcuts (e.g. tf32 or bf16x9 emulation).
     BLAS_CHECK(cublasSetMathMode(blas->handle, CUBLAS_DEFAULT_MATH));
     return blas;

@@ -13,8 +13,8 @@
 // One handle and its workspace per backend (stream). Made at start-up: nothing is allocated later, so
 // products recorded into CUDA graphs never allocate.
 struct CudaBlas;
-// Null handle (and no error) when cuBLAS is left out (-DGLM_CUBLAS=0) or cannot start: the products
-// then run on the hand-written tiles.
+// Made on ctx.device, which must be current. Null handle (and no error) when cuBLAS is left out
+// (-DGLM_CUBLAS=0) or cannot start: the products then run on the hand-written tiles.
 CudaBlas* cuda_blas_create(const CudaContext& ctx);
 void cuda_blas_destroy(CudaBlas* blas);
 

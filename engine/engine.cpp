@@ -135,7 +135,7 @@ static Status create_backends(const EngineParams& params, std::vector<std::uniqu
         glm_cuda_set_programmatic_launch(programmatic_launch_on(params, gpus.size()));
         for (int device : gpus) {
             std::unique_ptr<glm_backend> b;
-            // cuBLAS comes after the memory plan (enable_blas_if_room): its ~70 MiB per card decide
+            // cuBLAS comes after the memory plan (enable_blas_if_room): its ~100 MiB per card decide
             // whether the longest contexts fit 80 GB cards.
             GLM_TRY(glm_backend_cuda_create(device, b, /*with_blas=*/false));
             out.push_back(std::move(b));
@@ -338,7 +338,6 @@ Status Engine::plan(const EngineParams& requested, std::string& report) {
     report += capacity_note + "\n";
     return check_memory_plan(plan);
 }
-
 
 namespace {
 

@@ -265,6 +265,10 @@ bool Session::can_replay(int64_t n) const {
     return ranks_.size() == 1 || !comm_ || comm_->capturable(size_t(n * widest) * sizeof(float));
 }
 
+bool Session::short_twin(int64_t end) const {
+    return params_.attn == AttnMode::dsa && params_.n_ctx > hp_.index_topk && end <= hp_.index_topk;
+}
+
 // Every recorded graph lives in the rank's one arena, as do the eager steps' graphs: glm_arena_allocate
 // lays each graph out on its own from offset 0 (glm_arena_measure plans one graph's liveness and nothing
 // else), so graph A's tensors share bytes with graph B's, inputs included. That is safe because a
@@ -275,11 +279,7 @@ bool Session::can_replay(int64_t n) const {
 // waits for every rank) and their outputs are read before the next step runs, so no two graphs use the
 // arena at once. A graph is placed once, here: allocating another graph later places that graph's
 // tensors, never these, so the addresses the capture recorded stay this graph's layout. init() measured
-// each recorded shape at this position, so the layout fits the arena.
-bool Session::short_twin(int64_t end) const {
-    return params_.attn == AttnMode::dsa && params_.n_ctx > hp_.index_topk && end <= hp_.index_topk;
-}
-
+// each recorded shape at this position (the short twin's too), so the layout fits the arena.
 Status Session::record(GraphKind kind, int64_t n, bool short_ctx, Recorded& rec) {
     // Shapes of the last n positions: cache views of every row, the DSA selection present whenever the
     // context can exceed index_topk (never in the short twin). Positions come from the input tensor at
