@@ -131,9 +131,10 @@ public:
         return {};
     }
 
-    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale,
+                            const glm_fill_slice& slice) override {
         CUDA_CHECK(cudaSetDevice(ctx_.device));
-        cuda_fill_random(ctx_, t, seed, mean, scale);
+        cuda_fill_random(ctx_, t, seed, mean, scale, slice);
         CUDA_CHECK_LAUNCH();
     }
 

@@ -41,7 +41,9 @@ void cuda_op_topk_candidates(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_topk_merge(CudaContext& ctx, glm_tensor* dst);
 void cuda_op_attn_merge(CudaContext& ctx, glm_tensor* dst);
 // fill.cu: seeded random contents (synthetic weights)
-void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean, float scale);
+struct glm_fill_slice;  // ggml-like/backend.h
+void cuda_fill_random(CudaContext& ctx, glm_tensor* t, uint64_t seed, float mean, float scale,
+                      const glm_fill_slice& slice);
 
 // ---- fused launches ------------------------------------------------------------------------------
 // backend.cu matches node patterns in the graph (consecutive nodes, intermediates read by nobody

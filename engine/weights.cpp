@@ -100,7 +100,7 @@ public:
         glm_tensor* t = ctx_.new_tensor(r->dtype, std::max(n, 1), ne);
         glm_set_name(t, r->name);
         place(t);
-        upload(t, r->data, r->nbytes, fill_mean, fill_scale);
+        upload(t, r->data, r->nbytes, fill_mean, fill_scale, glm_fill_slice{});
         return t;
     }
 
@@ -115,7 +115,8 @@ public:
         t->split = GLM_SPLIT_ROWS;
         place(t);
         const size_t row_bytes = glm_nbytes(t) / size_t(std::max<int64_t>(count, 1));
-        upload(t, r->data ? r->data + size_t(first) * row_bytes : nullptr, glm_nbytes(t), fill_mean, fill_scale);
+        upload(t, r->data ? r->data + size_t(first) * row_bytes : nullptr, glm_nbytes(t), fill_mean, fill_scale,
+               glm_fill_slice{first, r->shape[0], 0, 0});
         return t;
     }
 
@@ -151,7 +152,7 @@ public:
         if (t->block_scale) place(t->block_scale);
         if (t->global_scale) place(t->global_scale);
         if (!buffer_) return t;
-        if (seed_) {  // one fill per stacked tensor (fast), the expert count in the seed
+        if (seed_) {  // one fill per stacked tensor (fast): the window applies to each expert's matrix
             upload_linear(t, first, r0, nr, c0, nc, 0);
         } else {
             for (int64_t e = 0; e < E; ++e) {
@@ -200,17 +201,22 @@ private:
         offset_ += glm_nbytes(t);
     }
 
+    // Synthetic values depend on (seed, name, index in the whole tensor) only, never on the rank: a
+    // replicated tensor is the same on every rank and a split one is a slice of the one-rank tensor,
+    // so every TP layout (ranks, cache copied or split) computes the same model.
     uint64_t seed_for(const glm_tensor* t) const {
-        uint64_t h = seed_ ^ (uint64_t(shard_.rank) << 56);
+        uint64_t h = seed_;
         for (char c : t->name) h = (h ^ uint8_t(c)) * 0x100000001B3ull;
         return h;
     }
 
-    // A whole (unsplit) tensor: host bytes, or generated values for a synthetic model.
-    void upload(glm_tensor* t, const void* data, size_t nbytes, float fill_mean, float fill_scale) {
+    // A tensor (slice: where this rank's rows sit in the whole): host bytes, or generated values for a
+    // synthetic model.
+    void upload(glm_tensor* t, const void* data, size_t nbytes, float fill_mean, float fill_scale,
+                const glm_fill_slice& slice) {
         if (!buffer_) return;
         if (seed_) {
-            backend_->tensor_fill_random(t, seed_for(t), fill_mean, fill_scale);
+            backend_->tensor_fill_random(t, seed_for(t), fill_mean, fill_scale, slice);
             if (progress_) progress_->add(glm_nbytes(t));
             return;
         }
@@ -224,12 +230,18 @@ private:
         if (seed_) {
             // Synthetic: uniform values with the variance of a fan-in-scaled init (activations keep
             // their size through 78 layers); NVFP4: random codes, block scales in [0.5, 1.5], and the
-            // global scale (upload_global) brings elements to that variance.
+            // global scale (upload_global) brings elements to that variance. The window of this rank
+            // in w (in every expert of a stacked t): values of the whole weight's elements. The block
+            // scales are [in / 16, out] E4M3: the same rows, the columns in blocks of 16.
+            const glm_fill_slice window{r0, w.out, c0, w.in};
             if (t->type == GLM_TYPE_NVFP4) {
-                backend_->tensor_fill_random(t, seed_for(t), 0.0f, 1.0f);
-                backend_->tensor_fill_random(t->block_scale, seed_for(t->block_scale), 1.0f, 0.5f);
+                GLM_ASSERT(c0 % GLM_NVFP4_BLOCK == 0 && w.in % GLM_NVFP4_BLOCK == 0);
+                GLM_ASSERT(t->block_scale->type == GLM_TYPE_F8_E4M3 && t->block_scale->ne[0] * GLM_NVFP4_BLOCK == nc);
+                const glm_fill_slice blocks{r0, w.out, c0 / GLM_NVFP4_BLOCK, w.in / GLM_NVFP4_BLOCK};
+                backend_->tensor_fill_random(t, seed_for(t), 0.0f, 1.0f, window);
+                backend_->tensor_fill_random(t->block_scale, seed_for(t->block_scale), 1.0f, 0.5f, blocks);
             } else {
-                backend_->tensor_fill_random(t, seed_for(t), 0.0f, std::sqrt(3.0f / float(w.in)));
+                backend_->tensor_fill_random(t, seed_for(t), 0.0f, std::sqrt(3.0f / float(w.in)), window);
             }
             if (progress_) progress_->add(glm_nbytes(t) + (t->block_scale ? glm_nbytes(t->block_scale) : 0));
             return;

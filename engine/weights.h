@@ -40,7 +40,8 @@ size_t map_weights_unplaced(const ModelWeights& ckpt, TpShard shard, glm_context
 // share of every tensor (several threads read the shards ahead of the upload; a progress bar on a
 // terminal when asked). Routed experts are stacked per layer ([in, out, E]); NVFP4 keeps its codes,
 // block scales and a global scale per expert. synthetic_seed != 0: no bytes are read; every tensor
-// is filled on the backend with seeded random values (glm_backend::tensor_fill_random).
+// is filled on the backend with seeded random values (glm_backend::tensor_fill_random), a function of
+// (seed, tensor name, index in the whole tensor): any rank count holds shares of one model.
 Status upload_weights(const ModelConfig& config, const ModelWeights& ckpt, glm_backend* backend,
                       glm_context& ctx, ModelTensors& out, glm_buffer** buffer, bool show_progress = false,
                       TpShard shard = {}, uint64_t synthetic_seed = 0);

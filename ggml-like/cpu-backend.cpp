@@ -616,24 +616,23 @@ void op_attn_merge(glm_tensor* dst) {
         }
 }
 
-void fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) {
-    GLM_ASSERT(t->data && glm_is_contiguous(t));
+// The same values as cuda/fill.cu: unit i of t gets the bits of its index in the whole tensor.
+void fill_random(glm_tensor* t, uint64_t seed, float mean, float scale, const glm_fill_slice& slice) {
+    GLM_ASSERT(t->data);
+    const glm_fill_map map = glm_fill_map_make(t, slice);
     uint8_t* p = static_cast<uint8_t*>(t->data);
-    switch (t->type) {
-        case GLM_TYPE_NVFP4: case GLM_TYPE_U8: case GLM_TYPE_I32:
-            for (size_t i = 0; i < glm_nbytes(t); ++i) p[i] = uint8_t(glm_fill_bits(seed, i) >> 56);
-            return;
-        default: {
-            GLM_ASSERT(glm_type_is_float(t->type));
-            const bool positive = t->type == GLM_TYPE_F8_E4M3;
-            const int64_t n = glm_nelements(t);
-            const size_t es = glm_type_block_bytes(t->type);
-            for (int64_t i = 0; i < n; ++i) {
-                float v = mean + scale * glm_fill_uniform(glm_fill_bits(seed, uint64_t(i)));
-                if (positive) v = std::fabs(v);
-                glm_row_from_f32(t->type, &v, p + size_t(i) * es, 1);
-            }
-        }
+    if (glm_fill_is_bytes(t->type)) {
+        for (size_t i = 0; i < glm_nbytes(t); ++i) p[i] = uint8_t(glm_fill_bits(seed, glm_fill_global_index(map, i)) >> 56);
+        return;
+    }
+    GLM_ASSERT(glm_type_is_float(t->type));
+    const bool positive = t->type == GLM_TYPE_F8_E4M3;
+    const int64_t n = glm_nelements(t);
+    const size_t es = glm_type_block_bytes(t->type);
+    for (int64_t i = 0; i < n; ++i) {
+        float v = glm_fill_value(glm_fill_bits(seed, glm_fill_global_index(map, uint64_t(i))), mean, scale);
+        if (positive) v = std::fabs(v);
+        glm_row_from_f32(t->type, &v, p + size_t(i) * es, 1);
     }
 }
 
@@ -674,8 +673,9 @@ public:
         return {};
     }
     void synchronize() override {}
-    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
-        fill_random(t, seed, mean, scale);
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale,
+                            const glm_fill_slice& slice) override {
+        fill_random(t, seed, mean, scale, slice);
     }
 
 private:

@@ -90,12 +90,12 @@ void ModelFixture::load_on(const std::string& name, std::unique_ptr<glm_backend>
 std::vector<int32_t> ModelFixture::prompt(size_t i) const { return ref["prompts"][i].get<std::vector<int32_t>>(); }
 
 Status TpTestModel::load(const std::string& dir, std::vector<std::unique_ptr<glm_backend>> ranks,
-                         std::unique_ptr<glm_comm> communicator) {
+                         std::unique_ptr<glm_comm> communicator, uint64_t synthetic_seed) {
     backends = std::move(ranks);
     std::vector<glm_backend*> raw;
     for (auto& b : backends) raw.push_back(b.get());
     comm = communicator ? std::move(communicator) : glm_comm_host_create(raw);
-    GLM_TRY(open_model(dir, "", model));
+    GLM_TRY(synthetic_seed ? open_synthetic_model(dir, "", synthetic_seed, model) : open_model(dir, "", model));
     return upload_model(raw, /*show_progress=*/false, model);
 }
 

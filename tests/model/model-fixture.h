@@ -42,9 +42,10 @@ struct TpTestModel {
     std::vector<std::unique_ptr<glm_backend>> backends;
     std::unique_ptr<glm_comm> comm;
     LoadedModel model;
-    // backends.size() ranks; comm null: the host communicator.
+    // backends.size() ranks; comm null: the host communicator. synthetic_seed != 0: only the config
+    // of dir is read and every rank generates its share of the weights (--synthetic).
     Status load(const std::string& dir, std::vector<std::unique_ptr<glm_backend>> ranks,
-                std::unique_ptr<glm_comm> communicator = nullptr);
+                std::unique_ptr<glm_comm> communicator = nullptr, uint64_t synthetic_seed = 0);
     std::unique_ptr<Session> session(SessionParams params) const;
 };
 

@@ -27,8 +27,9 @@ public:
     void buffer_clear(glm_buffer* buffer, uint8_t value) override { inner_->buffer_clear(buffer, value); }
     bool supports_op(const glm_tensor* t) const override { return inner_->supports_op(t); }
     void synchronize() override { inner_->synchronize(); }
-    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
-        inner_->tensor_fill_random(t, seed, mean, scale);
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale,
+                            const glm_fill_slice& slice) override {
+        inner_->tensor_fill_random(t, seed, mean, scale, slice);
     }
     Status graph_compute_range(const glm_graph& graph, size_t begin, size_t end) override {
         if (!capturing_) return inner_->graph_compute_range(graph, begin, end);

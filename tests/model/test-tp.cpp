@@ -4,6 +4,7 @@
 // the GPU communicators are tested against the host one in tests/tp.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <sstream>
 
 #include "engine/engine.h"
@@ -19,12 +20,14 @@ std::vector<std::unique_ptr<glm_backend>> cpu_ranks(int n) {
     return out;
 }
 
-void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int steps, std::vector<int> rank_counts = {2, 4}) {
+// seed != 0: the config of dir with --synthetic weights of that seed on every layout.
+void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int steps, std::vector<int> rank_counts = {2, 4},
+                uint64_t seed = 0) {
     SessionParams p;
     p.n_ctx = int64_t(prompt.size()) + steps + 1;
     p.kv_type = GLM_TYPE_F32;
     TpTestModel one;
-    REQUIRE(one.load(dir, cpu_ranks(1)).ok());
+    REQUIRE(one.load(dir, cpu_ranks(1), nullptr, seed).ok());
     std::vector<float> ref_logits;
     const std::vector<int32_t> ref = greedy_continuation(*one.session(p), prompt, steps, one.model.hp.n_vocab, ref_logits);
     std::vector<std::pair<int, bool>> runs;
@@ -35,7 +38,7 @@ void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int 
         CAPTURE(split);
         p.kv_split = split;
         TpTestModel tp;
-        const Status st = tp.load(dir, cpu_ranks(n));
+        const Status st = tp.load(dir, cpu_ranks(n), nullptr, seed);
         REQUIRE_MESSAGE(st.ok(), st.message());
         REQUIRE(tp.model.ranks.size() == size_t(n));
         // Each rank holds a share of the split tensors (not a copy).
@@ -52,9 +55,9 @@ void compare_tp(const std::string& dir, const std::vector<int32_t>& prompt, int 
         CHECK(ids == ref);
         REQUIRE(logits.size() == ref_logits.size());
         const double err = rel_error(logits.data(), ref_logits.data(), logits.size());
-        MESSAGE(dir.substr(dir.find_last_of('/') + 1), " TP=", n, std::string(split ? " (cache split by position)" : ""), ": ", steps,
-                " greedy tokens identical=", ids == ref,
-                ", logits rel. error ", err);
+        MESSAGE(dir.substr(dir.find_last_of('/') + 1), std::string(seed ? " (synthetic)" : ""), " TP=", n,
+                std::string(split ? " (cache split by position)" : ""), ": ", steps,
+                " greedy tokens identical=", ids == ref, ", logits rel. error ", err);
         CHECK(err <= 1e-4);  // f32 on both sides: only the summation order of the partial sums differs
 
         // The device-side greedy path (max_arg pairs per rank) picks what argmax over all logits picks.
@@ -90,6 +93,75 @@ TEST_CASE("tensor parallel over 8 CPU ranks equals one rank (8-head checkpoint, 
     // the top-k boundary, which the split cache's merge must break by position as one rank does.
     compare_tp(std::string(GLMRUN_SOURCE_DIR) + "/tests/fixtures/synthetic_tp8",
                {1, 50, 300, 7, 100, 22, 5, 91, 400, 12, 3, 77, 8, 64}, 32, {2, 4, 8});
+}
+
+namespace {
+
+std::vector<uint8_t> read_bytes(const RankWeights& rw, const glm_tensor* t) {
+    std::vector<uint8_t> out(glm_nbytes(t));
+    rw.backend->tensor_get(t, out.data(), 0, out.size());
+    return out;
+}
+
+// part (a rank's share) holds rows [row0, row0 + ne1) x columns [col0, col0 + ne0) of every matrix
+// of whole (stacked experts: of each expert), byte for byte; block scales along with NVFP4 codes.
+void check_window(const RankWeights& whole_rank, const glm_tensor* whole, const RankWeights& part_rank,
+                  const glm_tensor* part, int64_t row0, int64_t col0) {
+    CAPTURE(part->name);
+    REQUIRE(part->type == whole->type);
+    REQUIRE(part->ne[2] == whole->ne[2]);
+    const std::vector<uint8_t> a = read_bytes(whole_rank, whole), b = read_bytes(part_rank, part);
+    const size_t whole_row = glm_row_bytes(whole->type, whole->ne[0]), part_row = glm_row_bytes(part->type, part->ne[0]);
+    const size_t at = glm_row_bytes(whole->type, col0);
+    size_t differ = 0;
+    for (int64_t e = 0; e < part->ne[2]; ++e)
+        for (int64_t r = 0; r < part->ne[1]; ++r)
+            differ += std::memcmp(b.data() + size_t(e * part->ne[1] + r) * part_row,
+                                  a.data() + size_t(e * whole->ne[1] + row0 + r) * whole_row + at, part_row) != 0;
+    CHECK(differ == 0);
+    if (part->block_scale)
+        check_window(whole_rank, whole->block_scale, part_rank, part->block_scale, row0, col0 / GLM_NVFP4_BLOCK);
+}
+
+}  // namespace
+
+TEST_CASE("tensor parallel: synthetic weights are one model on every layout (1 vs 2, 4, 8 CPU ranks)") {
+    // --synthetic values depend on (seed, tensor name, index in the whole tensor), not on the rank:
+    // replicated tensors are equal on every rank and a split tensor's shares are slices of the one-rank
+    // tensor, so the layouts give the same tokens (a rank-dependent seed gave a full-size TP = 4 run
+    // different logits with the cache copied and split, since the two computed with other weights).
+    const std::string dir = std::string(GLMRUN_SOURCE_DIR) + "/tests/fixtures/synthetic_tp8";
+    constexpr uint64_t seed = 1234;
+    TpTestModel one, four;
+    REQUIRE(one.load(dir, cpu_ranks(1), nullptr, seed).ok());
+    REQUIRE(four.load(dir, cpu_ranks(4), nullptr, seed).ok());
+    const RankWeights& whole = one.model.ranks[0];
+    const LayerTensors& W0 = whole.tensors.layers[0];
+    const LayerTensors& W1 = whole.tensors.layers[1];  // the first MoE layer: NVFP4 experts
+    REQUIRE(W1.exp_gate);
+    REQUIRE(W1.exp_gate->type == GLM_TYPE_NVFP4);
+    for (int r = 0; r < 4; ++r) {
+        CAPTURE(r);
+        const RankWeights& rank = four.model.ranks[size_t(r)];
+        const LayerTensors& L0 = rank.tensors.layers[0];
+        const LayerTensors& L1 = rank.tensors.layers[1];
+        // Replicated: the same bytes as rank 0 and as the one-rank model.
+        CHECK(read_bytes(rank, L0.q_a) == read_bytes(four.model.ranks[0], four.model.ranks[0].tensors.layers[0].q_a));
+        CHECK(read_bytes(rank, L0.q_a) == read_bytes(whole, W0.q_a));
+        CHECK(read_bytes(rank, L1.router) == read_bytes(whole, W1.router));
+        CHECK(read_bytes(rank, L0.attn_norm) == read_bytes(whole, W0.attn_norm));
+        // Split by rows (heads, vocabulary, each expert's intermediate rows) and by columns.
+        check_window(whole, W0.q_b, rank, L0.q_b, r * L0.q_b->ne[1], 0);
+        check_window(whole, W0.o, rank, L0.o, 0, r * L0.o->ne[0]);
+        int64_t first = 0, count = 0;
+        vocab_share(one.model.hp.n_vocab, TpShard{r, 4}, first, count);
+        check_window(whole, whole.tensors.tok_embd, rank, rank.tensors.tok_embd, first, 0);
+        check_window(whole, whole.tensors.lm_head, rank, rank.tensors.lm_head, first, 0);
+        check_window(whole, W1.exp_gate, rank, L1.exp_gate, r * L1.exp_gate->ne[1], 0);
+        check_window(whole, W1.exp_down, rank, L1.exp_down, 0, r * L1.exp_down->ne[0]);
+    }
+    // The same tokens and logits over 2, 4 and 8 ranks, the cache copied and split by position.
+    compare_tp(dir, {1, 50, 300, 7, 100, 22, 5, 91, 400, 12, 3, 77, 8, 64}, 32, {2, 4, 8}, seed);
 }
 
 TEST_CASE("tensor parallel: a split that does not divide is a usage error") {

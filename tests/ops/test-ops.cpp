@@ -84,8 +84,9 @@ public:
         return st;
     }
     void synchronize() override { inner_->synchronize(); }
-    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale) override {
-        inner_->tensor_fill_random(t, seed, mean, scale);
+    void tensor_fill_random(glm_tensor* t, uint64_t seed, float mean, float scale,
+                            const glm_fill_slice& slice) override {
+        inner_->tensor_fill_random(t, seed, mean, scale, slice);
     }
 
 private:
