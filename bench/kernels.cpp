@@ -550,27 +550,30 @@ constexpr int64_t kIdxD = 128, kIdxH = 32, kTopK = 2048;
 Status bench_indexer(const Config& cfg, std::vector<Result>& out) {
     const int64_t Ts[] = {4096, 32768, 131072};
     for (int64_t T : Ts) {
-        for (int mode = 0; mode < 3; ++mode) {  // 0: indexer + top-k, 1: indexer, 2: top-k
+        // 0: indexer + top-k (by index, as the engine), 1: indexer, 2: top-k by index, 3: top-k sorted
+        for (int mode = 0; mode < 4; ++mode) {
             Result r;
-            const char* ids[] = {"indexer_topk", "indexer", "topk"};
-            const char* names[] = {"indexer + top-k 2048", "indexer alone (glm_indexer)", "top-k 2048 alone (glm_top_k)"};
+            const char* ids[] = {"indexer_topk", "indexer", "topk", "topk_sorted"};
+            const char* names[] = {"indexer + top-k 2048", "indexer alone (glm_indexer)",
+                                   "top-k 2048 alone (glm_top_k_by_index)", "top-k 2048 sorted (glm_top_k)"};
+            const bool topk_alone = mode >= 2;
             r.id = fmt::format("{}_T{}", ids[mode], T);
             r.kernel = names[mode];
-            r.shape = mode == 2 ? fmt::format("f32 scores [{}], k=2048", T)
+            r.shape = topk_alone ? fmt::format("f32 scores [{}], k=2048", T)
                                 : fmt::format("q [128,32,1], k bf16 [128,{}]", T);
             const double kbytes = double(T) * kIdxD * 2, sbytes = double(T) * 4, io = kIdxD * kIdxH * 4.0 + kIdxH * 4.0;
             r.bytes = mode == 0 ? kbytes + io + 2 * sbytes + kTopK * 4.0
                     : mode == 1 ? kbytes + io + sbytes
                                 : sbytes + kTopK * 4.0;
             r.target = mode == 0 && T == 131072 ? "<= 40 us" : "-";
-            const size_t per_copy = mode == 2 ? size_t(sbytes) : size_t(kbytes);
+            const size_t per_copy = topk_alone ? size_t(sbytes) : size_t(kbytes);
             const int reps = choose_reps(r.bytes);
             const int copies = choose_copies(per_copy, reps);
             GLM_TRY(run_bench(cfg, r, reps, copies, [&, T, mode](Bench& b, int R) {
                 glm_context& c = b.ctx();
                 std::vector<glm_tensor*> src;
                 for (int i = 0; i < copies; ++i)
-                    src.push_back(mode == 2 ? b.leaf(c.new_tensor_2d(GLM_TYPE_F32, T, 1), Fill::F32)
+                    src.push_back(topk_alone ? b.leaf(c.new_tensor_2d(GLM_TYPE_F32, T, 1), Fill::F32)
                                             : b.leaf(c.new_tensor_2d(GLM_TYPE_BF16, kIdxD, T), Fill::BF16));
                 glm_tensor* q = b.leaf(c.new_tensor_3d(GLM_TYPE_F32, kIdxD, kIdxH, 1), Fill::F32);
                 glm_tensor* w = b.leaf(c.new_tensor_2d(GLM_TYPE_F32, kIdxH, 1), Fill::F32);
@@ -578,11 +581,11 @@ Status bench_indexer(const Config& cfg, std::vector<Result>& out) {
                 const float scale = 1.0f / std::sqrt(float(kIdxD));
                 for (int i = 0; i < R; ++i) {
                     glm_tensor* s = src[size_t(i % copies)];
-                    if (mode == 2) {
-                        b.add_rep(glm_top_k(c, s, int(kTopK)));
+                    if (topk_alone) {
+                        b.add_rep(mode == 2 ? glm_top_k_by_index(c, s, int(kTopK)) : glm_top_k(c, s, int(kTopK)));
                     } else {
                         glm_tensor* sc = glm_indexer(c, q, s, w, pos, scale);
-                        b.add_rep(mode == 0 ? glm_top_k(c, sc, int(kTopK)) : sc);
+                        b.add_rep(mode == 0 ? glm_top_k_by_index(c, sc, int(kTopK)) : sc);
                     }
                 }
             }, mode == 1 ? 0 : T, out));

@@ -18,6 +18,10 @@
 // key K*; one more pass collects every key > K* (atomics, any order) and the needed number of
 // keys == K* in index order (a block scan per chunk, skipped when all of them are needed), then
 // the k candidates are sorted. Every pass gives each thread kPer loads in flight.
+// glm_top_k_by_index (params[1] = 1) selects the same entries but sorts nothing: the selection is
+// marked in a bitmap over the column (in the pairs' shared memory) and one block scan writes it in
+// index order; the multi-block passes below find its threshold the same way. Columns longer than
+// the bitmap (262,144) take the sorted path and sort its k best again by index.
 // With q_pos every pass stops at the column's candidate count n_c (a column with n_c <= kMaxCand is
 // sorted whole, whatever the graph's n). Limit: k <= kMaxCand when n > kMaxCand (GLM-5.1 uses
 // k = 2048).
@@ -337,6 +341,7 @@ struct TopkParams {
     int n, k;
     int has_qpos;
     int pow2;          // sort length of k candidates: next power of two >= k
+    int by_index;      // glm_top_k_by_index: the selection listed by ascending index
 };
 
 // The candidate count of column col: n, or min(q_pos[col] + 1, n) (0 for a negative position).
@@ -540,6 +545,122 @@ __global__ void __launch_bounds__(kTopkThreads) topk_mb_collect(TopkParams p) {
     });
 }
 
+// Radix select over the keys key_of(0 .. m - 1) (m >= k, block-uniform): K*, the k-th largest key,
+// how many keys == K* the selection still takes after every key > K* (`remaining`) and how many
+// keys == K* there are (`n_eq`). Three histogram passes of 11-bit digits (the last overlaps bit 10,
+// harmless); each pass reads the keys in chunks of kChunk, kPer consecutive ones per thread, loads
+// first so each thread has kPer of them in flight.
+struct Threshold {
+    uint32_t kstar, remaining, n_eq;
+};
+template <typename KeyOf>
+__device__ Threshold radix_select(KeyOf key_of, int m, uint32_t k, uint32_t* hist, uint32_t* warp_tot, uint32_t* found) {
+    const int tid = threadIdx.x;
+    uint32_t keys[kPer];
+    uint32_t prefix = 0, mask = 0, remaining = k, n_eq = 0;
+    const int shifts[3] = {21, 10, 0};
+    for (int pass = 0; pass < 3; ++pass) {
+        const int sh = shifts[pass];
+        for (int i = tid; i < kBins; i += kTopkThreads) hist[i] = 0;
+        __syncthreads();
+        for (int i0 = 0; i0 < m; i0 += kChunk) {
+#pragma unroll
+            for (int u = 0; u < kPer; ++u) {
+                const int i = i0 + tid * kPer + u;
+                keys[u] = i < m ? key_of(i) : 0u;
+            }
+#pragma unroll
+            for (int u = 0; u < kPer; ++u)
+                if (i0 + tid * kPer + u < m && (keys[u] & mask) == prefix)
+                    atomicAdd(&hist[(keys[u] >> sh) & (kBins - 1)], 1u);
+        }
+        __syncthreads();
+        // thread tid owns bins 2c, 2c + 1 of chunk c = kTopkThreads - 1 - tid, so the scan in
+        // thread order counts keys in chunks at and above c
+        const int c = kTopkThreads - 1 - tid;
+        const uint32_t lo = hist[2 * c], hi = hist[2 * c + 1];
+        const uint32_t incl = block_inclusive_scan(lo + hi, warp_tot);
+        const uint32_t above = incl - lo - hi;  // keys in higher bins
+        if (above < remaining && above + hi >= remaining) {
+            found[0] = uint32_t(2 * c + 1);
+            found[1] = remaining - above;
+            found[2] = hi;
+        } else if (above + hi < remaining && above + hi + lo >= remaining) {
+            found[0] = uint32_t(2 * c);
+            found[1] = remaining - above - hi;
+            found[2] = lo;
+        }
+        __syncthreads();
+        prefix |= found[0] << sh;
+        mask |= uint32_t(kBins - 1) << sh;
+        remaining = found[1];
+        n_eq = found[2];  // after the last pass: the number of keys == K*
+        __syncthreads();  // found is rewritten by the next pass
+    }
+    return {prefix, remaining, n_eq};
+}
+
+// glm_top_k_by_index: bit i of `sel` (a bitmap over the column's n_c candidates, in the shared
+// memory the sorted path uses for its pairs) marks entry i as selected; one block scan over the
+// words then writes the selected indices in ascending order. No sort at all: at decode the 2,048 of
+// GLM-5.1 cost ~80 stages of a bitonic sort, most of the top-k's time.
+constexpr int kMaxBitmapN = kMaxCand * 64;  // positions the pair buffer's bits cover (262,144)
+
+// Marks every key > th.kstar of the column and the first th.remaining keys == K* by index (a block
+// scan per chunk, skipped when every key == K* is taken).
+template <typename KeyAt>
+__device__ void mark_column(KeyAt key_at, int n, const Threshold& th, uint32_t* sel, uint32_t* warp_tot) {
+    const int tid = threadIdx.x;
+    const bool all_ties = th.n_eq == th.remaining;
+    uint32_t ties_before = 0;
+    for (int i0 = 0; i0 < n; i0 += kChunk) {  // block-uniform trip count
+        uint32_t keys[kPer];
+#pragma unroll
+        for (int u = 0; u < kPer; ++u) {
+            const int i = i0 + tid * kPer + u;
+            keys[u] = i < n ? key_at(i) : 0u;
+        }
+        uint32_t bits = 0, my_eq = 0;
+#pragma unroll
+        for (int u = 0; u < kPer; ++u) {
+            const bool live = i0 + tid * kPer + u < n;
+            if (live && (keys[u] > th.kstar || (all_ties && keys[u] == th.kstar))) bits |= 1u << u;
+            my_eq += live && keys[u] == th.kstar;
+        }
+        if (!all_ties) {  // block-uniform
+            uint32_t total = 0;
+            uint32_t offset = ties_before + block_inclusive_scan(my_eq, warp_tot, &total) - my_eq;
+#pragma unroll
+            for (int u = 0; u < kPer; ++u)
+                if (i0 + tid * kPer + u < n && keys[u] == th.kstar) {
+                    if (offset < th.remaining) bits |= 1u << u;
+                    ++offset;
+                }
+            ties_before += total;
+        }
+        // kChunk and kPer are multiples of 8: the thread's kPer bits lie inside one 32-bit word
+        const int first = i0 + tid * kPer;
+        if (bits) atomicOr(&sel[first >> 5], bits << (first & 31));
+    }
+}
+
+// Writes the indices of sel's set bits (words [0, ceil(n / 32))) in ascending order to dst column
+// col, then -1 up to k. Thread tid takes a contiguous run of words; a block scan of their bit counts
+// gives each run its place.
+__device__ void write_selected(const TopkParams& p, int col, int n, const uint32_t* sel, uint32_t* warp_tot) {
+    const int tid = threadIdx.x;
+    const int words = (n + 31) >> 5, per = (words + kTopkThreads - 1) / kTopkThreads;
+    const int w0 = min(tid * per, words), w1 = min(w0 + per, words);
+    uint32_t count = 0;
+    for (int w = w0; w < w1; ++w) count += __popc(sel[w]);
+    uint32_t total = 0;
+    uint32_t at = block_inclusive_scan(count, warp_tot, &total) - count;
+    auto out = [&](int j) { return reinterpret_cast<int32_t*>(const_cast<uint8_t*>(elem_ptr(p.dst, j, col, 0, 0))); };
+    for (int w = w0; w < w1; ++w)
+        for (uint32_t bits = sel[w]; bits && at < uint32_t(p.k); bits &= bits - 1) *out(int(at++)) = w * 32 + __ffs(bits) - 1;
+    for (int j = int(min(total, uint32_t(p.k))) + tid; j < p.k; j += kTopkThreads) *out(j) = -1;
+}
+
 template <bool kMb>
 __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
     grid_dependency_wait();
@@ -559,6 +680,39 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
     // kMb: the candidates of topk_mb_collect, when they fit (block-uniform; the multi-block
     // kernels skipped columns of n <= kMaxCand)
     const uint32_t n_cand = kMb && n > kMaxCand ? g_topk_scratch[col].n_cand : 0u;
+    if (p.by_index && n <= kMaxBitmapN) {
+        uint32_t* sel = reinterpret_cast<uint32_t*>(cand);
+        const int words = (n + 31) >> 5;
+        for (int w = tid; w < words; w += kTopkThreads) {  // n <= k: every candidate, else none yet
+            const int left = n - 32 * w;
+            sel[w] = n > p.k ? 0u : left >= 32 ? ~0u : (1u << left) - 1u;
+        }
+        if (n > p.k) {
+            const unsigned long long* pairs = g_topk_cand[kMb ? col : 0];
+            bool from_cand = false;
+            Threshold th{};
+            if (kMb && n > kMaxCand && n_cand <= uint32_t(kMaxCand)) {
+                // K* among the candidates: every key of the column's bucket of the k-th largest is there
+                th = radix_select([&](int i) { return uint32_t(pairs[i] >> 32); }, int(n_cand), uint32_t(p.k), hist,
+                                  warp_tot, found);
+                from_cand = th.n_eq == th.remaining;  // ties to take in index order: mark from the column
+            }
+            if (!from_cand) th = radix_select(key_at, n, uint32_t(p.k), hist, warp_tot, found);
+            __syncthreads();
+            if (from_cand) {
+                for (int i = tid; i < int(n_cand); i += kTopkThreads) {
+                    const unsigned long long pair = pairs[i];
+                    const uint32_t key = uint32_t(pair >> 32), idx = 0xffffffffu - uint32_t(pair & 0xffffffffull);
+                    if (key >= th.kstar) atomicOr(&sel[idx >> 5], 1u << (idx & 31));
+                }
+            } else {
+                mark_column(key_at, n, th, sel, warp_tot);
+            }
+        }
+        __syncthreads();
+        write_selected(p, col, n, sel, warp_tot);
+        return;
+    }
     if (n <= kMaxCand) {
         int len = 1;
         while (len < n) len <<= 1;
@@ -572,66 +726,25 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
         __syncthreads();
         bitonic_sort_desc(cand, len);
     } else {
-        // Every pass reads the column in chunks of kChunk: thread tid takes the kPer consecutive
-        // elements i0 + tid * kPer + u (loads first, so each thread has kPer of them in flight).
-        uint32_t keys[kPer];
-        auto load_batch = [&](int i0) {
-#pragma unroll
-            for (int u = 0; u < kPer; ++u) {
-                const int i = i0 + tid * kPer + u;
-                keys[u] = i < n ? key_at(i) : 0u;
-            }
-        };
-        // 1. radix select of the k-th largest key K*
-        uint32_t prefix = 0, mask = 0, remaining = uint32_t(p.k), n_eq = 0;
-        const int shifts[3] = {21, 10, 0};  // 11-bit digits; the last overlaps bit 10 (harmless)
-        for (int pass = 0; pass < 3; ++pass) {
-            const int sh = shifts[pass];
-            for (int i = tid; i < kBins; i += kTopkThreads) hist[i] = 0;
-            __syncthreads();
-            for (int i0 = 0; i0 < n; i0 += kChunk) {
-                load_batch(i0);
-#pragma unroll
-                for (int u = 0; u < kPer; ++u)
-                    if (i0 + tid * kPer + u < n && (keys[u] & mask) == prefix)
-                        atomicAdd(&hist[(keys[u] >> sh) & (kBins - 1)], 1u);
-            }
-            __syncthreads();
-            // thread tid owns bins 2c, 2c + 1 of chunk c = kTopkThreads - 1 - tid, so the scan in
-            // thread order counts keys in chunks at and above c
-            const int c = kTopkThreads - 1 - tid;
-            const uint32_t lo = hist[2 * c], hi = hist[2 * c + 1];
-            const uint32_t incl = block_inclusive_scan(lo + hi, warp_tot);
-            const uint32_t above = incl - lo - hi;  // keys in higher bins
-            if (above < remaining && above + hi >= remaining) {
-                found[0] = uint32_t(2 * c + 1);
-                found[1] = remaining - above;
-                found[2] = hi;
-            } else if (above + hi < remaining && above + hi + lo >= remaining) {
-                found[0] = uint32_t(2 * c);
-                found[1] = remaining - above - hi;
-                found[2] = lo;
-            }
-            __syncthreads();
-            prefix |= found[0] << sh;
-            mask |= uint32_t(kBins - 1) << sh;
-            remaining = found[1];
-            n_eq = found[2];  // after the last pass: the number of keys == K*
-            __syncthreads();  // found is rewritten by the next pass
-        }
-        // 2. collect every key > K* (slots [0, n_greater), any order) and the first `remaining`
-        //    keys == K* by index (slots [n_greater, k))
-        const uint32_t kstar = prefix;
+        const Threshold th = radix_select(key_at, n, uint32_t(p.k), hist, warp_tot, found);
+        // collect every key > K* (slots [0, n_greater), any order) and the first `remaining` keys
+        // == K* by index (slots [n_greater, k)), then sort them
+        const uint32_t kstar = th.kstar, remaining = th.remaining;
         const uint32_t n_greater = uint32_t(p.k) - remaining;
         if (tid == 0) {
             found[3] = 0;  // keys > K* placed so far
             found[0] = 0;  // keys == K* placed so far (fast path)
         }
         __syncthreads();
-        const bool all_ties = n_eq == remaining;  // the usual case: no index order needed
+        const bool all_ties = th.n_eq == remaining;  // the usual case: no index order needed
         uint32_t ties_before = 0;
+        uint32_t keys[kPer];
         for (int i0 = 0; i0 < n; i0 += kChunk) {  // block-uniform trip count
-            load_batch(i0);
+#pragma unroll
+            for (int u = 0; u < kPer; ++u) {
+                const int i = i0 + tid * kPer + u;
+                keys[u] = i < n ? key_at(i) : 0u;
+            }
             uint32_t my_eq = 0;
 #pragma unroll
             for (int u = 0; u < kPer; ++u) {
@@ -658,6 +771,13 @@ __global__ void __launch_bounds__(kTopkThreads) top_k_kernel(TopkParams p) {
             ties_before += total;
         }
         for (int i = p.k + tid; i < p.pow2; i += kTopkThreads) cand[i] = 0ull;
+        __syncthreads();
+        bitonic_sort_desc(cand, p.pow2);
+    }
+    if (p.by_index) {
+        // a column longer than the bitmap: the k best, sorted again by index alone (~index
+        // descending), -1 places last
+        for (int i = tid; i < p.pow2; i += kTopkThreads) cand[i] = i < n_out ? cand[i] & 0xffffffffull : 0ull;
         __syncthreads();
         bitonic_sort_desc(cand, p.pow2);
     }
@@ -777,6 +897,7 @@ void cuda_op_top_k(CudaContext& ctx, glm_tensor* dst) {
     p.k = k;
     p.pow2 = 1;
     while (p.pow2 < k) p.pow2 <<= 1;
+    p.by_index = dst->params[1].i;
     const bool multi_block = n > kMaxCand && ncols <= kMbMaxCols && a->type == GLM_TYPE_F32 && a->nb[0] == 4 &&
                              reinterpret_cast<uintptr_t>(a->data) % 16 == 0 && (ncols == 1 || a->nb[1] % 16 == 0);
     if (!multi_block) {

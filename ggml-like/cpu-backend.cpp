@@ -451,7 +451,8 @@ void op_top_k(glm_tensor* dst) {
         // With q_pos only entries 0..q_pos[c] are candidates (clamped to the column).
         const int64_t n = q_pos ? std::clamp<int64_t>(int64_t(load_i32(q_pos, c)) + 1, 0, a->ne[0]) : a->ne[0];
         col.resize(size_t(n));
-        const std::vector<int32_t> best = top_k_indices(col, int(std::min<int64_t>(k, n)));
+        std::vector<int32_t> best = top_k_indices(col, int(std::min<int64_t>(k, n)));
+        if (dst->params[1].i) std::sort(best.begin(), best.end());  // glm_top_k_by_index
         for (int j = 0; j < k; ++j) store_i32(dst, j < int(best.size()) ? best[size_t(j)] : -1, j, c);
         col.resize(size_t(a->ne[0]));
     }

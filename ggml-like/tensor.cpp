@@ -403,6 +403,12 @@ glm_tensor* glm_top_k(glm_context& ctx, glm_tensor* a, int k, glm_tensor* q_pos)
     return t;
 }
 
+glm_tensor* glm_top_k_by_index(glm_context& ctx, glm_tensor* a, int k, glm_tensor* q_pos) {
+    glm_tensor* t = glm_top_k(ctx, a, k, q_pos);
+    t->params[1].i = 1;
+    return t;
+}
+
 glm_tensor* glm_moe_select(glm_context& ctx, glm_tensor* probs, glm_tensor* bias, int k, int n_group,
                            int topk_group) {
     GLM_ASSERT(probs->type == GLM_TYPE_F32 && probs->ne[2] == 1 && probs->ne[3] == 1);

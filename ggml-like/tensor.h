@@ -220,6 +220,10 @@ glm_tensor* glm_indexer(glm_context& ctx, glm_tensor* q, glm_tensor* k, glm_tens
 // With q_pos (I32 [ncols]), column c's candidates are entries 0..q_pos[c] only (a graph built for the
 // whole context then costs what the filled part costs); places past the candidates hold -1.
 glm_tensor* glm_top_k(glm_context& ctx, glm_tensor* a, int k, glm_tensor* q_pos = nullptr);
+// The same selection as glm_top_k, listed by ascending index (-1 places still last): for consumers
+// that need the set only (attention over the DSA selection). A GPU skips the sort by value, and the
+// attention then reads the cache in position order. p.i[1] = 1.
+glm_tensor* glm_top_k_by_index(glm_context& ctx, glm_tensor* a, int k, glm_tensor* q_pos = nullptr);
 // probs: F32 [E, T] (sigmoid scores); bias: F32 [E] or null (added for the choice only).
 // Group stage: experts split into n_group equal groups, a group's score is the sum of its two best
 // biased scores, the topk_group best groups stay eligible (the others are masked to -inf, as

@@ -76,7 +76,7 @@ struct DecodeGraph {
         q_pos = glm_set_name(ctx.new_tensor_1d(GLM_TYPE_I32, kS), "q_pos");
         q_pos->flags |= GLM_FLAG_INPUT;
         scores = glm_set_name(glm_indexer(ctx, q_idx, k_idx, w, q_pos, 0.25f), "idx_scores");
-        ids = glm_set_name(glm_top_k(ctx, scores, kTopK, q_pos), "top_k");
+        ids = glm_set_name(glm_top_k_by_index(ctx, scores, kTopK, q_pos), "top_k");  // as the engine
         glm_tensor* k = glm_set_name(glm_view_3d(ctx, cache, kDk, 1, kT, cache->nb[1], cache->nb[1], 0), "k_view");
         glm_tensor* v = glm_set_name(glm_view_3d(ctx, cache, kDv, 1, kT, cache->nb[1], cache->nb[1], 0), "v_view");
         out = glm_set_name(glm_attn(ctx, q, k, v, q_pos, ids, float(1.0 / std::sqrt(double(kDk)))), "attn_out");
@@ -133,7 +133,8 @@ bool same_bytes(const Outputs& a, const Outputs& b) {
            std::memcmp(a.out.data(), b.out.data(), a.out.size() * 4) == 0;
 }
 
-// top_k of column s of the scores as tensor.h defines it (candidates 0..q_pos[s], -1 after).
+// glm_top_k_by_index of column s of the scores as tensor.h defines it (candidates 0..q_pos[s], the
+// selection by position, -1 after).
 std::vector<int32_t> expected_ids(const std::vector<float>& scores, int32_t p) {
     std::vector<int32_t> r;
     for (int64_t s = 0; s < kS; ++s) {
@@ -143,7 +144,9 @@ std::vector<int32_t> expected_ids(const std::vector<float>& scores, int32_t p) {
         std::iota(idx.begin(), idx.end(), 0);
         const float* col = scores.data() + s * kT;
         std::stable_sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return col[a] > col[b]; });
-        for (int j = 0; j < kTopK; ++j) r.push_back(j < n ? idx[size_t(j)] : -1);
+        idx.resize(size_t(std::min<int64_t>(kTopK, n)));
+        std::sort(idx.begin(), idx.end());  // glm_top_k_by_index lists the selection by position
+        for (int j = 0; j < kTopK; ++j) r.push_back(j < int64_t(idx.size()) ? idx[size_t(j)] : -1);
     }
     return r;
 }

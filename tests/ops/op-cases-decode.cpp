@@ -39,8 +39,8 @@ constexpr Tolerance TOL_ATTN_TC{3e-5, INF};   // CUDA MQA tensor-core path: bf16
 // ---- attention over top-k key_ids --------------------------------------------------------------
 
 // The bytes of a GLM_OP_TOP_K result computed on the host from its leaves (scores, q_pos): column c
-// holds the k largest of entries 0..q_pos[c] in descending order (ties: lower index first), -1 past
-// the candidates. Laid out like the node's own bytes, so any view of it reads through read_element.
+// holds the k largest of entries 0..q_pos[c] in descending order (ties: lower index first; by
+// ascending index for glm_top_k_by_index), -1 past the candidates. Laid out like the node's own bytes, so any view of it reads through read_element.
 std::vector<uint8_t> top_k_bytes(const OpBuild& b, const glm_tensor* top_k) {
     const glm_tensor *scores = top_k->src[0], *q_pos = top_k->src[1];
     const int64_t n = scores->ne[0], k = top_k->ne[0];
@@ -52,7 +52,9 @@ std::vector<uint8_t> top_k_bytes(const OpBuild& b, const glm_tensor* top_k) {
         std::vector<int32_t> idx(static_cast<size_t>(n_cand));
         std::iota(idx.begin(), idx.end(), 0);
         std::stable_sort(idx.begin(), idx.end(), [&](int32_t x, int32_t y) { return val[size_t(x)] > val[size_t(y)]; });
-        for (int64_t j = 0; j < k; ++j) ids.push_back(j < n_cand ? idx[size_t(j)] : -1);
+        idx.resize(size_t(std::min(k, n_cand)));
+        if (top_k->params[1].i) std::sort(idx.begin(), idx.end());  // glm_top_k_by_index
+        for (int64_t j = 0; j < k; ++j) ids.push_back(j < int64_t(idx.size()) ? idx[size_t(j)] : -1);
     }
     std::vector<uint8_t> bytes(ids.size() * sizeof(int32_t));
     std::memcpy(bytes.data(), ids.data(), bytes.size());
@@ -136,7 +138,8 @@ void add_top_k_attn_cases(std::vector<OpCase>& cases) {
                 glm_tensor* top_k = glm_top_k(b.ctx, scores, int(kTopK), b.i32({2}, {g.pos[0], g.pos[0] - 300}));
                 kid = glm_reshape_2d(b.ctx, top_k, 2 * kTopK, 1);
             } else {
-                glm_tensor* top_k = glm_top_k(b.ctx, distinct_scores(b, g.n_scores, S), int(kTopK), qp);
+                // the engine's selection (by index); the joined columns above keep the sorted one
+                glm_tensor* top_k = glm_top_k_by_index(b.ctx, distinct_scores(b, g.n_scores, S), int(kTopK), qp);
                 kid = g.view == 1 ? glm_view_2d(b.ctx, top_k, 1000, S, top_k->nb[1], 24 * sizeof(int32_t)) : top_k;
             }
             b.in = {q, k, v, qp, kid};

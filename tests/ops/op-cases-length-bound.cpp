@@ -227,12 +227,14 @@ void add_top_k_cases(std::vector<OpCase>& cases) {
     for (const TopK& g : {TopK{202753, 2048, {3000}}, TopK{202753, 2048, {100}}, TopK{202753, 2048, {250000}},
                           TopK{202753, 2048, {202752}}, TopK{202753, 2048, {5000, 100, 202752}},
                           TopK{202753, 2048, {-1, 4095, 4096}}, TopK{3000, 64, {10, 2000}},
-                          TopK{20000, 2048, {5000, 19999}, true}, TopK{131072, 2048, {70000}, false, true}}) {
+                          TopK{20000, 2048, {5000, 19999}, true}, TopK{131072, 2048, {70000}, false, true},
+                          TopK{300000, 2048, {299999, 280000}}})
+    for (bool by_index : {false, true}) {  // glm_top_k and glm_top_k_by_index (the same set, by index)
         const int64_t cols = int64_t(g.pos.size());
         OpCase c;
-        c.name = fmt::format("top_k length-bound n={} cols={} k={} q_pos={}{}{}", g.n, cols, g.k, fmt::join(g.pos, ","),
-                             g.strided ? " strided" : "", g.ties ? " ties" : "");
-        c.build = [g, cols](OpBuild& b) {
+        c.name = fmt::format("top_k{} length-bound n={} cols={} k={} q_pos={}{}{}", by_index ? "_by_index" : "", g.n, cols,
+                             g.k, fmt::join(g.pos, ","), g.strided ? " strided" : "", g.ties ? " ties" : "");
+        c.build = [g, cols, by_index](OpBuild& b) {
             // distinct values: a random permutation (times 1/4) plus noise below the spacing
             const int64_t rows = g.strided ? g.n + 3 : g.n;
             auto perm = std::make_shared<std::vector<int32_t>>(b.rng.distinct(rows * cols, rows * cols));
@@ -244,9 +246,9 @@ void add_top_k_cases(std::vector<OpCase>& cases) {
             if (g.strided) a = glm_view_2d(b.ctx, a, g.n, cols, a->nb[1], 4);
             glm_tensor* qp = b.i32({cols}, g.pos);
             b.in = {a, qp};
-            return glm_top_k(b.ctx, a, g.k, qp);
+            return by_index ? glm_top_k_by_index(b.ctx, a, g.k, qp) : glm_top_k(b.ctx, a, g.k, qp);
         };
-        c.reference = [](const OpBuild& b, const glm_tensor* out) {
+        c.reference = [by_index](const OpBuild& b, const glm_tensor* out) {
             const glm_tensor *a = b.in[0], *qp = b.in[1];
             const int64_t n = a->ne[0], k = out->ne[0];
             Ref r;
@@ -257,7 +259,9 @@ void add_top_k_cases(std::vector<OpCase>& cases) {
                 std::vector<int64_t> idx(static_cast<size_t>(n_cand));
                 std::iota(idx.begin(), idx.end(), 0);
                 std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return val[size_t(x)] > val[size_t(y)]; });
-                for (int64_t j = 0; j < k; ++j) r.push_back(j < n_cand ? double(idx[size_t(j)]) : -1.0);
+                idx.resize(size_t(std::min(k, n_cand)));
+                if (by_index) std::sort(idx.begin(), idx.end());
+                for (int64_t j = 0; j < k; ++j) r.push_back(j < int64_t(idx.size()) ? double(idx[size_t(j)]) : -1.0);
             }
             return r;
         };

@@ -800,17 +800,27 @@ std::vector<OpCase> make_cases() {
         std::stable_sort(idx.begin(), idx.end(), [&](int32_t x, int32_t y) { return b.get(a, x, col) > b.get(a, y, col); });
         return idx;
     };
+    // glm_top_k_by_index: the same first k, listed by ascending index.
+    auto selection = [sorted_desc](const OpBuild& b, const glm_tensor* a, int64_t col, int64_t k, bool by_index) {
+        std::vector<int32_t> idx = sorted_desc(b, a, col);
+        idx.resize(size_t(k));
+        if (by_index) std::sort(idx.begin(), idx.end());
+        return idx;
+    };
     struct TopK { int64_t n, cols; int k; bool strided; };
-    for (TopK g : {TopK{23, 4, 5, false}, TopK{7, 2, 7, false}, TopK{1, 3, 1, false}, TopK{40, 3, 8, true}}) {
-        add(fmt::format("top_k n={} cols={} k={}{}", g.n, g.cols, g.k, g.strided ? " strided" : ""),
-            [g](OpBuild& b) {
+    for (TopK g : {TopK{23, 4, 5, false}, TopK{7, 2, 7, false}, TopK{1, 3, 1, false}, TopK{40, 3, 8, true}})
+    for (bool by_index : {false, true}) {
+        add(fmt::format("top_k{} n={} cols={} k={}{}", by_index ? "_by_index" : "", g.n, g.cols, g.k, g.strided ? " strided" : ""),
+            [g, by_index](OpBuild& b) {
                 glm_tensor* a = b.values(GLM_TYPE_F32, {g.strided ? g.n + 3 : g.n, g.cols}, distinct_values(b.rng, 1000));
                 if (g.strided) a = glm_view_2d(b.ctx, a, g.n, g.cols, a->nb[1], 4);
                 b.in = {a};
-                return glm_top_k(b.ctx, a, g.k);
+                return by_index ? glm_top_k_by_index(b.ctx, a, g.k) : glm_top_k(b.ctx, a, g.k);
             },
-            [sorted_desc](const OpBuild& b, const glm_tensor* out) {
-                return map_out(out, [&](int64_t j, int64_t c, int64_t, int64_t) { return double(sorted_desc(b, b.in[0], c)[size_t(j)]); });
+            [selection, by_index](const OpBuild& b, const glm_tensor* out) {
+                return map_out(out, [&](int64_t j, int64_t c, int64_t, int64_t) {
+                    return double(selection(b, b.in[0], c, out->ne[0], by_index)[size_t(j)]);
+                });
             },
             TOL_EXACT);
     }
@@ -822,10 +832,11 @@ std::vector<OpCase> make_cases() {
     for (TopKBig g : {TopKBig{10000, 2, 2048, 0}, TopKBig{10000, 2, 2048, 1}, TopKBig{5000, 2, 2048, 2},
                       TopKBig{131072, 2, 2048, 0}, TopKBig{131072, 1, 2048, 1}, TopKBig{131072, 1, 2048, 2},
                       TopKBig{131072, 3, 2048, 3}, TopKBig{202753, 1, 2048, 0},
-                      TopKBig{70000, 1, 2048, 0}}) {
-        add(fmt::format("top_k long n={} cols={} k={} {}", g.n, g.cols, g.k,
+                      TopKBig{70000, 1, 2048, 0}, TopKBig{4096, 1, 2048, 1}, TopKBig{2050, 2, 2048, 0}})
+    for (bool by_index : {false, true}) {
+        add(fmt::format("top_k{} long n={} cols={} k={} {}", by_index ? "_by_index" : "", g.n, g.cols, g.k,
                         g.mode == 0 ? "distinct" : g.mode == 1 ? "ties" : g.mode == 2 ? "-inf tail" : "few ties"),
-            [g](OpBuild& b) {
+            [g, by_index](OpBuild& b) {
                 std::function<double(int64_t)> gen = distinct_values(b.rng, g.n * g.cols);
                 if (g.mode == 1) gen = [&b](int64_t) { return double(b.rng.randint(-50, 50)); };
                 if (g.mode == 3) gen = [&b](int64_t) { return double(b.rng.randint(-5000, 5000)); };
@@ -836,11 +847,11 @@ std::vector<OpCase> make_cases() {
                 }
                 glm_tensor* a = b.values(GLM_TYPE_F32, {g.n, g.cols}, gen);
                 b.in = {a};
-                return glm_top_k(b.ctx, a, g.k);
+                return by_index ? glm_top_k_by_index(b.ctx, a, g.k) : glm_top_k(b.ctx, a, g.k);
             },
-            [sorted_desc](const OpBuild& b, const glm_tensor* out) {
+            [selection, by_index](const OpBuild& b, const glm_tensor* out) {
                 std::vector<std::vector<int32_t>> cols;
-                for (int64_t c = 0; c < out->ne[1]; ++c) cols.push_back(sorted_desc(b, b.in[0], c));
+                for (int64_t c = 0; c < out->ne[1]; ++c) cols.push_back(selection(b, b.in[0], c, out->ne[0], by_index));
                 return map_out(out, [&](int64_t j, int64_t c, int64_t, int64_t) { return double(cols[size_t(c)][size_t(j)]); });
             },
             TOL_EXACT);
