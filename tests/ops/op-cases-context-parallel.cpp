@@ -21,7 +21,6 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <numeric>
 
 #include <fmt/ranges.h>
 
@@ -75,15 +74,9 @@ std::vector<int32_t> host_ids(const OpBuild& b, const glm_tensor* t) {
     const int64_t n0 = t->ne[0], n1 = t->ne[1];
     std::vector<int32_t> r(static_cast<size_t>(n0 * n1));
     if (t->op == GLM_OP_TOP_K) {
-        const glm_tensor *scores = t->src[0], *q_pos = t->src[1];
-        const int64_t n = scores->ne[0];
         for (int64_t c = 0; c < n1; ++c) {
-            const int64_t n_cand = q_pos ? std::clamp<int64_t>(int64_t(b.geti(q_pos, c)) + 1, 0, n) : n;
-            std::vector<int32_t> idx(static_cast<size_t>(n_cand));
-            std::iota(idx.begin(), idx.end(), 0);
-            std::stable_sort(idx.begin(), idx.end(),
-                             [&](int32_t x, int32_t y) { return b.get(scores, x, c) > b.get(scores, y, c); });
-            for (int64_t j = 0; j < n0; ++j) r[size_t(j + n0 * c)] = j < n_cand ? idx[size_t(j)] : -1;
+            const std::vector<int32_t> col = top_k_reference(b, t, c);
+            std::copy(col.begin(), col.end(), r.begin() + n0 * c);
         }
     } else if (t->op == GLM_OP_TOPK_MERGE) {
         // The k best of `all` by score (descending), ties by the lower position; own entries kept.

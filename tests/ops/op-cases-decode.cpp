@@ -20,7 +20,6 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <numeric>
 
 #include <fmt/ranges.h>
 
@@ -38,23 +37,13 @@ constexpr Tolerance TOL_ATTN_TC{3e-5, INF};   // CUDA MQA tensor-core path: bf16
 
 // ---- attention over top-k key_ids --------------------------------------------------------------
 
-// The bytes of a GLM_OP_TOP_K result computed on the host from its leaves (scores, q_pos): column c
-// holds the k largest of entries 0..q_pos[c] in descending order (ties: lower index first; by
-// ascending index for glm_top_k_by_index), -1 past the candidates. Laid out like the node's own bytes, so any view of it reads through read_element.
+// The bytes of a GLM_OP_TOP_K result computed on the host from its leaves (top_k_reference), laid
+// out like the node's own bytes, so any view of it reads through read_element.
 std::vector<uint8_t> top_k_bytes(const OpBuild& b, const glm_tensor* top_k) {
-    const glm_tensor *scores = top_k->src[0], *q_pos = top_k->src[1];
-    const int64_t n = scores->ne[0], k = top_k->ne[0];
     std::vector<int32_t> ids;
-    for (int64_t c = 0; c < scores->ne[1]; ++c) {
-        const int64_t n_cand = std::clamp<int64_t>(int64_t(b.geti(q_pos, c)) + 1, 0, n);
-        std::vector<double> val(static_cast<size_t>(n_cand));
-        for (int64_t i = 0; i < n_cand; ++i) val[size_t(i)] = b.get(scores, i, c);
-        std::vector<int32_t> idx(static_cast<size_t>(n_cand));
-        std::iota(idx.begin(), idx.end(), 0);
-        std::stable_sort(idx.begin(), idx.end(), [&](int32_t x, int32_t y) { return val[size_t(x)] > val[size_t(y)]; });
-        idx.resize(size_t(std::min(k, n_cand)));
-        if (top_k->params[1].i) std::sort(idx.begin(), idx.end());  // glm_top_k_by_index
-        for (int64_t j = 0; j < k; ++j) ids.push_back(j < int64_t(idx.size()) ? idx[size_t(j)] : -1);
+    for (int64_t c = 0; c < top_k->ne[1]; ++c) {
+        const std::vector<int32_t> col = top_k_reference(b, top_k, c);
+        ids.insert(ids.end(), col.begin(), col.end());
     }
     std::vector<uint8_t> bytes(ids.size() * sizeof(int32_t));
     std::memcpy(bytes.data(), ids.data(), bytes.size());

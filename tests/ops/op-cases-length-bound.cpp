@@ -10,7 +10,6 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#include <numeric>
 
 #include <fmt/ranges.h>
 
@@ -248,21 +247,10 @@ void add_top_k_cases(std::vector<OpCase>& cases) {
             b.in = {a, qp};
             return by_index ? glm_top_k_by_index(b.ctx, a, g.k, qp) : glm_top_k(b.ctx, a, g.k, qp);
         };
-        c.reference = [by_index](const OpBuild& b, const glm_tensor* out) {
-            const glm_tensor *a = b.in[0], *qp = b.in[1];
-            const int64_t n = a->ne[0], k = out->ne[0];
+        c.reference = [](const OpBuild& b, const glm_tensor* out) {
             Ref r;
-            for (int64_t col = 0; col < a->ne[1]; ++col) {
-                const int64_t n_cand = std::clamp<int64_t>(int64_t(b.geti(qp, col)) + 1, 0, n);
-                std::vector<double> val(static_cast<size_t>(n_cand));
-                for (int64_t i = 0; i < n_cand; ++i) val[size_t(i)] = b.get(a, i, col);
-                std::vector<int64_t> idx(static_cast<size_t>(n_cand));
-                std::iota(idx.begin(), idx.end(), 0);
-                std::stable_sort(idx.begin(), idx.end(), [&](int64_t x, int64_t y) { return val[size_t(x)] > val[size_t(y)]; });
-                idx.resize(size_t(std::min(k, n_cand)));
-                if (by_index) std::sort(idx.begin(), idx.end());
-                for (int64_t j = 0; j < k; ++j) r.push_back(j < int64_t(idx.size()) ? double(idx[size_t(j)]) : -1.0);
-            }
+            for (int64_t col = 0; col < out->ne[1]; ++col)
+                for (int32_t id : top_k_reference(b, out, col)) r.push_back(double(id));
             return r;
         };
         c.tol = TOL_EXACT;

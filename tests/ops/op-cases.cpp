@@ -800,13 +800,6 @@ std::vector<OpCase> make_cases() {
         std::stable_sort(idx.begin(), idx.end(), [&](int32_t x, int32_t y) { return b.get(a, x, col) > b.get(a, y, col); });
         return idx;
     };
-    // glm_top_k_by_index: the same first k, listed by ascending index.
-    auto selection = [sorted_desc](const OpBuild& b, const glm_tensor* a, int64_t col, int64_t k, bool by_index) {
-        std::vector<int32_t> idx = sorted_desc(b, a, col);
-        idx.resize(size_t(k));
-        if (by_index) std::sort(idx.begin(), idx.end());
-        return idx;
-    };
     struct TopK { int64_t n, cols; int k; bool strided; };
     for (TopK g : {TopK{23, 4, 5, false}, TopK{7, 2, 7, false}, TopK{1, 3, 1, false}, TopK{40, 3, 8, true}})
     for (bool by_index : {false, true}) {
@@ -817,10 +810,8 @@ std::vector<OpCase> make_cases() {
                 b.in = {a};
                 return by_index ? glm_top_k_by_index(b.ctx, a, g.k) : glm_top_k(b.ctx, a, g.k);
             },
-            [selection, by_index](const OpBuild& b, const glm_tensor* out) {
-                return map_out(out, [&](int64_t j, int64_t c, int64_t, int64_t) {
-                    return double(selection(b, b.in[0], c, out->ne[0], by_index)[size_t(j)]);
-                });
+            [](const OpBuild& b, const glm_tensor* out) {
+                return map_out(out, [&](int64_t j, int64_t c, int64_t, int64_t) { return double(top_k_reference(b, out, c)[size_t(j)]); });
             },
             TOL_EXACT);
     }
@@ -849,9 +840,9 @@ std::vector<OpCase> make_cases() {
                 b.in = {a};
                 return by_index ? glm_top_k_by_index(b.ctx, a, g.k) : glm_top_k(b.ctx, a, g.k);
             },
-            [selection, by_index](const OpBuild& b, const glm_tensor* out) {
+            [](const OpBuild& b, const glm_tensor* out) {
                 std::vector<std::vector<int32_t>> cols;
-                for (int64_t c = 0; c < out->ne[1]; ++c) cols.push_back(selection(b, b.in[0], c, out->ne[0], by_index));
+                for (int64_t c = 0; c < out->ne[1]; ++c) cols.push_back(top_k_reference(b, out, c));
                 return map_out(out, [&](int64_t j, int64_t c, int64_t, int64_t) { return double(cols[size_t(c)][size_t(j)]); });
             },
             TOL_EXACT);

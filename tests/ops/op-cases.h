@@ -156,5 +156,9 @@ std::vector<double> attn_reference(const OpBuild& b, const glm_tensor* out);
 // once; none gives zeros), softmax of scale (out's param) * q.k; shared by the attention op cases.
 std::vector<double> attn_reference_over(const OpBuild& b, const glm_tensor* out,
                                         const std::function<std::vector<int64_t>(int64_t)>& keys_of);
+// Column col of a GLM_OP_TOP_K node as tensor.h defines it, from its sources' host bytes: the k largest
+// of entries 0..q_pos[col] (all of them without q_pos) by descending value, ties by the lower index
+// (by ascending index for glm_top_k_by_index), -1 past the candidates.
+std::vector<int32_t> top_k_reference(const OpBuild& b, const glm_tensor* top_k, int64_t col);
 
 }  // namespace optest

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <set>
 
 #include "tests/ops/format-ref.h"
@@ -378,6 +379,22 @@ Ref mul_mat_id_reference(const OpBuild& b, const glm_tensor* out) {
             }
         }
     return r;
+}
+
+std::vector<int32_t> top_k_reference(const OpBuild& b, const glm_tensor* top_k, int64_t col) {
+    GLM_ASSERT(top_k->op == GLM_OP_TOP_K);
+    const glm_tensor *scores = top_k->src[0], *q_pos = top_k->src[1];
+    const int64_t n = scores->ne[0], k = top_k->ne[0];
+    const int64_t n_cand = q_pos ? std::clamp<int64_t>(int64_t(b.geti(q_pos, col)) + 1, 0, n) : n;
+    std::vector<double> val(static_cast<size_t>(n_cand));
+    for (int64_t i = 0; i < n_cand; ++i) val[size_t(i)] = b.get(scores, i, col);
+    std::vector<int32_t> idx(static_cast<size_t>(n_cand));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int32_t x, int32_t y) { return val[size_t(x)] > val[size_t(y)]; });
+    idx.resize(size_t(std::min(k, n_cand)));
+    if (top_k->params[1].i) std::sort(idx.begin(), idx.end());  // glm_top_k_by_index
+    idx.resize(size_t(k), -1);
+    return idx;
 }
 
 }  // namespace optest
